@@ -1,0 +1,52 @@
+"""`da3_ros <command> ...`: one entry point for the offline tools.
+
+Each command lives in its own module and is imported only when it is run, so
+`da3_ros run-offline` never imports rclpy and `da3_ros replay` never imports torch
+before it needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Dict, Sequence, Tuple
+
+# command -> (module, function taking argv, one-line help)
+COMMANDS: Dict[str, Tuple[str, str, str]] = {
+    "run-offline": ("da3_ros.stream.offline", "main", "run the pipeline on images, a video or a bag; write depth, map, trajectory"),
+    "replay": ("da3_ros.ros.replay", "main", "publish a rosbag2 (sqlite3 or MCAP) over DDS with /clock"),
+    "process-bag": ("da3_ros.ros.process_bag", "main", "run the node's pipeline on a bag without DDS; write an output bag"),
+    "bench": ("da3_ros.bench", "main", "GPU benchmark: incremental path vs the official network"),
+    "export-onnx": ("da3_ros.model.export", "main", "export the window network to ONNX for TensorRT"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: da3_ros <command> [args]", "", "commands:"]
+    for name, (_, _, text) in COMMANDS.items():
+        lines.append(f"  {name:<12} {text}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"da3_ros: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            print(f"da3_ros: command {name!r} is not available in this build ({module_name} missing)", file=sys.stderr)
+            return 2
+        raise
+    return int(getattr(module, func_name)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
