@@ -1,0 +1,7 @@
+"""da3_ros.io: camera streams in, results out. NumPy, Pillow and rosbags only (no rclpy, no torch).
+
+  images   ROS image buffers <-> arrays (replaces cv_bridge)
+  sources  image folder / video / rosbag2 -> SourceFrame stream (`open_source`)
+  writers  PLY, TUM trajectories, millimetre depth PNG, JSON
+  bags     rosbag2 reading/writing helpers and message builders on `rosbags`
+"""

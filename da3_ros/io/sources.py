@@ -1,0 +1,389 @@
+"""Offline camera streams: an image folder, a video file or a rosbag2.
+
+`open_source(path)` picks the kind from the path and returns a `Source`, an
+iterable of `SourceFrame` (re-iterable: each `iter()` starts from the first
+frame). Images are HxWx3 uint8 RGB, C-contiguous and writable.
+
+Image folder layout:
+    frames/
+      000000.png, 000001.jpg, ...   *.png / *.jpg / *.jpeg, natural sort order
+                                    (frame2 before frame10)
+      timestamps.txt   (optional)   either one stamp in seconds per line, in
+                                    image order, or "<file name> <stamp>" lines;
+                                    '#' lines and blank lines are ignored.
+                                    Without it: stamp = index / 30.0 s.
+      intrinsics.json  (optional)   {"fx": .., "fy": .., "cx": .., "cy": ..} or
+                                    {"K": [[..],[..],[..]]}, pixels at the images'
+                                    own resolution; used for every frame.
+
+Video (.mp4 .avi .mkv .mov .webm): needs PyAV (`pip install av`); stamps are the
+frames' presentation times in seconds; no intrinsics.
+
+rosbag2 (directory with metadata.yaml, or a .mcap / .db3 file): images from a
+sensor_msgs/Image or CompressedImage topic, stamps from their headers, K from
+the latest CameraInfo whose header stamp is at or before the image's.
+Messages that cannot be decoded are skipped with a logged warning.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import bags
+from .images import ImageDecodeError, decode_compressed, decode_image, pil_to_rgb
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+DEFAULT_FOLDER_FPS = 30.0
+
+
+class SourceError(ValueError):
+    """A path or option that does not describe a usable camera stream."""
+
+
+@dataclass
+class SourceFrame:
+    """One frame of an offline stream.
+
+    stamp: capture time, seconds. image: HxWx3 uint8 RGB.
+    intrinsics: 3x3 float64 pinhole K in pixels of this image, or None.
+    """
+
+    stamp: float
+    image: np.ndarray
+    intrinsics: Optional[np.ndarray] = None
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+class Source:
+    """Iterable of SourceFrame. `kind` is "folder", "video" or "bag".
+
+    `len()` works when the frame count is known up front (`length` is not
+    None); for bags it counts image messages, an upper bound if some are bad.
+    """
+
+    kind: str = ""
+
+    def __init__(self, path: PathLike, max_frames: Optional[int] = None):
+        if max_frames is not None and max_frames < 0:
+            raise SourceError(f"max_frames must be >= 0, got {max_frames}")
+        self.path = Path(path)
+        self.max_frames = max_frames
+        self.length: Optional[int] = None
+
+    def __iter__(self) -> Iterator[SourceFrame]:
+        count = 0
+        if self.max_frames == 0:
+            return
+        for frame in self._frames():
+            yield frame
+            count += 1
+            if self.max_frames is not None and count >= self.max_frames:
+                return
+
+    def __len__(self) -> int:
+        if self.length is None:
+            # TypeError is what len() raises for unsized objects; list() then ignores it
+            raise TypeError(f"{self.kind} source {self.path} has no known length")
+        return self.length if self.max_frames is None else min(self.length, self.max_frames)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind} {str(self.path)!r} length={self.length}>"
+
+    def _frames(self) -> Iterator[SourceFrame]:
+        raise NotImplementedError
+
+
+def open_source(
+    path: PathLike,
+    image_topic: Optional[str] = None,
+    camera_info_topic: Optional[str] = None,
+    max_frames: Optional[int] = None,
+) -> Source:
+    """Open an image folder, a video file or a rosbag2 as a Source (see module doc)."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{p}: no such file or directory")
+    if bags.is_bag_path(p):
+        return BagSource(p, image_topic, camera_info_topic, max_frames)
+    if image_topic is not None or camera_info_topic is not None:
+        raise SourceError(f"{p}: image_topic/camera_info_topic are only for rosbag2 inputs")
+    if p.is_dir():
+        return FolderSource(p, max_frames)
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoSource(p, max_frames)
+    raise SourceError(
+        f"{p}: not an image folder, a video ({' '.join(VIDEO_SUFFIXES)}) or a rosbag2 "
+        "(directory with metadata.yaml, .mcap or .db3 file)"
+    )
+
+
+# ---------------------------------------------------------------- image folder
+
+
+def _natural_key(name: str) -> Tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _read_intrinsics_json(path: Path) -> np.ndarray:
+    try:
+        data = json.loads(path.read_text())
+        if "K" in data:
+            K = np.asarray(data["K"], dtype=np.float64).reshape(3, 3)
+        else:
+            K = np.array(
+                [[data["fx"], 0.0, data["cx"]], [0.0, data["fy"], data["cy"]], [0.0, 0.0, 1.0]], dtype=np.float64
+            )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f'{path}: expected {{"fx","fy","cx","cy"}} or {{"K": 3x3}}: {exc!r}') from exc
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise SourceError(f"{path}: focal lengths must be finite and > 0, got K={K.tolist()}")
+    return K
+
+
+def _read_timestamps(path: Path, names: Sequence[str]) -> List[float]:
+    """Stamps for `names` from timestamps.txt: plain stamps in order, or 'name stamp' lines."""
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    try:
+        if all(len(ln.split()) == 1 for ln in lines):
+            stamps = [float(ln) for ln in lines]
+            if len(stamps) != len(names):
+                raise SourceError(f"{path}: {len(stamps)} stamps for {len(names)} images")
+            return stamps
+        by_name: Dict[str, float] = {}
+        for ln in lines:
+            fields = ln.split()
+            if len(fields) != 2:
+                raise SourceError(f"{path}: line {ln!r} is not '<name> <stamp>'")
+            by_name[fields[0]] = float(fields[1])
+    except ValueError as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"{path}: not a number: {exc}") from exc
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise SourceError(f"{path}: no stamp for {len(missing)} image(s), e.g. {missing[:3]}")
+    return [by_name[n] for n in names]
+
+
+class FolderSource(Source):
+    kind = "folder"
+
+    def __init__(self, path: PathLike, max_frames: Optional[int] = None):
+        super().__init__(path, max_frames)
+        self.files = sorted(
+            (f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda f: _natural_key(f.name),
+        )
+        if not self.files:
+            raise SourceError(f"{self.path}: folder has no {'/'.join(IMAGE_SUFFIXES)} images")
+        names = [f.name for f in self.files]
+        stamps_file = self.path / "timestamps.txt"
+        if stamps_file.is_file():
+            self.stamps = _read_timestamps(stamps_file, names)
+        else:
+            self.stamps = [i / DEFAULT_FOLDER_FPS for i in range(len(names))]
+        K_file = self.path / "intrinsics.json"
+        self.intrinsics = _read_intrinsics_json(K_file) if K_file.is_file() else None
+        self.length = len(self.files)
+
+    def _frames(self) -> Iterator[SourceFrame]:
+        from PIL import Image
+
+        for file, stamp in zip(self.files, self.stamps):
+            try:
+                with Image.open(file) as img:
+                    img.load()
+                    image = pil_to_rgb(img)
+            except (OSError, ValueError, SyntaxError) as exc:
+                log.warning("skipping unreadable image %s: %s", file, exc)
+                continue
+            K = None if self.intrinsics is None else self.intrinsics.copy()
+            yield SourceFrame(stamp=float(stamp), image=image, intrinsics=K)
+
+
+# ---------------------------------------------------------------- video
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as exc:
+        raise SourceError("video input needs PyAV: pip install av") from exc
+    return av
+
+
+class VideoSource(Source):
+    kind = "video"
+
+    def __init__(self, path: PathLike, max_frames: Optional[int] = None):
+        super().__init__(path, max_frames)
+        av = _import_av()
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise SourceError(f"{self.path}: no video stream")
+                stream = container.streams.video[0]
+                self.length = int(stream.frames) or None  # 0 = the container does not say
+                rate = stream.average_rate or stream.guessed_rate
+                self.fps = float(rate) if rate else DEFAULT_FOLDER_FPS
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"{self.path}: cannot open video: {exc}") from exc
+
+    def _frames(self) -> Iterator[SourceFrame]:
+        av = _import_av()
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            index = 0
+            # decode packet by packet so one corrupt packet costs one frame, not the stream
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError as exc:
+                    log.warning("%s: skipping undecodable video packet: %s", self.path, exc)
+                    continue
+                for frame in decoded:
+                    stamp = frame.time if frame.time is not None else index / self.fps
+                    index += 1
+                    yield SourceFrame(stamp=float(stamp), image=frame.to_ndarray(format="rgb24"))
+
+
+# ---------------------------------------------------------------- rosbag2
+
+
+def _pick_topic(wanted: Optional[str], topics: Dict[str, str], types: Sequence[str], what: str, path: Path) -> Optional[str]:
+    """The requested topic (checked), or the only topic of `types` when not requested."""
+    candidates = sorted(t for t, ty in topics.items() if ty in types)
+    if wanted is not None:
+        if wanted not in topics:
+            raise SourceError(f"{path}: no topic {wanted!r}; {what} topics: {candidates or 'none'}")
+        if topics[wanted] not in types:
+            raise SourceError(f"{path}: topic {wanted!r} has type {topics[wanted]}, expected {' or '.join(types)}")
+        return wanted
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return None
+    raise SourceError(f"{path}: several {what} topics, choose one: {candidates}")
+
+
+def _sibling_camera_info(image_topic: str, topics: Dict[str, str]) -> Optional[str]:
+    """`/cam/image_raw` -> `/cam/camera_info` when the bag has it (image_transport convention)."""
+    sibling = image_topic.rsplit("/", 1)[0] + "/camera_info"
+    return sibling if topics.get(sibling) == bags.CAMERA_INFO else None
+
+
+def _decode_image_msg(msg, msgtype: str) -> np.ndarray:
+    if msgtype == bags.COMPRESSED_IMAGE:
+        return decode_compressed(msg.format, msg.data)
+    image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    # views into the message buffer are read-only / strided: hand the stream an owned array
+    return np.array(image, order="C", copy=True)
+
+
+def _camera_info_K(msg, image_size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """K of a CameraInfo, rescaled if the image was published at another resolution."""
+    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3).copy()
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or not np.all(np.isfinite(K)):
+        return None  # an uncalibrated camera publishes K = 0
+    width, height = image_size
+    if msg.width and msg.height and (msg.width, msg.height) != (width, height):
+        sx, sy = width / msg.width, height / msg.height
+        K[0, :] *= sx
+        K[1, :] *= sy
+    return K
+
+
+class BagSource(Source):
+    kind = "bag"
+
+    def __init__(
+        self,
+        path: PathLike,
+        image_topic: Optional[str] = None,
+        camera_info_topic: Optional[str] = None,
+        max_frames: Optional[int] = None,
+        distro: str = "humble",
+    ):
+        super().__init__(path, max_frames)
+        self.typestore = bags.get_typestore(distro)
+        try:
+            with bags.open_reader(self.path) as reader:
+                listed = bags.list_topics(reader)
+        except bags.BagError as exc:
+            raise SourceError(str(exc)) from exc
+        topics = {t.name: t.msgtype for t in listed}
+        chosen = _pick_topic(image_topic, topics, bags.IMAGE_TYPES, "image", self.path)
+        if chosen is None:
+            raise SourceError(f"{self.path}: no sensor_msgs/Image or CompressedImage topic; topics: {topics}")
+        self.image_topic = chosen
+        self.image_type = topics[chosen]
+        if camera_info_topic is None and sum(ty == bags.CAMERA_INFO for ty in topics.values()) > 1:
+            camera_info_topic = _sibling_camera_info(chosen, topics)
+        self.camera_info_topic = _pick_topic(camera_info_topic, topics, (bags.CAMERA_INFO,), "CameraInfo", self.path)
+        self.length = sum(t.message_count for t in listed if t.name == chosen)
+
+    def _camera_infos(self, reader) -> Tuple[List[int], list]:
+        """All CameraInfo messages sorted by header stamp (ns).
+
+        Read up front because a CameraInfo is often recorded just after the
+        image with the same stamp; bag order alone would miss it.
+        """
+        infos = []
+        if self.camera_info_topic is None:
+            return [], []
+        for m in bags.iter_messages(reader, [self.camera_info_topic]):
+            try:
+                msg = bags.deserialize(self.typestore, m.rawdata, m.msgtype)
+            except Exception as exc:  # rosbags raises assorted errors on bad CDR
+                log.warning("%s: skipping bad CameraInfo at %d ns: %s", self.path, m.timestamp_ns, exc)
+                continue
+            infos.append((bags.stamp_to_ns(msg.header.stamp), msg))
+        infos.sort(key=lambda item: item[0])
+        return [s for s, _ in infos], [msg for _, msg in infos]
+
+    def _frames(self) -> Iterator[SourceFrame]:
+        with bags.open_reader(self.path) as reader:
+            info_stamps, infos = self._camera_infos(reader)
+            for m in bags.iter_messages(reader, [self.image_topic]):
+                try:
+                    msg = bags.deserialize(self.typestore, m.rawdata, m.msgtype)
+                    image = _decode_image_msg(msg, m.msgtype)
+                except ImageDecodeError as exc:
+                    log.warning("%s: skipping image at %d ns on %s: %s", self.path, m.timestamp_ns, self.image_topic, exc)
+                    continue
+                except Exception as exc:  # bad CDR
+                    log.warning("%s: skipping undecodable message at %d ns on %s: %r",
+                                self.path, m.timestamp_ns, self.image_topic, exc)
+                    continue
+                stamp_ns = bags.stamp_to_ns(msg.header.stamp)
+                if stamp_ns == 0:
+                    # unstamped publisher: the recording time is the best we have
+                    stamp_ns = m.timestamp_ns
+                K = None
+                i = bisect.bisect_right(info_stamps, stamp_ns) - 1
+                if i >= 0:
+                    K = _camera_info_K(infos[i], (image.shape[1], image.shape[0]))
+                yield SourceFrame(stamp=stamp_ns * 1e-9, image=image, intrinsics=K)
