@@ -8,4 +8,11 @@ Layers (imports point downwards only):
   da3_ros.cli       the `da3_ros` command
 """
 
+# The generated interfaces (da3_ros.msg) are installed by colcon into the
+# install tree's copy of this package; extending __path__ lets a source checkout
+# that comes first on sys.path (tests, development) still find them there.
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
+
 __version__ = "0.1.0"

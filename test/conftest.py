@@ -1,0 +1,31 @@
+"""Fixtures shared by every layer's tests, and the DDS sandbox of the suite.
+
+DDS must stay on the loopback interface on the machines this runs on, with a
+domain of its own so two test runs (or a test run and a developer's node) never
+hear each other. The suite sets that itself, before anything imports rclpy,
+whatever the calling shell says; every subprocess a test starts inherits it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Iron and newer
+os.environ["ROS_LOCALHOST_ONLY"] = "1"  # Humble's equivalent
+os.environ.pop("ROS_STATIC_PEERS", None)
+# 1..100 from the process id: unique among concurrent runs on one machine in
+# practice, and inside the range every RMW accepts without port clashes.
+os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+# Keep CPU tests within the two cores of CI and deterministic.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> pathlib.Path:
+    return REPO_ROOT

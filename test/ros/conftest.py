@@ -1,0 +1,116 @@
+"""Real rclpy over real DDS: helpers for the ROS-layer tests (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Iterator, List
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make setup` and `. ./env.sh`")
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+
+@pytest.fixture
+def ros_context() -> Iterator[Context]:
+    """A fresh rclpy context per test, shut down afterwards."""
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        context.try_shutdown()
+
+
+@pytest.fixture
+def make_node(ros_context: Context) -> Iterator[Callable[[str], Node]]:
+    nodes: List[Node] = []
+
+    def factory(name: str, **kwargs) -> Node:
+        node = Node(name, context=ros_context, **kwargs)
+        nodes.append(node)
+        return node
+
+    yield factory
+    for node in nodes:
+        node.destroy_node()
+
+
+def spin_until(nodes, predicate: Callable[[], bool], timeout: float, context: Context) -> bool:
+    """Spin `nodes` until `predicate()` holds or `timeout` seconds pass."""
+    executor = SingleThreadedExecutor(context=context)
+    for node in nodes if isinstance(nodes, (list, tuple)) else [nodes]:
+        executor.add_node(node)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return predicate()
+    finally:
+        executor.shutdown()
+
+
+class ChildProcess:
+    """A Python subprocess whose output is kept for assertion messages."""
+
+    def __init__(self, args: List[str], env=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: List[str] = []
+
+    def wait_for_line(self, text: str, timeout: float) -> bool:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            if selector.select(timeout=0.1):
+                line = self.proc.stdout.readline()
+                if not line:
+                    break  # the child exited
+                self.lines.append(line.rstrip("\n"))
+        return any(text in line for line in self.lines)
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-60:])
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: let rclpy shut down cleanly
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rest = self.proc.stdout.read() if self.proc.stdout else ""
+        self.lines.extend(rest.splitlines())
+        return self.output()
+
+
+@pytest.fixture
+def child_process() -> Iterator[Callable[..., ChildProcess]]:
+    children: List[ChildProcess] = []
+
+    def start(args: List[str], env=None) -> ChildProcess:
+        child = ChildProcess(args, env)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.stop()
