@@ -183,9 +183,13 @@ def make_stamp(typestore, t: float):
     """float seconds (>= 0) -> builtin_interfaces/Time, nanoseconds rounded with carry."""
     if not math.isfinite(t) or t < 0:
         raise ValueError(f"stamp must be a finite time >= 0 s, got {t}")
-    ns = int(round(t * 1e9))
+    # split before scaling: t * 1e9 would lose ~100 ns at epoch-sized t; t - floor(t) is exact
+    sec = math.floor(t)
+    nanosec = int(round((t - sec) * 1e9))
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
     Time = typestore.types["builtin_interfaces/msg/Time"]
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return Time(sec=int(sec), nanosec=nanosec)
 
 
 def make_header(typestore, t: float, frame_id: str = "camera"):

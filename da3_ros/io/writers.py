@@ -95,8 +95,10 @@ def read_ply(path: PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         vertices = np.fromfile(f, dtype=fields, count=count or 0)
     if len(vertices) != (count or 0):
         raise ValueError(f"{path}: PLY body truncated: {len(vertices)} of {count} vertices")
+    names = vertices.dtype.names or ()
+    if not all(c in names for c in ("x", "y", "z")):
+        raise ValueError(f"{path}: vertex element has no x, y, z properties (has {list(names)})")
     xyz = np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1).astype(np.float32)
-    names = vertices.dtype.names
     rgb = None
     if all(c in names for c in ("red", "green", "blue")):
         rgb = np.stack([vertices["red"], vertices["green"], vertices["blue"]], axis=1).astype(np.uint8)
