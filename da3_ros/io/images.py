@@ -18,11 +18,12 @@ Conventions:
 from __future__ import annotations
 
 import io
-from typing import Dict, NamedTuple, Tuple, Union
+from typing import Dict, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
-Buffer = Union[bytes, bytearray, memoryview, np.ndarray]
+# bytes-like: bytes, bytearray, memoryview, array.array('B') (rclpy's uint8[]), np.ndarray, list of ints
+Buffer = Union[bytes, bytearray, memoryview, np.ndarray, Sequence[int]]
 
 
 class ImageDecodeError(ValueError):
@@ -62,6 +63,8 @@ def _as_bytes_array(data: Buffer) -> np.ndarray:
     if isinstance(data, np.ndarray):
         flat = np.ascontiguousarray(data).reshape(-1)
         return flat.view(np.uint8)
+    if isinstance(data, (list, tuple)):  # a uint8[] field handed over as a Python list (copy)
+        return np.asarray(data, dtype=np.uint8)
     try:
         return np.frombuffer(data, dtype=np.uint8)
     except TypeError as exc:

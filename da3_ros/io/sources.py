@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import re
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -48,6 +49,7 @@ PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 DEFAULT_FOLDER_FPS = 30.0
+MAX_SKIP_WARNINGS = 5  # per iteration; then one summary line (a wrong topic would flood the log)
 
 
 class SourceError(ValueError):
@@ -92,14 +94,14 @@ class Source:
         self.length: Optional[int] = None
 
     def __iter__(self) -> Iterator[SourceFrame]:
-        count = 0
         if self.max_frames == 0:
             return
-        for frame in self._frames():
-            yield frame
-            count += 1
-            if self.max_frames is not None and count >= self.max_frames:
-                return
+        # closing(): stopping at max_frames closes the bag/video at once, not at garbage collection
+        with closing(self._frames()) as frames:
+            for count, frame in enumerate(frames, start=1):
+                yield frame
+                if self.max_frames is not None and count >= self.max_frames:
+                    return
 
     def __len__(self) -> int:
         if self.length is None:
@@ -367,16 +369,17 @@ class BagSource(Source):
     def _frames(self) -> Iterator[SourceFrame]:
         with bags.open_reader(self.path) as reader:
             info_stamps, infos = self._camera_infos(reader)
+            skipped = 0
             for m in bags.iter_messages(reader, [self.image_topic]):
                 try:
                     msg = bags.deserialize(self.typestore, m.rawdata, m.msgtype)
                     image = _decode_image_msg(msg, m.msgtype)
-                except ImageDecodeError as exc:
-                    log.warning("%s: skipping image at %d ns on %s: %s", self.path, m.timestamp_ns, self.image_topic, exc)
-                    continue
-                except Exception as exc:  # bad CDR
-                    log.warning("%s: skipping undecodable message at %d ns on %s: %r",
-                                self.path, m.timestamp_ns, self.image_topic, exc)
+                except Exception as exc:  # ImageDecodeError, or assorted rosbags errors on bad CDR
+                    skipped += 1
+                    if skipped <= MAX_SKIP_WARNINGS:
+                        what = "image" if isinstance(exc, ImageDecodeError) else "undecodable message"
+                        log.warning("%s: skipping %s at %d ns on %s: %s",
+                                    self.path, what, m.timestamp_ns, self.image_topic, exc)
                     continue
                 stamp_ns = bags.stamp_to_ns(msg.header.stamp)
                 if stamp_ns == 0:
@@ -387,3 +390,5 @@ class BagSource(Source):
                 if i >= 0:
                     K = _camera_info_K(infos[i], (image.shape[1], image.shape[0]))
                 yield SourceFrame(stamp=stamp_ns * 1e-9, image=image, intrinsics=K)
+            if skipped > MAX_SKIP_WARNINGS:
+                log.warning("%s: skipped %d bad messages on %s in all", self.path, skipped, self.image_topic)

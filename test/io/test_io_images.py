@@ -1,5 +1,6 @@
 """da3_ros.io.images: ROS image buffers <-> arrays."""
 
+import array
 import io
 
 import numpy as np
@@ -81,10 +82,15 @@ def test_8bit_decode_is_zero_copy_view(encoding):
     np.testing.assert_array_equal(copied, expected)
 
 
-@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, "ndarray"])
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, "ndarray", "array", list])
 def test_decode_accepts_all_buffer_types(kind):
     step, data, expected = make_buffer("bgr8")
-    buf = np.frombuffer(data, np.uint8).copy() if kind == "ndarray" else kind(data)
+    if kind == "ndarray":
+        buf = np.frombuffer(data, np.uint8).copy()
+    elif kind == "array":  # what rclpy puts in a uint8[] field
+        buf = array.array("B", data)
+    else:
+        buf = kind(data)
     np.testing.assert_array_equal(decode_image("bgr8", H, W, step, buf), expected)
 
 

@@ -241,6 +241,21 @@ def test_bag_bad_messages_are_skipped_with_warning(tmp_path, caplog):
     assert "truncated" in text and "yuv422" in text and "undecodable" in text
 
 
+def test_bag_many_bad_messages_are_summarised(tmp_path, caplog):
+    path = tmp_path / "bag"
+
+    def extra(writer):
+        for i in range(8):
+            writer.write(writer.connections[0], int(T0 * 1e9) + i, b"junk")
+
+    write_camera_bag(path, "sqlite3", frames_rgb(1), [T0], extra=extra)
+    caplog.set_level(logging.WARNING, logger="da3_ros.io.sources")
+    assert len(list(open_source(path))) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("skipping" in m for m in messages) == 5
+    assert any("skipped 8 bad messages" in m for m in messages)
+
+
 def test_bag_unstamped_images_fall_back_to_receive_time(tmp_path):
     path = tmp_path / "bag"
     write_camera_bag(path, "mcap", frames_rgb(1), [0.0])
@@ -292,6 +307,10 @@ def test_bag_without_image_topic(tmp_path):
 
 def write_video(path, images, codec, fps, pix_fmt):
     av = pytest.importorskip("av", reason="PyAV (pip install av) is the optional video dependency")
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = images[0].shape[1], images[0].shape[0], pix_fmt
