@@ -1,0 +1,349 @@
+"""The DA3 networks: `DA3Net` (any-view or monocular) and `NestedDA3Net`.
+
+Two entry points share one implementation:
+
+* `forward(images, extrinsics, intrinsics, pose_from, ref_view_strategy)`: the
+  official raw contract on (B, S, 3, H, W) normalised images.
+* `encode(images)` + `forward_window(cached, decode, ...)`: the streaming split.
+  `encode` runs the strictly per-view part once per frame (patch embedding and
+  blocks [0, alt_start)); `forward_window` runs the cross-view blocks on a window
+  of cached frames, the depth branch only on `decode` and the camera / ray
+  branch on every frame (poses for all). Because the official reference-view
+  reordering only permutes views before a per-view block, caching the per-view
+  output and reordering afterwards is exact.
+
+Units: depth in the network's unit (arbitrary for any-view models; the metric
+model outputs focal-normalised depth, metres = depth * f / 300 with f in pixels
+of the network input); extrinsics are world-to-camera 3x4 (OpenCV), the world
+being the reference view's camera; intrinsics in pixels of the network input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from .camera import CameraDecoder, CameraEncoder, decode_pose, invert_rigid
+from .config import PATCH_SIZE, DA3Config, NestedConfig
+from .dpt import DPT, DualDPT
+from .ray_pose import denormalize_intrinsics, solve_rays
+from .reference import REF_STRATEGIES, reference_order
+from .vit import Backbone
+
+#: views needed before the official code picks a reference view
+MIN_VIEWS_FOR_REFERENCE = 3
+METRIC_FOCAL_NORM = 300.0  # DA3METRIC: metres = depth * focal_px / 300
+SKY_THRESHOLD = 0.3
+
+
+@dataclass
+class FrameTokens:
+    """Per-frame cache produced by `encode` (one view).
+
+    tokens: (T, D) output of the per-view blocks (autocast dtype).
+    selector: (D,) token 0 entering the last per-view block (reference choice).
+    image_hw: network input size (H, W) in pixels.
+    feats: monocular models only, the 4 head inputs (P, C) fp32.
+    metric: nested model only, the metric branch's `FrameTokens`.
+    """
+
+    tokens: Optional[torch.Tensor]
+    selector: Optional[torch.Tensor]
+    image_hw: tuple
+    feats: Optional[List[torch.Tensor]] = None
+    metric: Optional["FrameTokens"] = None
+
+    def nbytes(self) -> int:
+        ts = [self.tokens, self.selector] + list(self.feats or [])
+        own = sum(t.numel() * t.element_size() for t in ts if t is not None)
+        return own + (self.metric.nbytes() if self.metric is not None else 0)
+
+
+def _amp_dtype(precision: Union[str, torch.dtype, None], device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype of the backbone for a precision request (None = fp32)."""
+    if precision in (None, "fp32", torch.float32):
+        return None
+    if precision in ("fp16", torch.float16):
+        return torch.float16
+    if precision in ("bf16", torch.bfloat16, "auto"):
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        if precision == "auto" and device.type != "cuda":
+            return None  # CPU autocast is slower than fp32 on most CPUs
+        return torch.bfloat16
+    raise ValueError(f"unknown precision {precision!r}: use fp32 | bf16 | fp16 | auto")
+
+
+def quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """torch.quantile (linear) on a flat tensor; deterministic stride-subsampling
+    above torch's size limit."""
+    x = x.reshape(-1)
+    limit = 1 << 24
+    if x.numel() > limit:
+        x = x[:: (x.numel() + limit - 1) // limit]
+    return torch.quantile(x.float(), q)
+
+
+class DA3Net(nn.Module):
+    """One DA3 network (any-view with Dual-DPT + camera head, or monocular DPT)."""
+
+    def __init__(self, cfg: DA3Config):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = Backbone(cfg.vit)
+        self.head = DualDPT(cfg.head) if cfg.head.kind == "dualdpt" else DPT(cfg.head)
+        self.cam_dec = self.cam_enc = None
+        if cfg.has_camera:
+            self.cam_dec = CameraDecoder(cfg.vit.out_dim)
+            self.cam_enc = CameraEncoder(cfg.vit.embed_dim)
+        self.amp_dtype: Optional[torch.dtype] = None
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def vit(self):
+        return self.backbone.pretrained
+
+    @property
+    def is_metric(self) -> bool:
+        return self.cfg.metric
+
+    def set_precision(self, precision) -> "DA3Net":
+        """fp32 | bf16 | fp16 | auto: autocast dtype of the backbone (heads stay fp32)."""
+        self.amp_dtype = _amp_dtype(precision, next(self.parameters()).device)
+        return self
+
+    def _autocast(self, device: torch.device):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+
+    @staticmethod
+    def _no_autocast(device: torch.device):
+        return torch.autocast(device_type=device.type, enabled=False)
+
+    # ---------------------------------------------------------------- features
+    def encode(self, images: torch.Tensor) -> List[FrameTokens]:
+        """Per-view work for N frames. images (N, 3, H, W) normalised, H, W multiples of 14."""
+        N, _, H, W = images.shape
+        vit = self.vit
+        with self._autocast(images.device):
+            x = vit.embed(images)
+            if self.cfg.any_view:
+                x, sel = vit.forward_early(x)
+                return [FrameTokens(x[i], sel[i], (H, W)) for i in range(N)]
+            outs = vit.forward_mono(x)
+        feats = [vit.out_features(lx, gx)[0] for lx, gx in outs]
+        return [FrameTokens(None, None, (H, W), feats=[f[i] for f in feats]) for i in range(N)]
+
+    def forward_features(self, tokens: torch.Tensor, selector: torch.Tensor, image_hw,
+                         extrinsics: Optional[torch.Tensor] = None, intrinsics: Optional[torch.Tensor] = None,
+                         ref_view_strategy: str = "saddle_balanced"):
+        """Cross-view part on cached tokens (B, S, T, D) -> (4 x patch feats (B, S, P, C) fp32,
+        camera tokens (B, S, C) fp32), in input view order."""
+        B, S = tokens.shape[:2]
+        H, W = image_hw
+        cam_token = None
+        if extrinsics is not None:
+            if intrinsics is None or self.cam_enc is None:
+                raise ValueError("pose conditioning needs both extrinsics and intrinsics (any-view models)")
+            with self._no_autocast(tokens.device):
+                cam_token = self.cam_enc(extrinsics, intrinsics, (H, W))
+        order = None
+        if cam_token is None and S >= MIN_VIEWS_FOR_REFERENCE:
+            order = reference_order(selector, ref_view_strategy)  # (B, S)
+            tokens = torch.gather(tokens, 1, order[:, :, None, None].expand_as(tokens))
+        with self._autocast(tokens.device):
+            outs = self.vit.forward_late(tokens, H // PATCH_SIZE, W // PATCH_SIZE, cam_token)
+        feats, cam = [], None
+        for lx, gx in outs:
+            f, cam = self.vit.out_features(lx, gx)
+            feats.append(f)
+        if order is not None:
+            inv = torch.argsort(order, dim=1)
+            feats = [torch.gather(f, 1, inv[:, :, None, None].expand_as(f)) for f in feats]
+            cam = torch.gather(cam, 1, inv[:, :, None].expand_as(cam))
+        return feats, cam
+
+    # ---------------------------------------------------------------- heads
+    def forward_heads(self, feats: List[torch.Tensor], cam: Optional[torch.Tensor], image_hw,
+                      decode: Optional[Sequence[int]] = None, pose_from: str = "camera",
+                      rays: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+        """Heads in fp32. feats 4 x (B, S, P, C); decode: view indices for depth (None = all).
+
+        Rays are computed for every view when pose_from == "ray" (they give the poses),
+        for the decoded views when `rays` is True, else not at all.
+        """
+        H, W = image_hw
+        B, S = feats[0].shape[:2]
+        out: Dict[str, torch.Tensor] = {}
+        with self._no_autocast(feats[0].device):
+            sel = list(range(S)) if decode is None else list(decode)
+            if isinstance(self.head, DPT):
+                f = [x[:, sel].flatten(0, 1) for x in feats]
+                o = self.head(f, H, W)
+                return {k: v.unflatten(0, (B, len(sel))) for k, v in o.items()}
+            if pose_from not in ("camera", "ray"):
+                raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
+            want_rays = (pose_from == "ray") or (rays if rays is not None else decode is None)
+            ray_views = list(range(S)) if pose_from == "ray" else (sel if want_rays else [])
+            views = sorted(set(sel) | set(ray_views))
+            pos = {v: i for i, v in enumerate(views)}
+            rn = self.head.stem([x[:, views].flatten(0, 1) for x in feats], H, W)
+            rn = [r.unflatten(0, (B, len(views))) for r in rn]
+            if sel:
+                idx = [pos[v] for v in sel]
+                depth, conf = self.head.forward_depth([r[:, idx].flatten(0, 1) for r in rn], H, W)
+                out["depth"], out["depth_conf"] = depth.unflatten(0, (B, len(sel))), conf.unflatten(0, (B, len(sel)))
+            if ray_views:
+                idx = [pos[v] for v in ray_views]
+                ray, ray_conf = self.head.forward_rays([r[:, idx].flatten(0, 1) for r in rn], H, W)
+                out["ray"] = ray.unflatten(0, (B, len(ray_views)))
+                out["ray_conf"] = ray_conf.unflatten(0, (B, len(ray_views)))
+            if pose_from == "ray":
+                c2w, K_n, _ = solve_rays(out["ray"].flatten(0, 1), out["ray_conf"].flatten(0, 1))
+                K = denormalize_intrinsics(K_n, H, W)
+                K[:, 0, 1] = 0.0  # pinhole without skew, as the official solver reports
+                out["extrinsics"] = invert_rigid(c2w).unflatten(0, (B, S))
+                out["intrinsics"] = K.unflatten(0, (B, S))
+            else:
+                c2w, K = decode_pose(self.cam_dec(cam), (H, W))
+                out["extrinsics"], out["intrinsics"] = invert_rigid(c2w), K
+        return out
+
+    # ---------------------------------------------------------------- public
+    def forward(self, images: torch.Tensor, extrinsics: Optional[torch.Tensor] = None,
+                intrinsics: Optional[torch.Tensor] = None, pose_from: str = "camera",
+                ref_view_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
+        """Official raw contract. images (B, S, 3, H, W) normalised; extrinsics (B, S, 3|4, 4)
+        world-to-camera and intrinsics (B, S, 3, 3) pixels for pose conditioning.
+
+        Returns depth (B, S, H, W), depth_conf, ray (B, S, 8H/14, 8W/14, 6), ray_conf,
+        extrinsics (B, S, 3, 4) world-to-camera, intrinsics (B, S, 3, 3); monocular
+        models: depth and sky (B, S, H, W).
+        """
+        B, S, _, H, W = images.shape
+        cached = self.encode(images.flatten(0, 1))
+        if not self.cfg.any_view:
+            feats = [torch.stack([c.feats[i] for c in cached]).unflatten(0, (B, S)) for i in range(4)]
+            return mono_sky_fill(self.forward_heads(feats, None, (H, W)))
+        tokens = torch.stack([c.tokens for c in cached]).unflatten(0, (B, S))
+        sel = torch.stack([c.selector for c in cached]).unflatten(0, (B, S))
+        feats, cam = self.forward_features(tokens, sel, (H, W), extrinsics, intrinsics, ref_view_strategy)
+        return self.forward_heads(feats, cam, (H, W), None, pose_from, rays=True)
+
+    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
+                       ref_view_strategy: str = "saddle_balanced", extrinsics: Optional[torch.Tensor] = None,
+                       intrinsics: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """One window of S cached frames (batch 1). Depth for `decode` only ((1, len(decode), H, W)),
+        extrinsics / intrinsics for all S frames ((1, S, ...)). Conditioning as in `forward`."""
+        hw = cached[0].image_hw
+        if any(c.image_hw != hw for c in cached):
+            raise ValueError("all frames of a window must share the network input size")
+        if not self.cfg.any_view:
+            feats = [torch.stack([cached[d].feats[i] for d in decode])[None] for i in range(4)]
+            return mono_sky_fill(self.forward_heads(feats, None, hw))
+        tokens = torch.stack([c.tokens for c in cached])[None]
+        sel = torch.stack([c.selector for c in cached])[None]
+        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, ref_view_strategy)
+        return self.forward_heads(feats, cam, hw, decode, pose_from, rays=False)
+
+
+def mono_sky_fill(out: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Monocular models: sky pixels (sky >= 0.3) get the 99th percentile of non-sky depth
+    (official behaviour; skipped when either region has <= 10 pixels)."""
+    if "sky" not in out:
+        return out
+    non_sky = out["sky"] < SKY_THRESHOLD
+    n_non = int(non_sky.sum())
+    if n_non <= 10 or non_sky.numel() - n_non <= 10:
+        return out
+    far = quantile(out["depth"][non_sky], 0.99)
+    out = dict(out)
+    out["depth"] = torch.where(non_sky, out["depth"], far)
+    return out
+
+
+def metric_depth(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """DA3METRIC output (..., H, W) -> metres, with intrinsics (..., 3, 3) in network-input pixels."""
+    f = (intrinsics[..., 0, 0] + intrinsics[..., 1, 1]) / 2
+    return depth * (f[..., None, None] / METRIC_FOCAL_NORM)
+
+
+class NestedDA3Net(nn.Module):
+    """Any-view giant + metric large; the any-view depth and translations are scaled to
+    metres by one least-squares factor over confident non-sky pixels."""
+
+    def __init__(self, cfg: NestedConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.da3 = DA3Net(cfg.anyview)
+        self.da3_metric = DA3Net(cfg.metric)
+
+    is_metric = True
+
+    def set_precision(self, precision) -> "NestedDA3Net":
+        self.da3.set_precision(precision)
+        self.da3_metric.set_precision(precision)
+        return self
+
+    def encode(self, images: torch.Tensor) -> List[FrameTokens]:
+        main = self.da3.encode(images)
+        for m, t in zip(main, self.da3_metric.encode(images)):
+            m.metric = t
+        return main
+
+    @staticmethod
+    def align(out: Dict[str, torch.Tensor], metric_out: Dict[str, torch.Tensor],
+              sky_depth_cap: float = 200.0) -> Dict[str, torch.Tensor]:
+        """Scale `out` (any-view) to the metric branch; fill sky. Returns a new dict."""
+        out = dict(out)
+        mdepth = metric_depth(metric_out["depth"], out["intrinsics"])
+        non_sky = metric_out["sky"] < SKY_THRESHOLD
+        if int(non_sky.sum()) <= 10:
+            raise RuntimeError("nested alignment: fewer than 11 non-sky pixels")
+        conf, depth = out["depth_conf"], out["depth"]
+        med = quantile(conf[non_sky], 0.5)
+        mask = (conf >= med) & non_sky & (mdepth > 1e-2) & (depth > 1e-3)
+        a, b = mdepth[mask], depth[mask]
+        scale = torch.dot(a, b) / torch.dot(b, b).clamp_min(1e-12)
+        depth = depth * scale
+        ext = out["extrinsics"].clone()
+        ext[..., :3, 3] = ext[..., :3, 3] * scale
+        far = torch.clamp(quantile(depth[non_sky], 0.99), max=sky_depth_cap)
+        out["depth"] = torch.where(non_sky, depth, far)
+        out["depth_conf"] = torch.where(non_sky, conf, torch.ones_like(conf))
+        out["extrinsics"], out["scale_factor"], out["sky"] = ext, scale, metric_out["sky"]
+        return out
+
+    def forward(self, images: torch.Tensor, extrinsics=None, intrinsics=None, pose_from: str = "camera",
+                ref_view_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
+        out = self.da3(images, extrinsics, intrinsics, pose_from, ref_view_strategy)
+        return self.align(out, self.da3_metric(images))
+
+    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
+                       ref_view_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None):
+        """As `DA3Net.forward_window`; the scale is fitted on the decoded frames only
+        (equal to the full forward when every frame is decoded)."""
+        out = self.da3.forward_window(cached, decode, pose_from, ref_view_strategy, extrinsics, intrinsics)
+        mout = self.da3_metric.forward_window([c.metric for c in cached], decode)
+        sub = dict(out)
+        sub["intrinsics"] = out["intrinsics"][:, list(decode)]
+        aligned = self.align(sub, mout)
+        aligned["intrinsics"] = out["intrinsics"]
+        scale = aligned["scale_factor"]
+        aligned["extrinsics"] = out["extrinsics"].clone()
+        aligned["extrinsics"][..., :3, 3] *= scale
+        return aligned
+
+
+DA3Model = Union[DA3Net, NestedDA3Net]
+
+
+def build_model(cfg: Union[DA3Config, NestedConfig]) -> DA3Model:
+    """Randomly initialised (torch default init) network of a config; eval mode."""
+    net = NestedDA3Net(cfg) if isinstance(cfg, NestedConfig) else DA3Net(cfg)
+    return net.eval()
