@@ -67,16 +67,21 @@ VENV="$VENV_HOME"
 touch "$VENV/COLCON_IGNORE"
 VPY="$VENV/bin/python"  # its real path: CMake must see numpy outside the source tree
 
+# pip, minus the machine-wide index configuration's per-package warnings
+pip_quiet() {
+    "$VPY" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v '^WARNING: Location' >&2)
+}
+
 stamp="$VENV/.requirements.sha256"
 want="$(cat "${REQUIREMENTS[@]}" requirements/constraints.txt requirements/official-da3.txt | sha256sum | cut -d' ' -f1)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
     say "installing Python packages (${REQUIREMENTS[*]})"
     req_args=()
     for r in "${REQUIREMENTS[@]}"; do req_args+=(-r "$r"); done
-    "$VPY" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt "${req_args[@]}"
+    pip_quiet -c requirements/constraints.txt "${req_args[@]}"
     # the official package is only the parity oracle of the tests; its declared
     # dependencies (xformers, open3d, ...) are neither needed nor wanted
-    "$VPY" -m pip install -q --disable-pip-version-check --no-deps -r requirements/official-da3.txt
+    pip_quiet --no-deps -r requirements/official-da3.txt
     echo "$want" > "$stamp"
 else
     say "Python packages up to date"

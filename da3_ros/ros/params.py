@@ -1,0 +1,162 @@
+"""Every parameter of da3_node, declared in one place with its descriptor.
+
+`config/live.yaml` lists the same names with comments; a test checks that the two
+agree. Units are in the names or descriptions (metres, seconds, pixels, degrees).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Optional, Tuple
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: Any
+    description: str
+    range: Optional[Tuple[float, float, float]] = None  # (from, to, step); step 0 = continuous
+    choices: Tuple[str, ...] = ()
+    read_only: bool = True  # changing it needs a restart (model, topics, QoS)
+
+
+PARAMETERS: Dict[str, Spec] = {
+    # ---- model
+    "model": Spec("depth-anything/DA3-SMALL",
+                  "DA3 checkpoint: hub id (depth-anything/DA3-SMALL), a local hub-layout directory, "
+                  "a .safetensors file (with model_variant), or random:<variant> (random weights, tests only)"),
+    "model_variant": Spec("", "variant name when `model` is a bare .safetensors file (e.g. da3-small)"),
+    "device": Spec("auto", "torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
+    "precision": Spec("auto", "network precision: auto (bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU)",
+                      choices=("auto", "fp32", "bf16", "fp16")),
+    "process_res": Spec(504, "longest image side fed to the network, pixels (rounded to a multiple of 14)",
+                        range=(56, 1512, 14)),
+    "pose_source": Spec("ray", "camera poses from the ray head (more accurate) or the camera head (cheaper)",
+                        choices=("ray", "camera")),
+    "reference_strategy": Spec("saddle_balanced", "reference view of a window (DA3's strategies)",
+                               choices=("saddle_balanced", "saddle_sim_range", "first", "middle")),
+    # ---- window and scheduling
+    "window_size": Spec(8, "frames in the sliding window (keyframes plus the newest frame)", range=(2, 64, 1)),
+    "stride": Spec(1, "new frames per inference: 1 answers every frame the worker takes", range=(1, 32, 1)),
+    "keyframe_translation": Spec(0.10, "a frame becomes a keyframe after this much camera motion "
+                                       "(world units: metres when metric)", range=(0.0, 100.0, 0.0),
+                                 read_only=False),
+    "keyframe_rotation_deg": Spec(10.0, "... or after this much camera rotation, degrees", range=(0.0, 180.0, 0.0),
+                                  read_only=False),
+    "keyframe_interval": Spec(1.0, "... or after this long without a keyframe, seconds", range=(0.0, 3600.0, 0.0),
+                              read_only=False),
+    # ---- frames (REP 103 / 105)
+    "world_frame": Spec("odom", "fixed frame of poses, path and map (REP 105: odom)"),
+    "base_frame": Spec("", "if set, TF and odometry are published for this frame (e.g. base_link), using the fixed "
+                           "base -> camera transform from /tf_static; the world origin is then this frame at start"),
+    "camera_frame": Spec("", "optical frame id of the camera; empty: the image header's frame_id"),
+    "publish_tf": Spec(True, "publish the world -> camera (or world -> base_frame) transform", read_only=False),
+    # ---- inputs
+    "use_compressed": Spec(False, "subscribe to image/compressed (JPEG/PNG) instead of image"),
+    "input_reliability": Spec("best_effort", "QoS reliability of the image and camera_info subscriptions "
+                                             "(camera drivers publish best effort)",
+                              choices=("best_effort", "reliable")),
+    "use_camera_info": Spec(True, "use intrinsics from camera_info when it arrives (else they are estimated)"),
+    "external_odometry_topic": Spec("", "nav_msgs/Odometry topic of an external odometry (wheel / VIO); when set, "
+                                        "its poses condition the network and fix frame and scale (pose-conditioned mode)"),
+    "external_odometry_max_dt": Spec(0.05, "largest stamp difference between an image and the odometry used for it, "
+                                           "seconds", range=(0.0, 1.0, 0.0)),
+    # ---- outputs
+    "publish_depth": Spec(True, "depth/image (32FC1 metres), depth/camera_info", read_only=False),
+    "publish_confidence": Spec(True, "depth/confidence (32FC1)", read_only=False),
+    "publish_points": Spec(True, "points (PointCloud2 in the optical frame)", read_only=False),
+    "publish_map": Spec(True, "map/points (PointCloud2 in the world frame, transient local)", read_only=False),
+    "publish_odometry": Spec(True, "odometry (nav_msgs/Odometry) and path (nav_msgs/Path)", read_only=False),
+    "publish_keyframes": Spec(True, "keyframe (da3_ros/msg/Keyframe) for SLAM back-ends", read_only=False),
+    "min_depth": Spec(0.1, "depth below this is invalid (NaN), metres or world units", range=(0.0, 1000.0, 0.0),
+                      read_only=False),
+    "max_depth": Spec(20.0, "depth above this is invalid (NaN), metres or world units", range=(0.0, 1000.0, 0.0),
+                      read_only=False),
+    "min_confidence": Spec(1.5, "pixels below this DA3 confidence (>= 1) are invalid in depth, points and map",
+                           range=(0.0, 1000.0, 0.0), read_only=False),
+    "point_decimation": Spec(4, "keep every n-th pixel in each direction for `points`", range=(1, 64, 1),
+                             read_only=False),
+    "map_voxel_size": Spec(0.05, "voxel edge of the world map, metres or world units", range=(0.001, 10.0, 0.0)),
+    "map_max_points": Spec(500_000, "cap on world map points (the oldest are dropped first)", range=(1000, 50_000_000, 1)),
+    "map_publish_period": Spec(1.0, "seconds between map/points messages", range=(0.05, 60.0, 0.0)),
+    "path_max_length": Spec(10_000, "poses kept in `path`", range=(10, 1_000_000, 1)),
+    "save_directory": Spec("~/.ros/da3_ros", "where ~/save writes map.ply and trajectory.tum"),
+    "diagnostics_period": Spec(1.0, "seconds between /diagnostics messages", range=(0.1, 60.0, 0.0)),
+}
+
+
+@dataclass
+class NodeConfig:
+    """The parameters as typed Python values (names as in PARAMETERS)."""
+
+    model: str
+    model_variant: str
+    device: str
+    precision: str
+    process_res: int
+    pose_source: str
+    reference_strategy: str
+    window_size: int
+    stride: int
+    keyframe_translation: float
+    keyframe_rotation_deg: float
+    keyframe_interval: float
+    world_frame: str
+    base_frame: str
+    camera_frame: str
+    publish_tf: bool
+    use_compressed: bool
+    input_reliability: str
+    use_camera_info: bool
+    external_odometry_topic: str
+    external_odometry_max_dt: float
+    publish_depth: bool
+    publish_confidence: bool
+    publish_points: bool
+    publish_map: bool
+    publish_odometry: bool
+    publish_keyframes: bool
+    min_depth: float
+    max_depth: float
+    min_confidence: float
+    point_decimation: int
+    map_voxel_size: float
+    map_max_points: int
+    map_publish_period: float
+    path_max_length: int
+    save_directory: str
+    diagnostics_period: float
+
+
+def _descriptor(name: str, spec: Spec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(name=name, description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.range is not None:
+        lo, hi, step = spec.range
+        if isinstance(spec.default, int) and not isinstance(spec.default, bool):
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=int(step))]
+        else:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=float(step))]
+    return desc
+
+
+def declare_parameters(node: Node) -> NodeConfig:
+    """Declare every parameter on `node` and return their values.
+
+    Raises ValueError naming the parameter when a value is not one of its
+    choices or outside its range (rclpy enforces ranges on set, not on the
+    initial value from a params file)."""
+    values = {}
+    for name, spec in PARAMETERS.items():
+        value = node.declare_parameter(name, spec.default, _descriptor(name, spec)).value
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"parameter {name}={value!r} is not one of {', '.join(spec.choices)}")
+        if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
+            raise ValueError(f"parameter {name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+        values[name] = value
+    missing = {f.name for f in fields(NodeConfig)} ^ set(values)
+    assert not missing, f"PARAMETERS and NodeConfig disagree on {missing}"
+    return NodeConfig(**values)

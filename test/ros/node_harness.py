@@ -1,0 +1,127 @@
+"""A camera on one side and a recorder on the other, around a da3_node under test.
+
+The camera publishes synthetic frames the way a driver does (best-effort
+images, CameraInfo beside them); the recorder subscribes to every output and
+keeps what arrives, keyed by the source stamp. Real rclpy, real DDS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from tf2_msgs.msg import TFMessage
+
+from da3_ros.io.images import encode_compressed
+from da3_ros.msg import Keyframe
+from da3_ros.ros.conversions import array_to_image, intrinsics_to_camera_info, ns_to_stamp, stamp_to_ns
+
+OPTICAL_FRAME = "test_camera_optical_frame"
+
+OUTPUT_TYPES = {
+    "depth/image": Image,
+    "depth/camera_info": CameraInfo,
+    "depth/confidence": Image,
+    "points": PointCloud2,
+    "odometry": Odometry,
+    "path": Path,
+    "camera_info/estimated": CameraInfo,
+    "keyframe": Keyframe,
+    "/tf": TFMessage,
+    "/diagnostics": DiagnosticArray,
+}
+
+
+def stamp_ns(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+class Camera:
+    """Publishes frames of a synthetic sequence (or anything else) as a driver would."""
+
+    def __init__(self, node: Node, namespace: str = "", compressed: bool = False):
+        prefix = f"{namespace}/" if namespace else ""
+        self.node = node
+        self.image_pub = node.create_publisher(
+            CompressedImage if compressed else Image, prefix + ("image/compressed" if compressed else "image"),
+            qos_profile_sensor_data)
+        self.info_pub = node.create_publisher(CameraInfo, prefix + "camera_info", qos_profile_sensor_data)
+
+    def publish_rgb(self, rgb: np.ndarray, seconds: float, K: Optional[np.ndarray] = None, fmt: str = "") -> int:
+        ns = stamp_ns(seconds)
+        header = Image().header
+        header.stamp, header.frame_id = ns_to_stamp(ns), OPTICAL_FRAME
+        if K is not None:
+            self.info_pub.publish(intrinsics_to_camera_info(K, rgb.shape[1], rgb.shape[0], header))
+        if fmt:
+            self.image_pub.publish(CompressedImage(header=header, format=fmt, data=encode_compressed(rgb, fmt)))
+        else:
+            self.image_pub.publish(array_to_image(np.ascontiguousarray(rgb), "rgb8", header))
+        return ns
+
+    def publish(self, msg) -> None:
+        self.image_pub.publish(msg)
+
+
+class Recorder:
+    """Subscribes to every output of a da3_node; messages by topic and stamp (ns)."""
+
+    def __init__(self, node: Node, namespace: str = ""):
+        self.by_topic: Dict[str, List] = defaultdict(list)
+        prefix = f"{namespace}/" if namespace else ""
+        for topic, msg_type in OUTPUT_TYPES.items():
+            name = topic if topic.startswith("/") else prefix + topic
+            node.create_subscription(msg_type, name, lambda m, t=topic: self.by_topic[t].append(m), 50)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(PointCloud2, prefix + "map/points",
+                                 lambda m: self.by_topic["map/points"].append(m), latched)
+
+    def stamps(self, topic: str) -> List[int]:
+        msgs = self.by_topic.get(topic, [])
+        if topic == "/tf":
+            return [stamp_to_ns(t.header.stamp) for m in msgs for t in m.transforms]
+        return [stamp_to_ns(m.header.stamp) for m in msgs]
+
+    def at(self, topic: str, ns: int):
+        for m in self.by_topic.get(topic, []):
+            if topic == "/tf":
+                for t in m.transforms:
+                    if stamp_to_ns(t.header.stamp) == ns:
+                        return t
+            elif stamp_to_ns(m.header.stamp) == ns:
+                return m
+        return None
+
+
+class Spinner:
+    """Spins the given nodes in a background executor while a test runs."""
+
+    def __init__(self, context, *nodes):
+        import threading
+
+        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return predicate()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)

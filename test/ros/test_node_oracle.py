@@ -1,0 +1,186 @@
+"""da3_node in-process with the exact oracle model, fed a synthetic sequence over DDS.
+
+What comes out must be the ground truth: poses (after the world-frame offset)
+within 1 mm, depth equal to the rendered depth, CameraInfo matching the depth
+image, every stamp equal to its input's; and bad input never stops the node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from da3_ros.geometry.transforms import inv_se3
+from da3_ros.ros.conversions import (array_to_image, image_to_depth, intrinsics_to_camera_info, ns_to_stamp,
+                                     pose_to_matrix, stamp_to_ns, transform_to_matrix)
+from da3_ros.ros.frames import T_BODY_OPTICAL
+from da3_ros.ros.node import Da3Node
+from da3_ros.synthetic.oracle import OracleModel
+from da3_ros.synthetic.sequence import make_sequence
+from node_harness import OPTICAL_FRAME, Camera, Recorder, Spinner, stamp_ns
+
+N_FRAMES = 20
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return make_sequence("orbit", n_frames=N_FRAMES, width=64, height=48, seed=3)
+
+
+def start_node(context, model, **params):
+    overrides = [Parameter(k, value=v) for k, v in {
+        "window_size": 4, "stride": 1, "min_confidence": 0.0, "min_depth": 0.01, "max_depth": 100.0,
+        "point_decimation": 2, "map_publish_period": 0.2, "diagnostics_period": 0.2, **params}.items()]
+    return Da3Node(model=model, context=context, parameter_overrides=overrides)
+
+
+@pytest.fixture
+def rig(ros_context, make_node):
+    """(start(model, **params) -> (node, camera, recorder, spinner)); all torn down after the test."""
+    started = []
+
+    def start(model, compressed=False, **params):
+        node = start_node(ros_context, model, use_compressed=compressed, **params)
+        io_node = make_node("test_camera_and_recorder")
+        camera, recorder = Camera(io_node, compressed=compressed), Recorder(io_node)
+        spinner = Spinner(ros_context, node, io_node)
+        started.append((node, spinner))
+        # let discovery finish before the first frame (best effort drops early samples)
+        assert spinner.wait_for(lambda: node.count_subscribers("depth/image") > 0
+                                and io_node.count_subscribers("image" if not compressed else "image/compressed") > 0,
+                                10.0), "node and test did not discover each other"
+        return node, camera, recorder, spinner
+
+    yield start
+    for node, spinner in started:
+        spinner.shutdown()
+        node.destroy_node()
+
+
+def header(seconds: float):
+    from std_msgs.msg import Header
+
+    return Header(stamp=ns_to_stamp(stamp_ns(seconds)), frame_id=OPTICAL_FRAME)
+
+
+def feed(camera, recorder, spinner, rgb, seconds, K=None, fmt="", timeout=10.0) -> bool:
+    """Publish one frame (re-sending while unanswered: best effort may drop it) and
+    wait for its depth image."""
+    ns = camera.publish_rgb(rgb, seconds, K, fmt)
+    for _ in range(int(timeout / 0.5)):
+        if spinner.wait_for(lambda: ns in recorder.stamps("depth/image"), 0.5):
+            return True
+        camera.publish_rgb(rgb, seconds, K, fmt)
+    return False
+
+
+def test_outputs_equal_ground_truth(rig, sequence):
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
+    K = sequence.intrinsics
+    for i in range(N_FRAMES):
+        assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], K), f"frame {i} unanswered"
+    assert spinner.wait_for(lambda: len(recorder.stamps("/tf")) >= N_FRAMES and recorder.by_topic["map/points"], 5.0)
+
+    first = stamp_ns(sequence.stamps[0])
+    T_world_stream_gt = T_BODY_OPTICAL @ inv_se3(sequence.c2w[0])  # the node's odom = first camera's body frame
+    for i in range(N_FRAMES):
+        ns = stamp_ns(sequence.stamps[i])
+        expected = T_world_stream_gt @ sequence.c2w[i]
+        odom = recorder.at("odometry", ns)
+        tf = recorder.at("/tf", ns)
+        assert odom is not None and tf is not None, f"frame {i}: no odometry or TF"
+        assert odom.header.frame_id == "odom" and odom.child_frame_id == OPTICAL_FRAME
+        assert tf.header.frame_id == "odom" and tf.child_frame_id == OPTICAL_FRAME
+        for name, T in (("odometry", pose_to_matrix(odom.pose.pose)), ("tf", transform_to_matrix(tf.transform))):
+            err_mm = 1e3 * np.linalg.norm(T[:3, 3] - expected[:3, 3])
+            rot_err = np.abs(T[:3, :3] - expected[:3, :3]).max()
+            assert err_mm < 1.0 and rot_err < 1e-5, f"frame {i} {name}: {err_mm:.3f} mm, rotation {rot_err:.2e}"
+
+        depth_msg = recorder.at("depth/image", ns)
+        info = recorder.at("depth/camera_info", ns)
+        assert depth_msg.encoding == "32FC1" and depth_msg.header.frame_id == OPTICAL_FRAME
+        assert (depth_msg.width, depth_msg.height) == (sequence.width, sequence.height)
+        assert (info.width, info.height) == (depth_msg.width, depth_msg.height)
+        assert info.header.frame_id == depth_msg.header.frame_id
+        np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), K, atol=1e-9)
+        depth = image_to_depth(depth_msg)
+        gt = sequence.depth[i]
+        valid = np.isfinite(depth)
+        assert valid.mean() > 0.95, f"frame {i}: only {valid.mean():.0%} valid depth"
+        np.testing.assert_allclose(depth[valid], gt[valid], rtol=1e-5, err_msg=f"frame {i} depth")
+
+    # every output carries its source image's stamp
+    inputs = {stamp_ns(s) for s in sequence.stamps}
+    for topic in ("depth/image", "depth/camera_info", "depth/confidence", "points", "odometry", "/tf", "keyframe"):
+        stamps = recorder.stamps(topic)
+        assert stamps, f"nothing on {topic}"
+        assert set(stamps) <= inputs, f"{topic} carries stamps that no input had"
+    assert recorder.stamps("keyframe")[0] == first  # the first frame is a keyframe
+    assert not recorder.by_topic.get("camera_info/estimated"), "CameraInfo was given: nothing is estimated"
+    path = recorder.by_topic["path"][-1]
+    assert len(path.poses) == N_FRAMES and path.header.frame_id == "odom"
+    assert recorder.by_topic["map/points"][-1].width > 0
+
+
+def test_bad_input_is_survived(rig, sequence):
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
+    img, K = sequence.images, sequence.intrinsics
+    t = sequence.stamps
+    assert feed(camera, recorder, spinner, img[0], t[0], K)
+
+    def good_after(bad_msg, i, K_for_good=K):
+        """Publish something bad, then frame i, which must be answered."""
+        camera.publish(bad_msg) if bad_msg is not None else None
+        assert feed(camera, recorder, spinner, img[i], t[i], K_for_good), f"frame {i} after bad input unanswered"
+
+    def raw(i, **fields):
+        msg = array_to_image(np.ascontiguousarray(img[i]), "rgb8", header(t[i]))
+        for k, v in fields.items():
+            setattr(msg, k, v)
+        return msg
+
+    bad_before = node.stats.bad_inputs
+    good_after(raw(1, encoding="yuv422_wrong"), 2)
+    good_after(raw(3, data=bytes(img[3].tobytes()[:100])), 4)        # truncated
+    good_after(raw(5, width=0, height=0, step=0, data=b""), 6)       # zero size
+    good_after(raw(7, step=10), 8)                                   # step smaller than a row
+    assert node.stats.bad_inputs - bad_before >= 4, "bad images were not counted"
+
+    # CameraInfo with zeros, NaN, another size: ignored (estimated intrinsics instead)
+    for i, bad_K in ((9, np.zeros((3, 3))), (10, np.full((3, 3), np.nan))):
+        ns = stamp_ns(t[i])
+        assert feed(camera, recorder, spinner, img[i], t[i], bad_K)
+        assert spinner.wait_for(lambda: ns in recorder.stamps("camera_info/estimated"), 5.0), \
+            "no camera_info/estimated while the given CameraInfo was unusable"
+    wrong_size = intrinsics_to_camera_info(K, 640, 480, header(t[11]))
+    camera.info_pub.publish(wrong_size)
+    assert feed(camera, recorder, spinner, img[11], t[11])
+    assert stamp_ns(t[11]) in recorder.stamps("camera_info/estimated")
+
+    # time jumping backwards (a looping bag): the node resets; frame 2 is the new origin
+    resets = node.pipeline.resets
+    assert feed(camera, recorder, spinner, img[12], t[12], K)
+    answered_at_2 = len([s for s in recorder.stamps("odometry") if s == stamp_ns(t[2])])
+    camera.publish_rgb(img[2], t[2], K)
+    assert spinner.wait_for(lambda: node.pipeline.resets == resets + 1, 10.0), "no reset when time went back"
+    assert spinner.wait_for(lambda: recorder.stamps("odometry").count(stamp_ns(t[2])) > answered_at_2, 10.0)
+    odom = recorder.by_topic["odometry"][-1]
+    np.testing.assert_allclose(pose_to_matrix(odom.pose.pose), T_BODY_OPTICAL, atol=1e-6)
+    assert feed(camera, recorder, spinner, img[3], t[3], K)
+    odom = [m for m in recorder.by_topic["odometry"] if stamp_ns(t[3]) == stamp_to_ns(m.header.stamp)][-1]
+    expected = T_BODY_OPTICAL @ inv_se3(sequence.c2w[2]) @ sequence.c2w[3]
+    np.testing.assert_allclose(pose_to_matrix(odom.pose.pose)[:3, 3], expected[:3, 3], atol=1e-3)
+
+
+def test_corrupt_jpeg_then_good_jpeg(rig, sequence):
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True), compressed=True)
+    from sensor_msgs.msg import CompressedImage
+
+    camera.publish(CompressedImage(header=header(sequence.stamps[0]), format="jpeg",
+                                   data=b"\xff\xd8\xff\xe0 not a jpeg"))
+    assert feed(camera, recorder, spinner, sequence.images[1], sequence.stamps[1], sequence.intrinsics, fmt="png")
+    assert node.stats.bad_inputs >= 1
+    depth = image_to_depth(recorder.at("depth/image", stamp_ns(sequence.stamps[1])))
+    valid = np.isfinite(depth)
+    np.testing.assert_allclose(depth[valid], sequence.depth[1][valid], rtol=1e-5)  # PNG is lossless

@@ -1,0 +1,27 @@
+"""config/*.yaml and the node's declared parameters agree."""
+
+import yaml
+
+from da3_ros.ros.params import PARAMETERS
+
+
+def load(repo_root, name):
+    with open(repo_root / "config" / name) as f:
+        return yaml.safe_load(f)["/**"]["ros__parameters"]
+
+
+def test_live_yaml_lists_every_parameter_with_its_default(repo_root):
+    values = load(repo_root, "live.yaml")
+    assert set(values) == set(PARAMETERS), set(values) ^ set(PARAMETERS)
+    for name, spec in PARAMETERS.items():
+        assert values[name] == spec.default, f"{name}: live.yaml {values[name]!r} != declared {spec.default!r}"
+
+
+def test_jetson_yaml_uses_known_parameters_within_range(repo_root):
+    for name, value in load(repo_root, "jetson.yaml").items():
+        spec = PARAMETERS[name]
+        assert type(value) is type(spec.default), name
+        if spec.choices:
+            assert value in spec.choices, name
+        if spec.range:
+            assert spec.range[0] <= value <= spec.range[1], name
