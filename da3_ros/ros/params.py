@@ -160,3 +160,14 @@ def declare_parameters(node: Node) -> NodeConfig:
     missing = {f.name for f in fields(NodeConfig)} ^ set(values)
     assert not missing, f"PARAMETERS and NodeConfig disagree on {missing}"
     return NodeConfig(**values)
+
+
+def default_config(**overrides) -> NodeConfig:
+    """The node's configuration without a node (process-bag, tests): defaults,
+    then `overrides` by name."""
+    values = {name: spec.default for name, spec in PARAMETERS.items()}
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"unknown parameters: {sorted(unknown)}")
+    values.update(overrides)
+    return NodeConfig(**values)
