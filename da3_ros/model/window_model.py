@@ -1,0 +1,169 @@
+"""`WindowModel` adapter: DA3 behind the streaming core's contract.
+
+`encode(frame)` uploads the uint8 image, preprocesses it on the device and runs
+the per-view blocks once; the handle keeps those tokens. `predict` stacks the
+cached tokens of a window, runs only the cross-view blocks, the depth head on the
+decoded frames and the camera (or ray) head on all, and maps everything to each
+frame's native resolution. One device->host transfer per output kind.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..stream.interface import Frame, WindowPrediction
+from .api import denormalize_w2c, normalize_poses
+from .loading import load_model
+from .net import DA3Net, FrameTokens, NestedDA3Net, metric_depth
+from .preprocess import DEFAULT_PROCESS_RES, intrinsics_to_native, intrinsics_to_processed, map_to_native, preprocess
+
+#: horizontal field of view assumed by monocular metric models when no intrinsics are known
+DEFAULT_HFOV_DEG = 60.0
+
+
+@dataclass
+class DA3FrameHandle:
+    """Cache of one frame: its tokens on the device and its sizes."""
+
+    index: int
+    tokens: FrameTokens
+    native_hw: Tuple[int, int]
+    processed_hw: Tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.tokens.nbytes()
+
+
+class DA3WindowModel:
+    """DA3 as a `da3_ros.stream.interface.WindowModel`.
+
+    model: anything `load_model` accepts (hub id, directory, .safetensors with
+        `variant`, "random:da3-small") or an already built network.
+    precision: "fp32" | "bf16" | "fp16" | "auto" (bf16 autocast on CUDA, fp32 on CPU).
+    pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray map + solver).
+    """
+
+    def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
+                 process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
+                 ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None):
+        self.device = torch.device(device)
+        net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
+        self.net = net.to(self.device).eval()
+        self.net.set_precision(precision)
+        if pose_from not in ("camera", "ray"):
+            raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
+        self.precision = precision
+        self.process_res = process_res
+        self.pose_from = pose_from
+        self.ref_view_strategy = ref_view_strategy
+        self._anyview = isinstance(net, NestedDA3Net) or net.cfg.any_view
+        self.metric = isinstance(net, NestedDA3Net) or (isinstance(net, DA3Net) and net.is_metric)
+        variant = getattr(net, "variant", getattr(net.cfg, "name", "da3"))
+        self.name = f"DA3 {variant} ({self.device.type}, {precision}, pose_from={pose_from}, ref={ref_view_strategy})"
+        self._warned_fov = False
+
+    # ------------------------------------------------------------------ protocol
+    @torch.inference_mode()
+    def encode(self, frame: Frame) -> DA3FrameHandle:
+        images = preprocess([frame.image], self.device, self.process_res)
+        tokens = self.net.encode(images)[0]
+        return DA3FrameHandle(frame.index, tokens, (frame.height, frame.width), tuple(images.shape[-2:]))
+
+    @torch.inference_mode()
+    def predict(self, frames: Sequence[Frame], handles: Sequence[DA3FrameHandle], decode: Sequence[int],
+                intrinsics: Optional[np.ndarray] = None, c2w: Optional[np.ndarray] = None) -> WindowPrediction:
+        S = len(handles)
+        if S == 0 or len(frames) != S:
+            raise ValueError("predict needs one handle per frame and at least one frame")
+        decode = [int(d) for d in decode]
+        if any(d < 0 or d >= S for d in decode):
+            raise IndexError(f"decode indices {decode} outside the window of {S}")
+        hw = handles[0].processed_hw
+        H, W = hw
+        dev = self.device
+        # known intrinsics in processed pixels (argument, else the frames' CameraInfo)
+        K_native = intrinsics if intrinsics is not None else self._frame_intrinsics(frames)
+        K_proc = None
+        if K_native is not None:
+            K_proc = torch.tensor(np.stack([intrinsics_to_processed(K_native[i], h.native_hw, hw)
+                                            for i, h in enumerate(handles)]), dtype=torch.float32, device=dev)
+        conditioned = c2w is not None and intrinsics is not None and self._anyview
+        cond = None
+        if conditioned:
+            cond = normalize_poses(torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=dev))
+        cached = [h.tokens for h in handles]
+        out = self.net.forward_window(cached, decode, pose_from=self.pose_from,
+                                      ref_view_strategy=self.ref_view_strategy,
+                                      extrinsics=None if cond is None else cond[0][None],
+                                      intrinsics=None if cond is None else K_proc[None])
+        depth = out.get("depth")
+        conf = out.get("depth_conf")
+        metric = self.metric
+        extras = {}
+        if "extrinsics" in out:
+            w2c = out["extrinsics"][0]
+            K_pred = out["intrinsics"][0]
+            if cond is not None:
+                if "scale_factor" in out:  # nested + given poses: caller's unit
+                    sf = out["scale_factor"]
+                    depth, w2c = depth / sf, w2c.clone()
+                    w2c[:, :3, 3] = w2c[:, :3, 3] / sf
+                w2c = denormalize_w2c(w2c, cond[1], cond[2])
+                depth = depth * cond[2]
+                metric = False
+            pose_conf = np.ones(S)
+        else:  # monocular model: no poses
+            w2c = torch.eye(4, device=dev)[None].repeat(S, 1, 1)
+            if c2w is not None:
+                w2c = torch.linalg.inv(torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=dev))
+            K_pred = K_proc if K_proc is not None else self._default_intrinsics(S, H, W)
+            pose_conf = np.zeros(S)
+            extras["poses_valid"] = False
+            if isinstance(self.net, DA3Net) and self.net.is_metric:
+                depth = metric_depth(depth, K_pred[None, decode])
+        if "scale_factor" in out:
+            extras["scale_factor"] = float(out["scale_factor"])
+        # host transfers: one per kind
+        w2c4 = torch.eye(4, dtype=torch.float64).repeat(S, 1, 1)
+        w2c4[:, :3] = w2c[:, :3].double().cpu()
+        c2w_out = torch.linalg.inv(w2c4).numpy()
+        K_pred_np = K_pred.double().cpu().numpy()
+        K_out = np.stack([intrinsics_to_native(K_pred_np[i], hw, h.native_hw) for i, h in enumerate(handles)])
+        depth_np, conf_np = {}, {}
+        if decode:
+            maps = [depth[0]] + ([conf[0]] if conf is not None else [])
+            native = [handles[d].native_hw for d in decode]
+            if len(set(native)) == 1:
+                stacked = torch.stack([map_to_native(m, native[0]) for m in maps]).float().cpu().numpy()
+            else:
+                stacked = np.stack([np.stack([map_to_native(m[j:j + 1], native[j])[0].float().cpu().numpy()
+                                              for j in range(len(decode))]) for m in maps])
+            for j, d in enumerate(decode):
+                depth_np[d] = np.ascontiguousarray(stacked[0][j], dtype=np.float32)
+                conf_np[d] = (np.ascontiguousarray(stacked[1][j], dtype=np.float32) if conf is not None
+                              else np.ones_like(depth_np[d]))
+        return WindowPrediction(c2w=c2w_out, intrinsics=K_out, depth=depth_np, confidence=conf_np,
+                                pose_confidence=pose_conf, metric=bool(metric), extras=extras)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _frame_intrinsics(frames: Sequence[Frame]) -> Optional[np.ndarray]:
+        Ks = [f.intrinsics for f in frames]
+        if all(K is not None for K in Ks):
+            return np.stack([np.asarray(K, dtype=np.float64) for K in Ks])
+        return None
+
+    def _default_intrinsics(self, S: int, H: int, W: int) -> torch.Tensor:
+        if not self._warned_fov:
+            warnings.warn(f"{self.name}: no intrinsics known; assuming a {DEFAULT_HFOV_DEG} deg horizontal FOV")
+            self._warned_fov = True
+        f = (W / 2) / math.tan(math.radians(DEFAULT_HFOV_DEG) / 2)
+        K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]], dtype=torch.float32, device=self.device)
+        return K[None].repeat(S, 1, 1)
