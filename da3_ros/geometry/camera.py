@@ -1,0 +1,67 @@
+"""Pinhole camera helpers (OpenCV / REP 103 optical frame, pixels, z-depth)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+def pixel_grid(width: int, height: int, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (u, v) in pixels, sampled every `stride` pixels.
+    Pixel (0,0) has its centre at (0,0) (the OpenCV convention: cx = (W-1)/2 is
+    the exact image centre)."""
+    u = np.arange(0, width, stride, dtype=np.float64)
+    v = np.arange(0, height, stride, dtype=np.float64)
+    return np.meshgrid(u, v)
+
+
+def backproject(depth: np.ndarray, u: np.ndarray, v: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Points (...,3) in the optical frame from z-depth sampled at pixels (u, v)."""
+    K = np.asarray(intrinsics, dtype=np.float64)
+    z = np.asarray(depth, dtype=np.float64)
+    x = (u - K[0, 2]) / K[0, 0] * z
+    y = (v - K[1, 2]) / K[1, 1] * z
+    return np.stack([x, y, z], axis=-1)
+
+
+def transform_points(T: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 transform to points (...,3)."""
+    T = np.asarray(T, dtype=np.float64)
+    return x @ T[:3, :3].T + T[:3, 3]
+
+
+def depth_to_points(
+    depth: np.ndarray,
+    intrinsics: np.ndarray,
+    c2w: Optional[np.ndarray] = None,
+    mask: Optional[np.ndarray] = None,
+    stride: int = 1,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Back-project a depth map. Returns (points (N,3) float64, flat pixel
+    indices (N,) into the full-resolution image) for pixels on the `stride`
+    grid where `mask` holds (and depth is finite and > 0)."""
+    h, w = depth.shape
+    vs = np.arange(0, h, stride)
+    us = np.arange(0, w, stride)
+    d = depth[np.ix_(vs, us)]
+    ok = np.isfinite(d) & (d > 0)
+    if mask is not None:
+        ok &= mask[np.ix_(vs, us)]
+    vv, uu = np.nonzero(ok)
+    v = vs[vv]
+    u = us[uu]
+    pts = backproject(d[vv, uu], u.astype(np.float64), v.astype(np.float64), intrinsics)
+    if c2w is not None:
+        pts = transform_points(c2w, pts)
+    return pts, v * w + u
+
+
+def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics for an image resized by (sx, sy) (pixel-centre convention)."""
+    K = np.asarray(K, dtype=np.float64).copy()
+    K[0, 0] *= sx
+    K[1, 1] *= sy
+    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return K

@@ -1,0 +1,78 @@
+"""Configuration of the streaming core (units in the names or docs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+REF_STRATEGIES = ("first", "middle", "newest", "model")
+
+
+@dataclass
+class StreamConfig:
+    #: frames per inference window (keyframes + new frames)
+    window_size: int = 8
+    #: new frames per inference (answered together); < window_size so at least
+    #: one earlier keyframe links each window to the world
+    stride: int = 1
+    #: keyframe when the camera moved this far from the last keyframe, in world
+    #: units (metres when the world is metric); None: not used
+    keyframe_translation: Optional[float] = None
+    #: ... or this fraction of the last keyframe's median depth (scale-free,
+    #: works at the arbitrary scale of a relative model)
+    keyframe_translation_depth_ratio: Optional[float] = 0.05
+    #: ... or turned this much, degrees
+    keyframe_rotation_deg: float = 5.0
+    #: ... or this long since the last keyframe, seconds
+    keyframe_max_seconds: float = 1.0
+    #: which window view is put first (= the window frame for a model whose
+    #: reference strategy is "first"): "first" (oldest keyframe), "middle",
+    #: "newest", or "model" (chronological order, the model decides)
+    ref_strategy: str = "first"
+    #: pixels below this DA3 confidence (>= 1) are left out of clouds, map, alignment
+    min_confidence: float = 1.5
+    #: depth range kept in clouds/map/alignment, metres (world units when not metric)
+    depth_range: Tuple[float, float] = (0.05, 50.0)
+    #: how many of the window's earlier keyframes are decoded again so their
+    #: depth maps can align the window (0: align from poses only)
+    align_shared_decode: int = 2
+    #: sampled pixels per keyframe point map kept for alignment
+    align_samples: int = 1024
+    #: each shared camera centre counts like this many depth points
+    align_centre_weight: float = 10.0
+    #: fewer valid depth correspondences than this: align from poses only
+    min_align_points: int = 30
+    #: pose-only alignment estimates scale only when the shared cameras' baseline
+    #: exceeds this fraction of the scene depth; else the previous scale is kept
+    min_baseline_ratio: float = 0.02
+    #: a depth-based Sim(3) with fewer inliers than this is rejected
+    min_inlier_fraction: float = 0.3
+    #: use Frame.c2w_external (with intrinsics) for pose-conditioned windows
+    use_external_poses: bool = True
+    #: world map: voxel edge (world units: metres when metric), point cap, pixel step
+    map_voxel_size: float = 0.05
+    map_max_points: int = 200_000
+    map_pixel_stride: int = 4
+    #: which answered frames feed the map: "keyframes", "all" or "none"
+    map_from: str = "keyframes"
+    #: answered poses kept for trajectory() (oldest dropped beyond this)
+    trajectory_cap: int = 10_000
+    #: model intrinsics estimates kept for the running median
+    intrinsics_history: int = 100
+
+    def __post_init__(self):
+        if self.window_size < 2:
+            raise ValueError("window_size must be >= 2")
+        if not 1 <= self.stride < self.window_size:
+            raise ValueError("stride must be in [1, window_size - 1]")
+        if self.ref_strategy not in REF_STRATEGIES:
+            raise ValueError(f"ref_strategy must be one of {REF_STRATEGIES}")
+        if self.map_from not in ("keyframes", "all", "none"):
+            raise ValueError("map_from must be 'keyframes', 'all' or 'none'")
+        lo, hi = self.depth_range
+        if not 0 <= lo < hi:
+            raise ValueError("depth_range must be (near, far) with 0 <= near < far")
+        if self.map_voxel_size <= 0 or self.map_max_points < 1 or self.trajectory_cap < 1:
+            raise ValueError("map_voxel_size, map_max_points and trajectory_cap must be positive")
+        if self.align_shared_decode < 0:
+            raise ValueError("align_shared_decode must be >= 0")

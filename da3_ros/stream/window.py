@@ -1,0 +1,102 @@
+"""The sliding window: keyframes kept for overlap, new frames waiting for the
+next inference, the per-frame model handles, the keyframe policy and the
+reference-view order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from ..geometry.camera import backproject, transform_points
+from ..geometry.transforms import rotation_angle_deg
+from .config import StreamConfig
+from .interface import Frame
+
+
+@dataclass
+class WindowEntry:
+    """One frame in the window. `handle` is the model's per-frame cache; it is
+    set to None (and the entry dropped) when the frame leaves the window."""
+
+    frame: Frame
+    handle: Any
+    keyframe: bool = False
+    #: world pose of the optical frame, once answered
+    c2w_world: Optional[np.ndarray] = None
+    #: point-map sample kept for aligning later windows (world frame): flat
+    #: pixel indices (M,), points (M,3), z-depth (M,) world units, confidence (M,)
+    sample_pix: Optional[np.ndarray] = None
+    sample_xyz: Optional[np.ndarray] = None
+    sample_depth: Optional[np.ndarray] = None
+    sample_conf: Optional[np.ndarray] = None
+    #: median valid z-depth in world units (scale-free keyframe threshold)
+    median_depth: float = float("nan")
+
+    @property
+    def stamp(self) -> float:
+        return self.frame.stamp
+
+    def release(self) -> None:
+        """Drop the model's cache (and the sample) so they can be freed."""
+        self.handle = None
+        self.sample_pix = self.sample_xyz = self.sample_depth = self.sample_conf = None
+
+    def store_sample(self, depth_w: np.ndarray, conf: np.ndarray, K: np.ndarray, c2w_w: np.ndarray, cfg: StreamConfig) -> None:
+        """Keep a sparse grid of this frame's world points for alignment."""
+        h, w = depth_w.shape
+        step = max(1, int(round(np.sqrt(h * w / max(cfg.align_samples, 1)))))
+        vs = np.arange(step // 2, h, step)
+        us = np.arange(step // 2, w, step)
+        vv, uu = np.meshgrid(vs, us, indexing="ij")
+        pix = (vv * w + uu).ravel()
+        d = depth_w.ravel()[pix]
+        c = conf.ravel()[pix]
+        lo, hi = cfg.depth_range
+        ok = np.isfinite(d) & (d > lo) & (d < hi) & (c >= cfg.min_confidence)
+        pix, d, c = pix[ok], d[ok].astype(np.float64), c[ok]
+        u = (pix % w).astype(np.float64)
+        v = (pix // w).astype(np.float64)
+        self.sample_pix = pix
+        self.sample_xyz = transform_points(c2w_w, backproject(d, u, v, K))
+        self.sample_depth = d
+        self.sample_conf = c.astype(np.float64)
+        valid = depth_w[np.isfinite(depth_w) & (depth_w > 0)]
+        self.median_depth = float(np.median(valid)) if valid.size else float("nan")
+
+
+def is_new_keyframe(c2w_w: np.ndarray, stamp: float, last: Optional[WindowEntry], cfg: StreamConfig) -> bool:
+    """Keyframe when moved/turned enough or enough time passed since the last
+    keyframe (the first frame always is)."""
+    if last is None or last.c2w_world is None:
+        return True
+    if stamp - last.stamp >= cfg.keyframe_max_seconds:
+        return True
+    dist = float(np.linalg.norm(c2w_w[:3, 3] - last.c2w_world[:3, 3]))
+    if cfg.keyframe_translation is not None and dist >= cfg.keyframe_translation:
+        return True
+    if cfg.keyframe_translation_depth_ratio is not None and np.isfinite(last.median_depth):
+        if dist >= cfg.keyframe_translation_depth_ratio * last.median_depth:
+            return True
+    angle = float(rotation_angle_deg(last.c2w_world[:3, :3].T @ c2w_w[:3, :3]))
+    return angle >= cfg.keyframe_rotation_deg
+
+
+def reference_order(n: int, strategy: str) -> List[int]:
+    """perm[p] = chronological index of the view put at model position p; the
+    chosen reference goes first (a DA3 with reference strategy "first" then uses
+    it as the window frame)."""
+    if strategy == "model" or n < 2:
+        return list(range(n))
+    ref = {"first": 0, "middle": n // 2, "newest": n - 1}[strategy]
+    return [ref] + [i for i in range(n) if i != ref]
+
+
+def shared_to_decode(shared: Sequence[WindowEntry], count: int) -> List[int]:
+    """Indices (into `shared`) of the newest keyframes that have a point-map
+    sample, at most `count`: their depth is decoded again to align the window."""
+    if count <= 0:
+        return []
+    have = [i for i, e in enumerate(shared) if e.sample_pix is not None and len(e.sample_pix) > 0]
+    return have[-count:]

@@ -1,0 +1,134 @@
+"""Synthetic sequences with exact ground truth, and their on-disk form.
+
+On disk (the image-folder layout the offline runner reads, plus ground truth):
+    rgb/000000.png ...        RGB images, sorted by name
+    timestamps.txt            one stamp (seconds) per line, in image order
+    groundtruth.txt           TUM: stamp tx ty tz qx qy qz qw (optical frame, metres)
+    intrinsics.json           {"K": 3x3, "width": W, "height": H}
+    depth.npy                 (N,H,W) float32 z-depth in metres (exact)
+    depth/000000.png ...      the same as 16-bit millimetres (0 = invalid), optional
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+
+from ..geometry.transforms import c2w_to_tum, tum_to_c2w
+from .render import make_scene, render
+from .trajectories import TRAJECTORIES
+
+SEQUENCES = tuple(TRAJECTORIES)
+FRAME_RATE_HZ = 30.0
+#: first stamp, seconds (not zero, like a real clock)
+T0 = 1000.0
+
+
+@dataclass
+class SyntheticSequence:
+    name: str
+    images: np.ndarray  # (N,H,W,3) uint8 RGB
+    depth: np.ndarray  # (N,H,W) float32 z-depth, metres
+    intrinsics: np.ndarray  # (3,3) pixels
+    c2w: np.ndarray  # (N,4,4) optical frame to the synthetic world, metres
+    stamps: np.ndarray  # (N,) seconds
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    @property
+    def width(self) -> int:
+        return int(self.images.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.images.shape[1])
+
+    def frames(self, with_intrinsics: bool = False, with_poses: bool = False) -> Iterator["Frame"]:  # noqa: F821
+        """The sequence as stream `Frame`s (optionally with CameraInfo-like
+        intrinsics and external poses)."""
+        from ..stream.interface import Frame
+
+        for i in range(len(self)):
+            yield Frame(
+                index=i,
+                stamp=float(self.stamps[i]),
+                image=self.images[i],
+                intrinsics=self.intrinsics.copy() if with_intrinsics else None,
+                c2w_external=self.c2w[i].copy() if with_poses else None,
+            )
+
+    def index_of_stamp(self, stamp: float, tol: float = 1e-4) -> int:
+        i = int(np.clip(np.searchsorted(self.stamps, stamp), 1, len(self.stamps) - 1)) if len(self.stamps) > 1 else 0
+        cands = [j for j in (i - 1, i) if 0 <= j < len(self.stamps)]
+        j = min(cands, key=lambda k: abs(self.stamps[k] - stamp))
+        if abs(self.stamps[j] - stamp) > tol:
+            raise KeyError(f"no ground-truth frame at stamp {stamp:.6f} s in sequence {self.name!r}")
+        return j
+
+
+def default_intrinsics(width: int, height: int) -> np.ndarray:
+    """About 64 degrees horizontal field of view, principal point at the centre."""
+    f = 0.8 * width
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def make_sequence(name: str, n_frames: int = 200, width: int = 320, height: int = 240, seed: int = 0) -> SyntheticSequence:
+    """Render one of SEQUENCES ("forward", "orbit", "rotation", "stop_and_go")
+    deterministically (same arguments, same bytes)."""
+    if name not in TRAJECTORIES:
+        raise ValueError(f"unknown sequence {name!r}; choose from {SEQUENCES}")
+    scene = make_scene(seed)
+    s = np.linspace(0.0, 1.0, n_frames) if n_frames > 1 else np.zeros(1)
+    c2w = TRAJECTORIES[name](s, seed)
+    K = default_intrinsics(width, height)
+    images = np.empty((n_frames, height, width, 3), np.uint8)
+    depth = np.empty((n_frames, height, width), np.float32)
+    for i in range(n_frames):
+        images[i], depth[i] = render(scene, c2w[i], K, width, height)
+    stamps = T0 + np.arange(n_frames) / FRAME_RATE_HZ
+    return SyntheticSequence(name, images, depth, K, c2w, stamps)
+
+
+def write_sequence(seq: SyntheticSequence, out_dir: Union[str, Path], depth_png: bool = True) -> Path:
+    """Write the sequence as an image folder with ground truth (layout above)."""
+    from PIL import Image
+
+    out = Path(out_dir)
+    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(seq.images):
+        Image.fromarray(img).save(out / "rgb" / f"{i:06d}.png")
+    if depth_png:
+        (out / "depth").mkdir(exist_ok=True)
+        for i, d in enumerate(seq.depth):
+            mm = np.where(np.isfinite(d) & (d > 0), np.round(d * 1000.0), 0).clip(0, 65535).astype(np.uint16)
+            Image.fromarray(mm).save(out / "depth" / f"{i:06d}.png")
+    np.save(out / "depth.npy", seq.depth)
+    (out / "timestamps.txt").write_text("".join(f"{t:.6f}\n" for t in seq.stamps))
+    rows = c2w_to_tum(seq.c2w)
+    with open(out / "groundtruth.txt", "w") as f:
+        f.write("# timestamp tx ty tz qx qy qz qw (optical frame, metres)\n")
+        for t, r in zip(seq.stamps, rows):
+            f.write(f"{t:.6f} " + " ".join(f"{x:.9f}" for x in r) + "\n")
+    (out / "intrinsics.json").write_text(
+        json.dumps({"K": seq.intrinsics.tolist(), "width": seq.width, "height": seq.height, "name": seq.name}, indent=1)
+    )
+    return out
+
+
+def load_sequence(seq_dir: Union[str, Path]) -> SyntheticSequence:
+    """Read a folder written by write_sequence (exact depth from depth.npy)."""
+    from PIL import Image
+
+    d = Path(seq_dir)
+    meta = json.loads((d / "intrinsics.json").read_text())
+    files = sorted((d / "rgb").glob("*.png"))
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    stamps = np.array([float(x) for x in (d / "timestamps.txt").read_text().split()])
+    gt = np.loadtxt(d / "groundtruth.txt", comments="#").reshape(-1, 8)
+    depth = np.load(d / "depth.npy")
+    return SyntheticSequence(meta.get("name", d.name), images, depth, np.array(meta["K"], dtype=np.float64), tum_to_c2w(gt[:, 1:]), stamps)
