@@ -89,7 +89,8 @@ class VoxelMap:
 @dataclass
 class Trajectory:
     """Answered poses in order: stamps (N,) seconds, c2w (N,4,4) optical frame
-    to world, the frames' indices (N,) and keyframe flags (N,)."""
+    to world, the frames' indices (N,) and keyframe flags (N,).
+    Unpacks as `stamps, c2w = streamer.trajectory()` (the writers' order)."""
 
     stamps: np.ndarray
     c2w: np.ndarray
@@ -98,6 +99,9 @@ class Trajectory:
 
     def __len__(self) -> int:
         return len(self.stamps)
+
+    def __iter__(self):
+        return iter((self.stamps, self.c2w))
 
 
 class TrajectoryBuffer:
