@@ -1,10 +1,13 @@
 """Synthetic sequences with exact ground truth, and their on-disk form.
 
-On disk (the image-folder layout the offline runner reads, plus ground truth):
-    rgb/000000.png ...        RGB images, sorted by name
+On disk: an image folder as `da3_ros.io.sources` reads it (the offline runner's
+--input), plus ground truth beside the images:
+    000000.png ...            RGB images (natural sort order)
     timestamps.txt            one stamp (seconds) per line, in image order
+    intrinsics.json           {"K": 3x3} pixels; only with camera_info=True (the
+                              runner then treats the intrinsics as known, like CameraInfo)
+    sequence.json             {"name", "K", "width", "height"}: always (for the oracle)
     groundtruth.txt           TUM: stamp tx ty tz qx qy qz qw (optical frame, metres)
-    intrinsics.json           {"K": 3x3, "width": W, "height": H}
     depth.npy                 (N,H,W) float32 z-depth in metres (exact)
     depth/000000.png ...      the same as 16-bit millimetres (0 = invalid), optional
 """
@@ -94,14 +97,14 @@ def make_sequence(name: str, n_frames: int = 200, width: int = 320, height: int 
     return SyntheticSequence(name, images, depth, K, c2w, stamps)
 
 
-def write_sequence(seq: SyntheticSequence, out_dir: Union[str, Path], depth_png: bool = True) -> Path:
+def write_sequence(seq: SyntheticSequence, out_dir: Union[str, Path], depth_png: bool = True, camera_info: bool = True) -> Path:
     """Write the sequence as an image folder with ground truth (layout above)."""
     from PIL import Image
 
     out = Path(out_dir)
-    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(seq.images):
-        Image.fromarray(img).save(out / "rgb" / f"{i:06d}.png")
+        Image.fromarray(img).save(out / f"{i:06d}.png")
     if depth_png:
         (out / "depth").mkdir(exist_ok=True)
         for i, d in enumerate(seq.depth):
@@ -114,9 +117,10 @@ def write_sequence(seq: SyntheticSequence, out_dir: Union[str, Path], depth_png:
         f.write("# timestamp tx ty tz qx qy qz qw (optical frame, metres)\n")
         for t, r in zip(seq.stamps, rows):
             f.write(f"{t:.6f} " + " ".join(f"{x:.9f}" for x in r) + "\n")
-    (out / "intrinsics.json").write_text(
-        json.dumps({"K": seq.intrinsics.tolist(), "width": seq.width, "height": seq.height, "name": seq.name}, indent=1)
-    )
+    meta = {"name": seq.name, "K": seq.intrinsics.tolist(), "width": seq.width, "height": seq.height}
+    (out / "sequence.json").write_text(json.dumps(meta, indent=1))
+    if camera_info:
+        (out / "intrinsics.json").write_text(json.dumps({"K": seq.intrinsics.tolist()}, indent=1))
     return out
 
 
@@ -125,8 +129,8 @@ def load_sequence(seq_dir: Union[str, Path]) -> SyntheticSequence:
     from PIL import Image
 
     d = Path(seq_dir)
-    meta = json.loads((d / "intrinsics.json").read_text())
-    files = sorted((d / "rgb").glob("*.png"))
+    meta = json.loads((d / "sequence.json").read_text())
+    files = sorted(d.glob("[0-9]*.png"))
     images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
     stamps = np.array([float(x) for x in (d / "timestamps.txt").read_text().split()])
     gt = np.loadtxt(d / "groundtruth.txt", comments="#").reshape(-1, 8)
