@@ -285,6 +285,7 @@ class Da3Node(Node):
             "frames_answered": str(answered),
             "frames_dropped": str(dropped),
             "bad_inputs": str(bad),
+            "duplicate_stamps": str(self.pipeline.duplicates),
             "resets": str(self.pipeline.resets),
             "window_fill": f"{fill}/{self.cfg.window_size}",
             "intrinsics": self.pipeline.intrinsics_source,

@@ -75,6 +75,7 @@ class FramePipeline:
         self.camera_info: Optional[CameraInfo] = None
         self.intrinsics_source = "none yet"
         self.resets = 0
+        self.duplicates = 0
         self._last_stamp: Optional[float] = None
         self._frame_index = 0
         # frames whose answer may still come (stride > 1), oldest first
@@ -117,6 +118,11 @@ class FramePipeline:
             rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
         except ImageDecodeError as exc:
             self._warn(f"dropping image at t={stamp:.3f}: {exc}")
+            return []
+        if stamp == self._last_stamp:
+            # the same frame again (a re-sent sample, a driver publishing twice):
+            # answering it twice would put two poses at one stamp
+            self.duplicates += 1
             return []
         if self._last_stamp is not None and stamp < self._last_stamp:
             # a looping bag or a restarted driver: the old world no longer applies

@@ -78,6 +78,10 @@ def feed(camera, recorder, spinner, rgb, seconds, K=None, fmt="", timeout=10.0) 
 def test_outputs_equal_ground_truth(rig, sequence):
     node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
     K = sequence.intrinsics
+    # CameraInfo and image travel on separate topics: make sure the first image
+    # is not processed before any CameraInfo arrived (else it is, rightly, estimated)
+    camera.info_pub.publish(intrinsics_to_camera_info(K, sequence.width, sequence.height, header(sequence.stamps[0])))
+    assert spinner.wait_for(lambda: node.pipeline.camera_info is not None, 5.0)
     for i in range(N_FRAMES):
         assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], K), f"frame {i} unanswered"
     assert spinner.wait_for(lambda: len(recorder.stamps("/tf")) >= N_FRAMES and recorder.by_topic["map/points"], 5.0)
@@ -129,10 +133,17 @@ def test_bad_input_is_survived(rig, sequence):
     t = sequence.stamps
     assert feed(camera, recorder, spinner, img[0], t[0], K)
 
-    def good_after(bad_msg, i, K_for_good=K):
-        """Publish something bad, then frame i, which must be answered."""
-        camera.publish(bad_msg) if bad_msg is not None else None
-        assert feed(camera, recorder, spinner, img[i], t[i], K_for_good), f"frame {i} after bad input unanswered"
+    def good_after(bad_msg, i):
+        """Publish something bad until the node has seen it (best effort may drop
+        it, and a newer frame would replace it in the one-slot buffer), then
+        frame i, which must be answered."""
+        seen = node.stats.bad_inputs
+        for _ in range(20):
+            camera.publish(bad_msg)
+            if spinner.wait_for(lambda: node.stats.bad_inputs > seen, 0.25):
+                break
+        assert node.stats.bad_inputs > seen, f"bad input before frame {i} was never reported"
+        assert feed(camera, recorder, spinner, img[i], t[i], K), f"frame {i} after bad input unanswered"
 
     def raw(i, **fields):
         msg = array_to_image(np.ascontiguousarray(img[i]), "rgb8", header(t[i]))
@@ -140,12 +151,10 @@ def test_bad_input_is_survived(rig, sequence):
             setattr(msg, k, v)
         return msg
 
-    bad_before = node.stats.bad_inputs
     good_after(raw(1, encoding="yuv422_wrong"), 2)
     good_after(raw(3, data=bytes(img[3].tobytes()[:100])), 4)        # truncated
     good_after(raw(5, width=0, height=0, step=0, data=b""), 6)       # zero size
     good_after(raw(7, step=10), 8)                                   # step smaller than a row
-    assert node.stats.bad_inputs - bad_before >= 4, "bad images were not counted"
 
     # CameraInfo with zeros, NaN, another size: ignored (estimated intrinsics instead)
     for i, bad_K in ((9, np.zeros((3, 3))), (10, np.full((3, 3), np.nan))):
@@ -154,7 +163,10 @@ def test_bad_input_is_survived(rig, sequence):
         assert spinner.wait_for(lambda: ns in recorder.stamps("camera_info/estimated"), 5.0), \
             "no camera_info/estimated while the given CameraInfo was unusable"
     wrong_size = intrinsics_to_camera_info(K, 640, 480, header(t[11]))
-    camera.info_pub.publish(wrong_size)
+    for _ in range(20):
+        camera.info_pub.publish(wrong_size)
+        if spinner.wait_for(lambda: node.pipeline.camera_info.width == 640, 0.25):
+            break
     assert feed(camera, recorder, spinner, img[11], t[11])
     assert stamp_ns(t[11]) in recorder.stamps("camera_info/estimated")
 
@@ -162,8 +174,11 @@ def test_bad_input_is_survived(rig, sequence):
     resets = node.pipeline.resets
     assert feed(camera, recorder, spinner, img[12], t[12], K)
     answered_at_2 = len([s for s in recorder.stamps("odometry") if s == stamp_ns(t[2])])
-    camera.publish_rgb(img[2], t[2], K)
-    assert spinner.wait_for(lambda: node.pipeline.resets == resets + 1, 10.0), "no reset when time went back"
+    for _ in range(20):  # best effort may drop it; once seen, copies are skipped as duplicates
+        camera.publish_rgb(img[2], t[2], K)
+        if spinner.wait_for(lambda: node.pipeline.resets == resets + 1, 0.25):
+            break
+    assert node.pipeline.resets == resets + 1, "no reset when time went back"
     assert spinner.wait_for(lambda: recorder.stamps("odometry").count(stamp_ns(t[2])) > answered_at_2, 10.0)
     odom = recorder.by_topic["odometry"][-1]
     np.testing.assert_allclose(pose_to_matrix(odom.pose.pose), T_BODY_OPTICAL, atol=1e-6)
@@ -177,10 +192,13 @@ def test_corrupt_jpeg_then_good_jpeg(rig, sequence):
     node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True), compressed=True)
     from sensor_msgs.msg import CompressedImage
 
-    camera.publish(CompressedImage(header=header(sequence.stamps[0]), format="jpeg",
-                                   data=b"\xff\xd8\xff\xe0 not a jpeg"))
+    corrupt = CompressedImage(header=header(sequence.stamps[0]), format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg")
+    for _ in range(20):
+        camera.publish(corrupt)
+        if spinner.wait_for(lambda: node.stats.bad_inputs > 0, 0.25):
+            break
+    assert node.stats.bad_inputs > 0, "the corrupt JPEG was never reported"
     assert feed(camera, recorder, spinner, sequence.images[1], sequence.stamps[1], sequence.intrinsics, fmt="png")
-    assert node.stats.bad_inputs >= 1
     depth = image_to_depth(recorder.at("depth/image", stamp_ns(sequence.stamps[1])))
     valid = np.isfinite(depth)
     np.testing.assert_allclose(depth[valid], sequence.depth[1][valid], rtol=1e-5)  # PNG is lossless
