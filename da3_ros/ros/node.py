@@ -128,8 +128,9 @@ class Da3Node(Node):
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group)
         self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group)
         self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
-        if self.cfg.publish_map:
-            self.create_timer(self.cfg.map_publish_period, self._publish_map)
+        self.create_timer(self.cfg.map_publish_period, self._publish_map)
+        # output switches and thresholds may change while running (ros2 param set)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._running = True
         self._worker = threading.Thread(target=self._work, name="da3_worker", daemon=True)
@@ -195,6 +196,17 @@ class Da3Node(Node):
             return
         self.pipeline.odometry.add(stamp_to_sec(msg.header.stamp), T, msg.header.frame_id)
 
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        options = self.pipeline.builder.options
+        for p in params:
+            if p.name == "publish_map":
+                self.cfg.publish_map = bool(p.value)
+            elif hasattr(options, p.name):  # publish_*, min/max depth, min_confidence, point_decimation
+                setattr(options, p.name, p.value)
+        return SetParametersResult(successful=True)
+
     def _on_reset(self, request, response):
         with self._pipeline_lock:
             self.pipeline.reset()
@@ -255,6 +267,8 @@ class Da3Node(Node):
     # ------------------------------------------------------------ timers
 
     def _publish_map(self) -> None:
+        if not self.cfg.publish_map:
+            return
         if not self._pipeline_lock.acquire(timeout=0.01):
             return  # the worker is busy: the next tick will do
         try:

@@ -40,13 +40,13 @@ PARAMETERS: Dict[str, Spec] = {
     # ---- window and scheduling
     "window_size": Spec(8, "frames in the sliding window (keyframes plus the newest frame)", range=(2, 64, 1)),
     "stride": Spec(1, "new frames per inference: 1 answers every frame the worker takes", range=(1, 32, 1)),
-    "keyframe_translation": Spec(0.10, "a frame becomes a keyframe after this much camera motion "
-                                       "(world units: metres when metric)", range=(0.0, 100.0, 0.0),
-                                 read_only=False),
-    "keyframe_rotation_deg": Spec(10.0, "... or after this much camera rotation, degrees", range=(0.0, 180.0, 0.0),
-                                  read_only=False),
-    "keyframe_interval": Spec(1.0, "... or after this long without a keyframe, seconds", range=(0.0, 3600.0, 0.0),
-                              read_only=False),
+    "keyframe_translation": Spec(0.0, "a frame becomes a keyframe after this much camera motion, world units "
+                                      "(metres when metric); 0: off", range=(0.0, 100.0, 0.0)),
+    "keyframe_depth_ratio": Spec(0.05, "... or after moving this fraction of the scene's median depth "
+                                       "(scale-free: works at a relative model's arbitrary scale); 0: off",
+                                 range=(0.0, 10.0, 0.0)),
+    "keyframe_rotation_deg": Spec(5.0, "... or after this much camera rotation, degrees", range=(0.0, 180.0, 0.0)),
+    "keyframe_interval": Spec(1.0, "... or after this long without a keyframe, seconds", range=(0.0, 3600.0, 0.0)),
     # ---- frames (REP 103 / 105)
     "world_frame": Spec("odom", "fixed frame of poses, path and map (REP 105: odom)"),
     "base_frame": Spec("", "if set, TF and odometry are published for this frame (e.g. base_link), using the fixed "
@@ -101,6 +101,7 @@ class NodeConfig:
     window_size: int
     stride: int
     keyframe_translation: float
+    keyframe_depth_ratio: float
     keyframe_rotation_deg: float
     keyframe_interval: float
     world_frame: str

@@ -202,3 +202,16 @@ def test_corrupt_jpeg_then_good_jpeg(rig, sequence):
     depth = image_to_depth(recorder.at("depth/image", stamp_ns(sequence.stamps[1])))
     valid = np.isfinite(depth)
     np.testing.assert_allclose(depth[valid], sequence.depth[1][valid], rtol=1e-5)  # PNG is lossless
+
+
+def test_output_parameters_change_at_run_time(rig, sequence):
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
+    cut = float(np.median(sequence.depth[0]))  # metres: about half the pixels lie beyond
+    results = node.set_parameters([Parameter("publish_points", value=False), Parameter("max_depth", value=cut)])
+    assert all(r.successful for r in results)
+    assert feed(camera, recorder, spinner, sequence.images[0], sequence.stamps[0], sequence.intrinsics)
+    assert not recorder.by_topic.get("points"), "points published after publish_points:=false"
+    depth = image_to_depth(recorder.by_topic["depth/image"][-1])
+    assert np.nanmax(depth) <= cut and np.isnan(depth[sequence.depth[0] > cut]).all()
+    # read-only parameters (the model, the window) refuse changes
+    assert not node.set_parameters([Parameter("window_size", value=6)])[0].successful
