@@ -138,16 +138,16 @@ class DA3WindowModel:
         K_out = np.stack([intrinsics_to_native(K_pred_np[i], hw, h.native_hw) for i, h in enumerate(handles)])
         depth_np, conf_np = {}, {}
         if decode:
-            maps = [depth[0]] + ([conf[0]] if conf is not None else [])
+            maps = torch.stack([depth[0], conf[0]]) if conf is not None else depth  # (K, n, H, W)
             native = [handles[d].native_hw for d in decode]
-            if len(set(native)) == 1:
-                stacked = torch.stack([map_to_native(m, native[0]) for m in maps]).float().cpu().numpy()
+            if len(set(native)) == 1:  # one resize + one transfer for the whole window
+                up = map_to_native(maps.flatten(0, 1), native[0]).unflatten(0, maps.shape[:2])
+                per_frame = list(up.float().cpu().numpy().transpose(1, 0, 2, 3))
             else:
-                stacked = np.stack([np.stack([map_to_native(m[j:j + 1], native[j])[0].float().cpu().numpy()
-                                              for j in range(len(decode))]) for m in maps])
+                per_frame = [map_to_native(maps[:, j], native[j]).float().cpu().numpy() for j in range(len(decode))]
             for j, d in enumerate(decode):
-                depth_np[d] = np.ascontiguousarray(stacked[0][j], dtype=np.float32)
-                conf_np[d] = (np.ascontiguousarray(stacked[1][j], dtype=np.float32) if conf is not None
+                depth_np[d] = np.ascontiguousarray(per_frame[j][0], dtype=np.float32)
+                conf_np[d] = (np.ascontiguousarray(per_frame[j][1], dtype=np.float32) if conf is not None
                               else np.ones_like(depth_np[d]))
         return WindowPrediction(c2w=c2w_out, intrinsics=K_out, depth=depth_np, confidence=conf_np,
                                 pose_confidence=pose_conf, metric=bool(metric), extras=extras)
