@@ -39,7 +39,7 @@ class StreamConfig:
     #: sampled pixels per keyframe point map kept for alignment
     align_samples: int = 1024
     #: each shared camera centre counts like this many depth points
-    align_centre_weight: float = 10.0
+    align_centre_weight: float = 100.0
     #: fewer valid depth correspondences than this: align from poses only
     min_align_points: int = 30
     #: pose-only alignment estimates scale only when the shared cameras' baseline
