@@ -25,6 +25,8 @@ def test_node_process_with_random_da3(tmp_path, make_node, ros_context, child_pr
                                "-p", "model:=random:da3-small", "-p", "device:=cpu", "-p", "precision:=fp32",
                                "-p", "process_res:=70", "-p", "window_size:=3", "-p", "diagnostics_period:=0.2",
                                "-p", "map_publish_period:=0.2", "-p", "min_confidence:=0.0",
+                               # random weights: any depth scale is as good as another
+                               "-p", "min_depth:=0.0", "-p", "max_depth:=1000.0",
                                "-p", f"save_directory:={save_dir}"])
     assert node_proc.wait_for_line("model ready", timeout=120), f"node did not start:\n{node_proc.output()}"
 
