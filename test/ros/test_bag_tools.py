@@ -202,3 +202,139 @@ def test_not_a_bag_is_exit_code_2(tmp_path, capsys, make_path):
     assert main(["replay", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error" in err[0] and str(path) in err[0], err
+
+
+# ---------------------------------------------------------------- process-bag
+
+N_PROCESS = 12
+PIPELINE_PARAMS = dict(window_size=4, stride=1, min_confidence=0.0, min_depth=0.01, max_depth=100.0,
+                       point_decimation=2)
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return make_sequence("orbit", n_frames=N_PROCESS, width=48, height=32, seed=3)
+
+
+def read_output(path):
+    """{topic: [(bag timestamp ns, rclpy message)]} of a bag, and its msgtypes by topic."""
+    from da3_ros.ros.replay import message_class
+
+    by_topic, types = {}, {}
+    with bags.open_reader(path) as reader:
+        for topic in bags.list_topics(reader):
+            types[topic.name] = topic.msgtype
+        for m in bags.iter_messages(reader):
+            msg = deserialize_message(bytes(m.rawdata), message_class(m.msgtype))
+            by_topic.setdefault(m.topic, []).append((m.timestamp_ns, msg))
+    return by_topic, types
+
+
+def check_ground_truth(out_path, seq):
+    """The output bag of the metric oracle holds the ground truth, at the input stamps."""
+    from da3_ros.geometry.transforms import inv_se3
+    from da3_ros.ros.conversions import image_to_depth, pose_to_matrix
+    from da3_ros.ros.frames import T_BODY_OPTICAL
+
+    out, types = read_output(out_path)
+    inputs = [stamp_ns(t) for t in seq.stamps]
+    assert types["/da3/keyframe"] == "da3_ros/msg/Keyframe" and types["/tf"] == "tf2_msgs/msg/TFMessage"
+    for topic in ("/da3/depth/image", "/da3/depth/camera_info", "/da3/depth/confidence", "/da3/points",
+                  "/da3/odometry", "/da3/path", "/tf"):
+        assert [ts for ts, _ in out[topic]] == inputs, f"{topic}: one message per frame at its image's stamp"
+    for topic, messages in out.items():
+        for ts, msg in messages:
+            header_stamps = [t.header.stamp for t in msg.transforms] if topic in ("/tf", "/tf_static") \
+                else [msg.header.stamp]
+            if topic != "/tf_static":  # copied with its own receive time
+                assert all(stamp_to_ns(s) == ts for s in header_stamps), f"{topic}: bag time != header stamp"
+
+    T_world_stream = T_BODY_OPTICAL @ inv_se3(seq.c2w[0])  # world = the first camera's body frame
+    for i, ((_, depth_msg), (_, odom)) in enumerate(zip(out["/da3/depth/image"], out["/da3/odometry"])):
+        depth = image_to_depth(depth_msg)
+        valid = np.isfinite(depth)
+        assert valid.mean() > 0.95, f"frame {i}: only {valid.mean():.0%} valid depth"
+        np.testing.assert_allclose(depth[valid], seq.depth[i][valid], rtol=1e-5, err_msg=f"frame {i} depth")
+        expected = T_world_stream @ seq.c2w[i]
+        T = pose_to_matrix(odom.pose.pose)
+        assert 1e3 * np.linalg.norm(T[:3, 3] - expected[:3, 3]) < 1.0, f"frame {i} position"
+        assert np.abs(T[:3, :3] - expected[:3, :3]).max() < 1e-5, f"frame {i} rotation"
+    keyframes = out["/da3/keyframe"]
+    assert keyframes and keyframes[0][0] == inputs[0] and keyframes[0][1].metric_scale
+    assert [kf.keyframe_id for _, kf in keyframes] == list(range(len(keyframes)))
+    ((map_ts, cloud),) = out["/da3/map/points"]
+    assert map_ts == inputs[-1] and cloud.width > 0 and cloud.header.frame_id == "odom"
+    ((_, tf_static),) = out["/tf_static"]
+    assert tf_static.transforms[0].child_frame_id == OPTICAL
+    assert "/da3/camera_info/estimated" not in out, "CameraInfo was in the bag: nothing is estimated"
+    return out
+
+
+@pytest.mark.parametrize("storage,compressed", [("mcap", False), ("sqlite3", True)])
+def test_process_bag_equals_ground_truth(tmp_path, sequence, storage, compressed):
+    pytest.importorskip("da3_ros.stream.factory")
+    from da3_ros.ros.params import default_config
+    from da3_ros.ros.process_bag import run_process_bag
+    from da3_ros.synthetic.oracle import OracleModel
+
+    write_camera_bag(tmp_path / "in", sequence, storage, compressed=compressed)  # PNG: lossless
+    summary = run_process_bag(tmp_path / "in", tmp_path / "out", default_config(**PIPELINE_PARAMS),
+                              model=OracleModel(sequence, metric=True), storage=storage, progress=False)
+    assert (summary["frames_in"], summary["answered"], summary["bad"]) == (N_PROCESS, N_PROCESS, 0), summary
+    assert summary["camera_info_topic"] == CAMERA_INFO
+    check_ground_truth(tmp_path / "out", sequence)
+    assert_self_describing(tmp_path / "out")
+
+
+def assert_self_describing(path):
+    """Every topic's message definition is in the bag: a reader with no types of its own
+    (rosbags' empty store) decodes the Keyframe."""
+    from rosbags.typesys import Stores, get_types_from_msg
+    from rosbags.typesys import get_typestore as empty_store
+
+    store = empty_store(Stores.EMPTY)
+    with bags.open_reader(path) as reader:
+        for conn in reader.connections:
+            assert conn.msgdef.data.strip(), f"{conn.topic}: no message definition stored"
+            store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
+        m = next(bags.iter_messages(reader, ["/da3/keyframe"]))
+    keyframe = store.deserialize_cdr(m.rawdata, m.msgtype)
+    assert keyframe.keyframe_id == 0 and keyframe.depth.encoding == "32FC1"
+
+
+def test_process_bag_command_line(tmp_path, sequence, capsys):
+    pytest.importorskip("da3_ros.stream.factory")
+    from da3_ros.cli import main
+    from da3_ros.synthetic.sequence import write_sequence
+
+    write_sequence(sequence, tmp_path / "seq", depth_png=False)
+    write_camera_bag(tmp_path / "in", sequence, "mcap")
+    params = [arg for name, value in PIPELINE_PARAMS.items() for arg in ("-p", f"{name}:={value}")]
+    code = main(["process-bag", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
+                 f"oracle-metric:{tmp_path / 'seq'}", "--storage", "sqlite3", *params])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"{N_PROCESS} frames in, {N_PROCESS} answered, 0 bad" in err and str(tmp_path / "out") in err, err
+    check_ground_truth(tmp_path / "out", sequence)
+
+
+def test_process_bag_usage_errors(tmp_path, short_sequence, capsys):
+    from da3_ros.cli import main
+
+    write_camera_bag(tmp_path / "two", short_sequence, "mcap")
+    with bags.open_writer(tmp_path / "ambiguous", storage="mcap") as writer:
+        for topic in ("/left/image", "/right/image"):
+            conn = bags.add_topic(writer, topic, bags.IMAGE, TS)
+            writer.write(conn, 1, bags.serialize(TS, bags.image_msg(TS, short_sequence.images[0], "rgb8", 1.0)))
+    cases = [
+        ([str(tmp_path / "nope"), str(tmp_path / "o1")], "not a rosbag2"),
+        ([str(tmp_path / "ambiguous"), str(tmp_path / "o2")], "/left/image"),
+        ([str(tmp_path / "two"), str(tmp_path / "o3"), "-p", "window_size:=many"], "window_size"),
+        ([str(tmp_path / "two"), str(tmp_path / "o4"), "-p", "no_such:=1"], "unknown parameter"),
+        ([str(tmp_path / "two"), str(tmp_path / "two")], "exists"),
+    ]
+    for argv, text in cases:
+        assert main(["process-bag", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0] and text in err[0], (argv, err)
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))

@@ -1,0 +1,383 @@
+"""`da3_ros process-bag IN OUT`: the node's pipeline on every image of a bag, no DDS.
+
+Input messages are read in bag order and deserialised into rclpy message
+objects: CameraInfo and /tf_static feed the FramePipeline the way the node's
+subscriptions do, each image is processed (none dropped: there is no one-slot
+buffer offline). Every output message is written to OUT under the node's topic
+names, with the SOURCE IMAGE's stamp as the bag timestamp, so the output bag
+lines up with the input (and replays in step with it). At the end the world map
+(`map/points`) is written once; the input's /tf_static is copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic,
+                             get_typestore, iter_messages, list_topics, open_reader, open_writer)
+
+PROG = "da3_ros process-bag"
+TF_STATIC = "/tf_static"
+KEYFRAME_TYPE = "da3_ros/msg/Keyframe"
+PROGRESS_PERIOD_S = 2.0
+
+
+class UsageError(ValueError):
+    """A request the bag or the parameters cannot satisfy (exit code 2)."""
+
+
+class ModelLoadError(RuntimeError):
+    """The model source could not be loaded (exit code 1)."""
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def parse_parameter(assignment: str) -> Tuple[str, object]:
+    """"name:=value" -> (name, value typed like the parameter's default)."""
+    from da3_ros.ros.params import PARAMETERS
+
+    name, sep, text = assignment.partition(":=")
+    if not sep:
+        raise UsageError(f"-p expects name:=value, got {assignment!r}")
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        raise UsageError(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
+    try:
+        value = _typed(text, spec.default)
+    except ValueError:
+        raise UsageError(f"parameter {name}: {text!r} is not a {type(spec.default).__name__}") from None
+    if spec.choices and value not in spec.choices:
+        raise UsageError(f"parameter {name}={value!r} is not one of {', '.join(spec.choices)}")
+    if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
+        raise UsageError(f"parameter {name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+    return name, value
+
+
+def _typed(text: str, default):
+    if isinstance(default, bool):  # before int: bool is an int
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(text)
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    return text
+
+
+def config_from(assignments: Sequence[str], model: Optional[str] = None):
+    from da3_ros.ros.params import default_config
+
+    overrides = dict(parse_parameter(a) for a in assignments)
+    if model:
+        overrides["model"] = model
+    return default_config(**overrides)
+
+
+# ---------------------------------------------------------------- topics and types
+
+
+def select_image_topic(topics, wanted: Optional[str]) -> Tuple[str, bool]:
+    """(image topic, compressed?): the one asked for, or the bag's only image topic."""
+    images = [t for t in topics if t.msgtype in IMAGE_TYPES]
+    if wanted is not None:
+        match = [t for t in images if t.name == wanted]
+        if not match:
+            raise UsageError(f"{wanted!r} is not an image topic of the bag; image topics: {_names(images)}")
+        return wanted, match[0].msgtype == COMPRESSED_IMAGE
+    if len(images) != 1:
+        what = "no image topics" if not images else f"several image topics: {_names(images)}"
+        raise UsageError(f"the bag has {what}; choose one with --image-topic")
+    return images[0].name, images[0].msgtype == COMPRESSED_IMAGE
+
+
+def select_camera_info_topic(topics, image_topic: str, wanted: Optional[str]) -> Optional[str]:
+    """The CameraInfo asked for; else the image's sibling camera_info (a driver's
+    layout: .../image_raw[/compressed] beside .../camera_info); else the only one."""
+    infos = [t.name for t in topics if t.msgtype == CAMERA_INFO]
+    if wanted is not None:
+        if wanted not in infos:
+            raise UsageError(f"{wanted!r} is not a CameraInfo topic of the bag; CameraInfo topics: "
+                             f"{', '.join(infos) or 'none'}")
+        return wanted
+    base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
+    sibling = base.rsplit("/", 1)[0] + "/camera_info"
+    if sibling in infos:
+        return sibling
+    return infos[0] if len(infos) == 1 else None
+
+
+def _names(topics) -> str:
+    return ", ".join(f"{t.name} ({t.msgtype})" for t in topics) or "none"
+
+
+def msgtype_of(msg) -> str:
+    """rclpy message object -> "pkg/msg/Name" (from its generated module, e.g. sensor_msgs.msg._image)."""
+    cls = type(msg)
+    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+
+
+def output_topic(namespace: str, name: str) -> str:
+    """The node's topic under `namespace`: relative names get it, absolute ones (/tf) keep theirs."""
+    if name.startswith("/"):
+        return name
+    return f"{namespace.rstrip('/')}/{name}" if namespace.strip("/") else f"/{name}"
+
+
+def keyframe_definition() -> str:
+    """Text of Keyframe.msg: from the installed share directory, else from the source tree."""
+    candidates: List[pathlib.Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(pathlib.Path(get_package_share_directory("da3_ros")) / "msg" / "Keyframe.msg")
+    except Exception:  # noqa: BLE001 - not installed / no ament index: use the source tree
+        pass
+    candidates.append(pathlib.Path(__file__).resolve().parents[2] / "msg" / "Keyframe.msg")
+    for path in candidates:
+        if path.is_file():
+            return path.read_text()
+    raise BagError(f"cannot find Keyframe.msg (looked in {', '.join(map(str, candidates))})")
+
+
+def output_typestore():
+    """rosbags typestore of this ROS distro (message definitions for MCAP), with da3_ros/msg/Keyframe."""
+    from rosbags.typesys import get_types_from_msg
+
+    try:
+        store = get_typestore(os.environ.get("ROS_DISTRO") or "kilted")
+    except BagError:  # a distro newer than this rosbags knows
+        store = get_typestore("jazzy")
+    store.register(get_types_from_msg(keyframe_definition(), KEYFRAME_TYPE))
+    return store
+
+
+def latched_qos():
+    """Transient local, so `da3_ros replay` (and ros2 bag play) serve these to late joiners."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+
+
+# ---------------------------------------------------------------- output bag
+
+
+class OutputBag:
+    """Topics are added on first use, typed from the message itself."""
+
+    def __init__(self, writer, typestore):
+        self.writer = writer
+        self.typestore = typestore
+        self.connections: Dict[str, object] = {}
+        self.counts: Counter = Counter()
+
+    def write(self, topic: str, msg, timestamp_ns: int, latched: bool = False) -> None:
+        from rclpy.serialization import serialize_message
+
+        self.write_raw(topic, msgtype_of(msg), serialize_message(msg), timestamp_ns, latched)
+
+    def write_raw(self, topic: str, msgtype: str, rawdata: bytes, timestamp_ns: int, latched: bool = False) -> None:
+        conn = self.connections.get(topic)
+        if conn is None:
+            conn = add_topic(self.writer, topic, msgtype, self.typestore, qos=[latched_qos()] if latched else [])
+            self.connections[topic] = conn
+        self.writer.write(conn, int(timestamp_ns), bytes(rawdata))
+        self.counts[topic] += 1
+
+
+def header_stamp_ns(msg) -> int:
+    from da3_ros.ros.conversions import stamp_to_ns
+
+    return stamp_to_ns(msg.header.stamp)
+
+
+# ---------------------------------------------------------------- processing
+
+
+class Progress:
+    """A line on stderr every few seconds."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total = total
+        self.enabled = enabled
+        self._last = time.monotonic()
+
+    def update(self, frames: int, answered: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self._last >= PROGRESS_PERIOD_S):
+            self._last = now
+            print(f"{PROG}: {frames}/{self.total} frames, {answered} answered", file=sys.stderr, flush=True)
+
+
+def load_model(cfg):
+    from da3_ros.stream.factory import make_model
+
+    try:
+        return make_model(cfg.model, variant=cfg.model_variant or None, device=cfg.device, precision=cfg.precision,
+                          process_res=cfg.process_res, pose_from=cfg.pose_source,
+                          ref_view_strategy=cfg.reference_strategy)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
+        raise ModelLoadError(f"cannot load model {cfg.model!r}: {exc}") from exc
+
+
+def _flush(pipeline) -> list:
+    """Answers for frames still waiting for a full stride at the end of the bag."""
+    if hasattr(pipeline, "flush"):
+        return pipeline.flush()
+    # FramePipeline has no flush() yet: the streaming core's, through the pipeline's own answer step
+    return [a for a in map(pipeline._answer, pipeline.streamer.flush()) if a is not None]
+
+
+def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[str] = None,
+                    camera_info_topic: Optional[str] = None, storage: str = "mcap", namespace: str = "/da3",
+                    progress: bool = True) -> dict:
+    """Process IN into a new bag OUT (see the module docstring) -> summary dict.
+
+    model: a WindowModel to use instead of loading cfg.model (tests)."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from tf2_msgs.msg import TFMessage
+
+    from da3_ros.ros.frames import StaticTree
+    from da3_ros.ros.messages import OUTPUT_TOPICS
+    from da3_ros.ros.pipeline import FramePipeline
+
+    if storage not in STORAGES:
+        raise UsageError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
+    if os.path.exists(out_path):  # checked before a model loads for minutes
+        raise UsageError(f"output {os.fspath(out_path)!r} exists; rosbag2 writes a new directory")
+    started = time.monotonic()
+    bad: List[str] = []
+
+    def warn(text: str) -> None:
+        bad.append(text)
+        print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+
+    with open_reader(in_path) as reader:
+        topics = list_topics(reader)
+        image_topic, compressed = select_image_topic(topics, image_topic)
+        info_topic = select_camera_info_topic(topics, image_topic, camera_info_topic) if cfg.use_camera_info else None
+        total = next(t.message_count for t in topics if t.name == image_topic)
+        if model is None:
+            model = load_model(cfg)
+        tree = StaticTree()
+        pipeline = FramePipeline(model, cfg, warn, tree.lookup)
+        image_cls = CompressedImage if compressed else Image
+        names = {field: output_topic(namespace, topic) for field, topic in OUTPUT_TOPICS.items()}
+        wanted = [image_topic, TF_STATIC] + ([info_topic] if info_topic else [])
+        frames = answered = 0
+        last_stamp = None
+        meter = Progress(total, progress)
+
+        with open_writer(out_path, storage=storage) as writer:
+            out = OutputBag(writer, output_typestore())
+
+            def write_answers(answers) -> None:
+                nonlocal answered, last_stamp
+                for answer in answers:
+                    items = answer.outputs.items()
+                    if not items:
+                        continue
+                    stamp_ns = _answer_stamp_ns(items)
+                    for field, msg in items:
+                        out.write(names[field], msg, stamp_ns)
+                    answered += 1
+                    last_stamp = stamp_ns
+
+            for m in iter_messages(reader, wanted):
+                if m.topic == TF_STATIC:
+                    tree.add(deserialize_message(bytes(m.rawdata), TFMessage))
+                    out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
+                elif m.topic == info_topic:
+                    pipeline.camera_info = deserialize_message(bytes(m.rawdata), CameraInfo)
+                else:
+                    frames += 1
+                    try:
+                        msg = deserialize_message(bytes(m.rawdata), image_cls)
+                    except Exception as exc:  # noqa: BLE001 - a corrupt record must not end the run
+                        warn(f"undecodable {m.msgtype} at bag time {m.timestamp_ns} ns: {exc}")
+                        continue
+                    write_answers(pipeline.process(msg, compressed))
+                    meter.update(frames, answered)
+            write_answers(_flush(pipeline))
+            if cfg.publish_map and last_stamp is not None:
+                from da3_ros.ros.conversions import ns_to_stamp
+
+                cloud = pipeline.map_cloud(ns_to_stamp(last_stamp))
+                if cloud is not None:
+                    out.write(output_topic(namespace, "map/points"), cloud, last_stamp, latched=True)
+            meter.update(frames, answered, force=True)
+
+    return {
+        "input": os.fspath(in_path), "output": os.fspath(out_path), "storage": storage,
+        "image_topic": image_topic, "camera_info_topic": info_topic, "frames_in": frames,
+        "answered": answered, "bad": len(bad), "resets": pipeline.resets,
+        "messages": dict(out.counts), "seconds": time.monotonic() - started,
+    }
+
+
+def _answer_stamp_ns(items) -> int:
+    """The source image's stamp, from the answer's messages (/tf carries it per transform)."""
+    from da3_ros.ros.conversions import stamp_to_ns
+
+    for _, msg in items:
+        if hasattr(msg, "header"):
+            return stamp_to_ns(msg.header.stamp)
+    return stamp_to_ns(items[0][1].transforms[0].header.stamp)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("input", help="input rosbag2 (directory with metadata.yaml, or a .mcap / .db3 file)")
+    p.add_argument("output", help="output bag directory (must not exist)")
+    p.add_argument("--model", help="model source (hub id, directory, random:<variant>, oracle:<dir>, ...); "
+                                   "default: the node's `model` parameter")
+    p.add_argument("--image-topic", help="image topic (sensor_msgs/Image or CompressedImage); default: the only one")
+    p.add_argument("--camera-info-topic", help="CameraInfo topic; default: the image's sibling camera_info")
+    p.add_argument("--storage", choices=STORAGES, default="mcap", help="output bag storage")
+    p.add_argument("--namespace", default="/da3", help="namespace of the node's relative output topics")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="a da3_node parameter (repeatable), e.g. -p window_size:=8 -p publish_points:=false")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = config_from(args.param, args.model)
+        summary = run_process_bag(args.input, args.output, cfg, image_topic=args.image_topic,
+                                  camera_info_topic=args.camera_info_topic, storage=args.storage,
+                                  namespace=args.namespace, progress=not args.quiet)
+    except (BagError, UsageError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModelLoadError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; {args.output} is incomplete", file=sys.stderr)
+        return 130
+    print(f"{PROG}: {summary['frames_in']} frames in, {summary['answered']} answered, {summary['bad']} bad, "
+          f"{sum(summary['messages'].values())} messages written to {summary['output']} "
+          f"({summary['storage']}, {summary['seconds']:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
