@@ -116,6 +116,7 @@ def qos_for(latched: bool):
 class Stats:
     published: int = 0
     passes: int = 0
+    timed_in_last_pass: int = 0  # messages after the start offset (0: nothing to loop over)
 
 
 class Player:
@@ -165,6 +166,7 @@ class Player:
         """One pass; False when stopped (ok() went false) before the end."""
         start_ns = self.reader.start_time + self.start_offset_ns
         wall0: Optional[float] = None
+        self.stats.timed_in_last_pass = 0
         for msg in iter_messages(self.reader, self.topics):
             if msg.timestamp_ns < start_ns:
                 if msg.topic in self.latched:
@@ -177,6 +179,7 @@ class Player:
                 return False
             self._publish_clock(msg.timestamp_ns)
             self._publish(msg)
+            self.stats.timed_in_last_pass += 1
         self.stats.passes += 1
         return True
 
@@ -232,8 +235,8 @@ def play(reader, args: argparse.Namespace) -> int:
               f"({', '.join(player.topics)}), rate {args.rate:g}{', looping' if args.loop else ''}", flush=True)
         if args.delay:
             time.sleep(args.delay)
-        while player.play_once(context.ok) and args.loop:
-            pass
+        while player.play_once(context.ok) and args.loop and player.stats.timed_in_last_pass:
+            pass  # (an offset past the bag's end leaves nothing to loop over)
         print(f"done: published {player.stats.published} messages in {player.stats.passes} pass(es)", flush=True)
     except (KeyboardInterrupt, ExternalShutdownException):
         print("interrupted", flush=True)

@@ -9,9 +9,6 @@ oracle model the output bag holds the ground truth, at the input stamps.
 
 from __future__ import annotations
 
-import sys
-import time
-
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -175,18 +172,23 @@ def test_replay_round_trip(tmp_path, storage, short_sequence, ros_context, make_
     assert between, "no /clock ticks between messages"
 
 
-def test_replay_until_the_end_then_exit(tmp_path, short_sequence, ros_context, make_node, child_process):
+@pytest.mark.parametrize("extra,published", [
+    ([], N_REPLAY + 1),
+    # frames received before 0.1 s into the bag are skipped; the latched /tf_static in them is not
+    (["--start-offset", 0.1], 3 + 1),
+])
+def test_replay_until_the_end_then_exit(tmp_path, short_sequence, child_process, extra, published):
     """Without --loop the player publishes everything once and exits 0 by itself."""
     bag = tmp_path / "camera.mcap"
     write_camera_bag(tmp_path / "dir", short_sequence, "mcap")
     (mcap_file,) = (tmp_path / "dir").glob("*.mcap")
     mcap_file.rename(bag)  # a bare .mcap file works too
-    child = child_process(replay_cmd(bag, "--rate", 10, "--no-clock", "--topics", CAMERA, "/tf_static"))
+    child = child_process(replay_cmd(bag, "--rate", 10, "--no-clock", "--topics", CAMERA, "/tf_static", *extra))
     assert child.wait_for_line("done", 20.0), child.output()
     child.proc.wait(timeout=10)
     output = child.stop()
     assert child.proc.returncode == 0, output
-    assert f"published {N_REPLAY + 1} messages in 1 pass" in output, output
+    assert f"published {published} messages in 1 pass" in output, output
 
 
 @pytest.mark.parametrize("make_path", [
@@ -284,6 +286,11 @@ def test_process_bag_equals_ground_truth(tmp_path, sequence, storage, compressed
     assert summary["camera_info_topic"] == CAMERA_INFO
     check_ground_truth(tmp_path / "out", sequence)
     assert_self_describing(tmp_path / "out")
+    from da3_ros.ros.replay import is_latched
+
+    with bags.open_reader(tmp_path / "out") as reader:  # replay serves these to late joiners
+        latched = {c.topic for c in reader.connections if is_latched(c.topic, reader.connections)}
+    assert latched == {"/tf_static", "/da3/map/points"}
 
 
 def assert_self_describing(path):
