@@ -197,12 +197,6 @@ class OutputBag:
         self.counts[topic] += 1
 
 
-def header_stamp_ns(msg) -> int:
-    from da3_ros.ros.conversions import stamp_to_ns
-
-    return stamp_to_ns(msg.header.stamp)
-
-
 # ---------------------------------------------------------------- processing
 
 
