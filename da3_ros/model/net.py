@@ -329,6 +329,8 @@ class NestedDA3Net(nn.Module):
         """As `DA3Net.forward_window`; the scale is fitted on the decoded frames only
         (equal to the full forward when every frame is decoded)."""
         out = self.da3.forward_window(cached, decode, pose_from, ref_view_strategy, extrinsics, intrinsics)
+        if not decode:  # no depth to fit a scale on: poses stay in the any-view unit
+            return out
         mout = self.da3_metric.forward_window([c.metric for c in cached], decode)
         sub = dict(out)
         sub["intrinsics"] = out["intrinsics"][:, list(decode)]

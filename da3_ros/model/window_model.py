@@ -113,10 +113,10 @@ class DA3WindowModel:
             if cond is not None:
                 if "scale_factor" in out:  # nested + given poses: caller's unit
                     sf = out["scale_factor"]
-                    depth, w2c = depth / sf, w2c.clone()
+                    depth, w2c = (None if depth is None else depth / sf), w2c.clone()
                     w2c[:, :3, 3] = w2c[:, :3, 3] / sf
                 w2c = denormalize_w2c(w2c, cond[1], cond[2])
-                depth = depth * cond[2]
+                depth = None if depth is None else depth * cond[2]
                 metric = False
             pose_conf = np.ones(S)
         else:  # monocular model: no poses
@@ -130,6 +130,8 @@ class DA3WindowModel:
                 depth = metric_depth(depth, K_pred[None, decode])
         if "scale_factor" in out:
             extras["scale_factor"] = float(out["scale_factor"])
+        elif isinstance(self.net, NestedDA3Net):
+            metric = False  # nothing decoded: no metric scale this window
         # host transfers: one per kind
         w2c4 = torch.eye(4, dtype=torch.float64).repeat(S, 1, 1)
         w2c4[:, :3] = w2c[:, :3].double().cpu()
