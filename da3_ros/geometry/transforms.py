@@ -36,8 +36,11 @@ def make_se3(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
     """Angle of rotation matrices (...,3,3) in degrees (robust near 0 and 180)."""
     R = np.asarray(R, dtype=np.float64)
+    # atan2(sin, cos) keeps full precision near 0 (arccos of the trace does not)
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    axis = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], axis=-1)
+    sin = np.linalg.norm(axis, axis=-1) / 2.0
+    return np.degrees(np.arctan2(sin, cos))
 
 
 def project_to_so3(M: np.ndarray) -> np.ndarray:

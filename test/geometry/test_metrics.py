@@ -1,0 +1,113 @@
+"""Trajectory metrics against evo (the reference implementation), depth metrics
+against hand-computed values."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from da3_ros.geometry import Sim3, ate, c2w_to_tum, depth_metrics, rotation_error, rpe, tum_to_c2w
+
+evo_metrics = pytest.importorskip("evo.core.metrics")
+from evo.core.trajectory import PoseTrajectory3D  # noqa: E402
+
+
+def random_walk(rng, n=120):
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    R = np.eye(3)
+    p = np.zeros(3)
+    for i in range(n):
+        R = R @ Rotation.from_rotvec(rng.normal(0, 0.05, 3)).as_matrix()
+        p = p + R @ np.array([0.0, 0.0, 0.05]) + rng.normal(0, 0.01, 3)
+        c2w[i, :3, :3], c2w[i, :3, 3] = R, p
+    return c2w
+
+
+def noisy_copy(rng, gt, sim: Sim3, t_noise=0.02, r_noise_deg=0.5):
+    est = sim.apply_c2w(gt)
+    for T in est:
+        T[:3, :3] = Rotation.from_rotvec(np.radians(r_noise_deg) * rng.normal(size=3)).as_matrix() @ T[:3, :3]
+        T[:3, 3] += t_noise * rng.normal(size=3)
+    return est
+
+
+def evo_traj(c2w, stamps):
+    return PoseTrajectory3D(poses_se3=list(c2w), timestamps=stamps)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("align", ["sim3", "se3"])
+def test_ate_matches_evo(seed, align):
+    rng = np.random.default_rng(seed)
+    gt = random_walk(rng)
+    sim = Sim3(0.37 if align == "sim3" else 1.0, Rotation.random(random_state=seed).as_matrix(), rng.normal(size=3))
+    est = noisy_copy(rng, gt, sim.inverse())
+    mine = ate(est, gt, align)
+    stamps = np.arange(len(gt)) / 30.0
+    ref, e = evo_traj(gt, stamps), evo_traj(est, stamps)
+    e = copy.deepcopy(e)
+    e.align(ref, correct_scale=(align == "sim3"))
+    ape = evo_metrics.APE(evo_metrics.PoseRelation.translation_part)
+    ape.process_data((ref, e))
+    assert mine.rmse == pytest.approx(ape.get_statistic(evo_metrics.StatisticsType.rmse), rel=1e-6)
+    assert mine.max == pytest.approx(ape.get_statistic(evo_metrics.StatisticsType.max), rel=1e-6)
+    if align == "sim3":
+        assert mine.alignment.scale == pytest.approx(0.37, rel=0.05)  # est = sim^-1(gt)
+    assert mine.rmse > 0.01  # not trivially zero
+
+
+@pytest.mark.parametrize("delta", [1, 5])
+def test_rpe_matches_evo(delta):
+    rng = np.random.default_rng(4)
+    gt = random_walk(rng)
+    est = noisy_copy(rng, gt, Sim3.identity(), t_noise=0.005, r_noise_deg=0.3)
+    mine = rpe(est, gt, delta)
+    stamps = np.arange(len(gt)) / 30.0
+    ref, e = evo_traj(gt, stamps), evo_traj(est, stamps)
+    for relation, value in ((evo_metrics.PoseRelation.translation_part, mine.trans_rmse),
+                            (evo_metrics.PoseRelation.rotation_angle_deg, mine.rot_rmse_deg)):
+        m = evo_metrics.RPE(relation, delta=delta, delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+        m.process_data((ref, e))
+        assert value == pytest.approx(m.get_statistic(evo_metrics.StatisticsType.rmse), rel=1e-6)
+    assert mine.trans_rmse > 1e-3
+
+
+def test_rpe_scale_argument():
+    rng = np.random.default_rng(5)
+    gt = random_walk(rng)
+    est = gt.copy()
+    est[:, :3, 3] *= 0.5
+    assert rpe(est, gt, 1).trans_rmse > 1e-3
+    assert rpe(est, gt, 1, scale=2.0).trans_rmse < 1e-12
+
+
+def test_rotation_error_for_rotation_only():
+    rng = np.random.default_rng(6)
+    gt = random_walk(rng)
+    gt[:, :3, 3] = 0.0
+    est = Sim3(1.0, Rotation.random(random_state=2).as_matrix(), np.zeros(3)).apply_c2w(gt)
+    assert rotation_error(est, gt)[0] < 1e-6
+    est[10, :3, :3] = Rotation.from_rotvec([0, 0, np.radians(3.0)]).as_matrix() @ est[10, :3, :3]
+    rmse, mx = rotation_error(est, gt)
+    assert mx == pytest.approx(3.0, abs=0.1) and 0 < rmse < 1.0
+
+
+def test_depth_metrics_hand_values():
+    gt = np.array([[1.0, 2.0], [4.0, np.nan]])
+    assert depth_metrics(gt * 1.1, gt).abs_rel == pytest.approx(0.1)
+    assert depth_metrics(gt * 1.1, gt).delta1 == 1.0
+    assert depth_metrics(gt * 1.3, gt).delta1 == 0.0
+    pred = np.array([[1.0, 2.0], [8.0, 1.0]])  # one pixel off by 2x, one invalid in gt
+    d = depth_metrics(pred, gt)
+    assert d.n_pixels == 3 and d.abs_rel == pytest.approx(1 / 3) and d.delta1 == pytest.approx(2 / 3)
+    assert depth_metrics(gt / 2, gt, scale=2.0).abs_rel == pytest.approx(0.0)
+    assert depth_metrics(pred, gt, mask=np.array([[True, True], [False, False]])).abs_rel == 0.0
+
+
+def test_tum_rows_roundtrip():
+    rng = np.random.default_rng(8)
+    c2w = random_walk(rng, 10)
+    np.testing.assert_allclose(tum_to_c2w(c2w_to_tum(c2w)), c2w, atol=1e-12)
