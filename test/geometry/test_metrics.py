@@ -69,7 +69,8 @@ def test_rpe_matches_evo(delta):
     ref, e = evo_traj(gt, stamps), evo_traj(est, stamps)
     for relation, value in ((evo_metrics.PoseRelation.translation_part, mine.trans_rmse),
                             (evo_metrics.PoseRelation.rotation_angle_deg, mine.rot_rmse_deg)):
-        m = evo_metrics.RPE(relation, delta=delta, delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+        # every i with i+delta (evo: all_pairs=True; with False it steps by delta)
+        m = evo_metrics.RPE(relation, delta=delta, delta_unit=evo_metrics.Unit.frames, all_pairs=True)
         m.process_data((ref, e))
         assert value == pytest.approx(m.get_statistic(evo_metrics.StatisticsType.rmse), rel=1e-6)
     assert mine.trans_rmse > 1e-3
