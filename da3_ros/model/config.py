@@ -7,8 +7,8 @@ Hub ids and the `-1.1` re-trained checkpoints resolve to the same architectures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, Tuple
 
 PATCH_SIZE = 14
 
@@ -138,5 +138,5 @@ def get_config(name: str):
 
 __all__ = [
     "PATCH_SIZE", "ViTConfig", "HeadConfig", "DA3Config", "NestedConfig", "VARIANTS",
-    "canonical_name", "get_config", "replace", "field",
+    "canonical_name", "get_config",
 ]

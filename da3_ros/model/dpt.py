@@ -67,24 +67,29 @@ def uv_embedding(channels: int, h: int, w: int, aspect: float, device, dtype, ra
     key = (channels, h, w, float(aspect), str(device), dtype, ratio)
     pe = _UV_CACHE.get(key)
     if pe is None:
-        diag = (aspect ** 2 + 1.0) ** 0.5
-        sx, sy = aspect / diag, 1.0 / diag
-        xs = torch.linspace(-sx * (w - 1) / w, sx * (w - 1) / w, w, dtype=dtype, device=device)
-        ys = torch.linspace(-sy * (h - 1) / h, sy * (h - 1) / h, h, dtype=dtype, device=device)
-        uu, vv = torch.meshgrid(xs, ys, indexing="xy")  # (h, w)
-        quarter = channels // 4
-        omega = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
-
-        def sincos(p):
-            a = p.reshape(-1, 1).float() * omega
-            return torch.cat((a.sin(), a.cos()), -1)
-
-        pe = torch.cat((sincos(uu), sincos(vv)), -1).view(h, w, channels).permute(2, 0, 1) * ratio
-        pe = pe.to(dtype).contiguous()
+        with torch.inference_mode(False):  # plain tensor: reusable with autograd
+            pe = _uv_embedding(channels, h, w, aspect, device, dtype, ratio)
         if len(_UV_CACHE) > 64:
             _UV_CACHE.clear()
         _UV_CACHE[key] = pe
     return pe
+
+
+def _uv_embedding(channels: int, h: int, w: int, aspect: float, device, dtype, ratio: float) -> torch.Tensor:
+    diag = (aspect ** 2 + 1.0) ** 0.5
+    sx, sy = aspect / diag, 1.0 / diag
+    xs = torch.linspace(-sx * (w - 1) / w, sx * (w - 1) / w, w, dtype=dtype, device=device)
+    ys = torch.linspace(-sy * (h - 1) / h, sy * (h - 1) / h, h, dtype=dtype, device=device)
+    uu, vv = torch.meshgrid(xs, ys, indexing="xy")  # (h, w)
+    quarter = channels // 4
+    omega = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
+
+    def sincos(p):
+        a = p.reshape(-1, 1).float() * omega
+        return torch.cat((a.sin(), a.cos()), -1)
+
+    pe = torch.cat((sincos(uu), sincos(vv)), -1).view(h, w, channels).permute(2, 0, 1) * ratio
+    return pe.to(dtype).contiguous()
 
 
 def _scratch(out_channels: Sequence[int], features: int) -> nn.Module:

@@ -13,7 +13,6 @@ that names it. Two exceptions, both explicit:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os

@@ -21,7 +21,7 @@ being the reference view's camera; intrinsics in pixels of the network input.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -31,7 +31,7 @@ from .camera import CameraDecoder, CameraEncoder, decode_pose, invert_rigid
 from .config import PATCH_SIZE, DA3Config, NestedConfig
 from .dpt import DPT, DualDPT
 from .ray_pose import denormalize_intrinsics, solve_rays
-from .reference import REF_STRATEGIES, reference_order
+from .reference import reference_order
 from .vit import Backbone
 
 #: views needed before the official code picks a reference view

@@ -55,10 +55,14 @@ class RopeCache:
     def get(self, ph: int, pw: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
         key = (ph, pw, str(device))
         if key not in self._cache:
-            yy, xx = torch.meshgrid(torch.arange(ph, device=device), torch.arange(pw, device=device), indexing="ij")
-            grid = torch.stack((yy.reshape(-1), xx.reshape(-1)), -1) + 1
-            special = torch.zeros(1, 2, dtype=grid.dtype, device=device)
-            local = torch.cat((special, grid), 0)
-            glob = torch.cat((special, torch.ones_like(grid)), 0)
-            self._cache[key] = rope_tables(local, self.head_dim, self.base) + rope_tables(glob, self.head_dim, self.base)
+            with torch.inference_mode(False):  # plain tensors: usable later with autograd too
+                self._cache[key] = self._build(ph, pw, device)
         return self._cache[key]
+
+    def _build(self, ph: int, pw: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
+        yy, xx = torch.meshgrid(torch.arange(ph, device=device), torch.arange(pw, device=device), indexing="ij")
+        grid = torch.stack((yy.reshape(-1), xx.reshape(-1)), -1) + 1
+        special = torch.zeros(1, 2, dtype=grid.dtype, device=device)
+        local = torch.cat((special, grid), 0)
+        glob = torch.cat((special, torch.ones_like(grid)), 0)
+        return rope_tables(local, self.head_dim, self.base) + rope_tables(glob, self.head_dim, self.base)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from da3_ros.model.config import DA3Config, HeadConfig, NestedConfig, ViTConfig, get_config
-from da3_ros.model.net import DA3Net, NestedDA3Net, metric_depth
+from da3_ros.model.net import NestedDA3Net, metric_depth
 from model_test_utils import rel_err
 
 TOL = 1e-4

@@ -3,12 +3,10 @@ weights, written as a hub-layout checkpoint and loaded through our loader)."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
-from da3_ros.model.net import FrameTokens
 from da3_ros.model.reference import select_reference
 from model_test_utils import random_cameras, rel_err, run_official
 

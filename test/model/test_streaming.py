@@ -8,7 +8,7 @@ import torch
 
 from da3_ros.model import load_model
 from da3_ros.model.config import DA3Config, HeadConfig, NestedConfig, ViTConfig, get_config
-from da3_ros.model.net import NestedDA3Net, build_model
+from da3_ros.model.net import build_model
 
 from model_test_utils import random_cameras, rel_err
 
