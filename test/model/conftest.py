@@ -5,36 +5,13 @@ back through our loader."""
 from __future__ import annotations
 
 import pathlib
-import warnings
 
 import pytest
 import torch
 
+from model_test_utils import build_official
+
 torch.set_num_threads(2)
-
-
-def _official():
-    return pytest.importorskip(
-        "depth_anything_3.cfg",
-        reason="the official depth-anything-3 package (pip install --no-deps depth-anything-3==0.1.1) "
-        "is the parity oracle",
-    )
-
-
-def official_config(variant: str):
-    cfg_mod = _official()
-    from depth_anything_3.registry import MODEL_REGISTRY
-
-    return cfg_mod.load_config(MODEL_REGISTRY[variant])
-
-
-def build_official(variant: str, seed: int = 0):
-    """Random-weight official network (DepthAnything3Net / NestedDepthAnything3Net), eval mode."""
-    cfg_mod = _official()
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cfg_mod.create_object(official_config(variant)).eval()
 
 
 @pytest.fixture(scope="session")

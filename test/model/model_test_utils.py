@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+import pytest
 import torch
 
 
@@ -35,3 +38,27 @@ def random_cameras(S: int, H: int, W: int, seed: int = 0):
     K = torch.zeros(S, 3, 3)
     K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = f, f * 1.02, W / 2, H / 2, 1
     return w2c[None], K[None]
+
+
+def _official():
+    return pytest.importorskip(
+        "depth_anything_3.cfg",
+        reason="the official depth-anything-3 package (pip install --no-deps depth-anything-3==0.1.1) "
+        "is the parity oracle",
+    )
+
+
+def official_config(variant: str):
+    cfg_mod = _official()
+    from depth_anything_3.registry import MODEL_REGISTRY
+
+    return cfg_mod.load_config(MODEL_REGISTRY[variant])
+
+
+def build_official(variant: str, seed: int = 0):
+    """Random-weight official network (DepthAnything3Net / NestedDepthAnything3Net), eval mode."""
+    cfg_mod = _official()
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cfg_mod.create_object(official_config(variant)).eval()

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from da3_ros.model import DA3LoadError, load_model, save_hub_layout
 from da3_ros.model.loading import WEIGHTS_NAME
-from model_test_utils import rel_err
+from model_test_utils import build_official, rel_err
 
 ALIASES = [f"head.scratch.output_conv2_aux.{i}.2.weight" for i in range(4)]
 
@@ -20,8 +20,6 @@ def small_sd():
     """The official network's state dict when the package is there, else our own random one
     (same names, same shared LayerNorm): the loader tests do not need the oracle."""
     try:
-        from conftest import build_official
-
         return build_official("da3-small").state_dict()
     except pytest.skip.Exception:
         with pytest.warns(UserWarning, match="RANDOM"):
