@@ -172,6 +172,10 @@ class Streamer:
             raise ModelOutputError(f"c2w must be finite ({S},4,4), got {c2w.shape}")
         if K.shape != (S, 3, 3) or not np.all(np.isfinite(K)) or np.any(K[:, 0, 0] <= 0) or np.any(K[:, 1, 1] <= 0):
             raise ModelOutputError(f"intrinsics must be finite ({S},3,3) with positive focals")
+        if pred.pose_confidence is not None:
+            pc = np.asarray(pred.pose_confidence)
+            if pc.shape != (S,) or not np.all(np.isfinite(pc)) or np.any(pc < 0):
+                raise ModelOutputError(f"pose_confidence must be finite, >= 0, shape ({S},)")
         for p in decode:
             hw = (frames[p].height, frames[p].width)
             if p not in pred.depth or p not in pred.confidence:

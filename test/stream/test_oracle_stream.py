@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from da3_ros.geometry import inv_se3
-from da3_ros.stream import AlignmentStatus, StreamConfig
+from da3_ros.stream import AlignmentStatus, StreamConfig, Streamer
 from da3_ros.synthetic import SEQUENCES, OracleModel
 from stream_helpers import run, score
 
@@ -125,3 +125,23 @@ def test_point_cloud_matches_ground_truth(sequence_cache):
     assert len(r.point_cloud("optical", stride=2)[0]) == pytest.approx(n_all / 4, rel=0.05)
     assert len(r.point_cloud("optical", depth_range=(0.0, 3.0))[0]) < n_all
     assert len(r.point_cloud("optical", min_confidence=1e9)[0]) == 0
+
+
+def test_external_world_survives_frames_without_external_pose(sequence_cache):
+    """In the external frame, a window with a frame lacking its odometry pose is
+    not conditioned; it is aligned (Sim(3): the unconditioned model has its own
+    scale) into the external world, which stays in metres."""
+    seq = sequence_cache("forward", n_frames=40)
+    frames = list(seq.frames(with_intrinsics=True, with_poses=True))
+    for f in frames[20:24]:
+        f.c2w_external = None
+    st = Streamer(OracleModel(seq, max_scale=3.0), StreamConfig(window_size=6, stride=1))
+    res = [r for f in frames for r in st.push(f)]
+    status = [r.alignment for r in res]
+    assert status[:20] == [AlignmentStatus.EXTERNAL] * 20
+    assert set(status[20:29]) == {AlignmentStatus.SIM3}  # until the window is all-external again
+    assert status[-1] == AlignmentStatus.EXTERNAL
+    np.testing.assert_allclose(np.array([r.c2w for r in res]), seq.c2w, atol=1e-6)
+    for r in res[20:29]:
+        assert r.metric
+        np.testing.assert_allclose(r.depth, seq.depth[r.index], rtol=1e-5)
