@@ -1,0 +1,56 @@
+"""`da3_ros bench` on the CPU at a tiny size: it runs (a) official, (b) full-window and
+(c) incremental with the same weights, checks (c) == (b), and writes bench.json / bench.md.
+CPU timings are meaningless; only the plumbing is tested here."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from da3_ros import bench
+
+
+def test_parse_size_and_out_paths(tmp_path):
+    assert bench.parse_size("504x378") == (504, 378)
+    with pytest.raises(Exception):
+        bench.parse_size("504")
+    assert bench._out_paths(str(tmp_path / "x" / "bench.json"))[1].name == "bench.md"
+    assert bench._out_paths(str(tmp_path))[0] == tmp_path / "bench.json"
+
+
+def test_bench_cpu_tiny(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = bench.main(["--variants", "da3-small", "--windows", "3", "--sizes", "56x42", "--iters", "1",
+                     "--warmup", "0", "--device", "cuda", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "bench.json").read_text())
+    md = (out / "bench.md").read_text()
+    official_ok, reason = bench.official_available()
+
+    assert report["device"] in ("cpu", "cuda:0", "cuda")
+    if report["device"] == "cpu":
+        assert "NOT the benchmark" in printed and "NOT the benchmark" in md
+        assert report["precision"] == "fp32"
+    assert len(report["results"]) == 1
+    r = report["results"][0]
+    assert (r["variant"], r["window"], r["size"], r["processed_hw"]) == ("da3-small", 3, "56x42", [42, 56])
+    for key in ("full", "incremental"):
+        m = r[key]
+        assert m["n"] == 1 and m["median_ms"] > 0 and math.isfinite(m["fps"]), key
+    assert set(r["stages"]) == {"encode", "cross_view", "depth_head", "pose"}
+    assert all(v["median_ms"] >= 0 for v in r["stages"].values())
+    assert r["ratio_b_over_c"] > 0
+    # the optimised path equals the plain path (fp32 on the CPU: tight)
+    assert r["check"]["ok"] and r["check"]["c_vs_b_max_rel_err"] < 1e-4
+    if official_ok:
+        assert r["official"]["median_ms"] > 0 and r["ratio_a_over_c"] > 0
+        # same weights in (a) and (b)
+        assert r["check"]["b_vs_a_max_rel_err"] < 1e-3
+    else:  # no oracle installed: (a) is reported as skipped, with the reason
+        assert r["official"] is None and "not importable" in r["official_note"], reason
+    # markdown: header + one row, ratios printed
+    assert "| da3-small | 3 | 56x42 |" in md and "(a)/(c)" in md and "torch" in md
+    assert "da3-small S=3 56x42: (a)/(c) =" in printed
