@@ -78,10 +78,9 @@ class RPEResult:
 
 
 def rpe(est_c2w: np.ndarray, gt_c2w: np.ndarray, delta: int = 1, scale: float = 1.0) -> RPEResult:
-    """Relative pose error over every pair (i, i+delta) (delta in frames; evo's
-    all_pairs=True). `scale`
-    multiplies the estimate's translations first (e.g. the Sim(3) scale from
-    ATE, for a trajectory in arbitrary units)."""
+    """Relative pose error over every pair (i, i+delta), delta in frames (evo's
+    all_pairs=True). `scale` multiplies the estimate's translations first (e.g.
+    the Sim(3) scale from ATE, for a trajectory in arbitrary units)."""
     est = np.array(est_c2w, dtype=np.float64)
     gt = np.asarray(gt_c2w, dtype=np.float64)
     if est.shape != gt.shape:
