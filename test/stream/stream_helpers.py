@@ -38,8 +38,8 @@ class Score:
     gt_c2w: np.ndarray
 
     def line(self, name: str) -> str:
-        return (f"{name}: ATE {self.ate_rmse * 1000:.4f} mm (max {self.ate_max * 1000:.4f}), rot {self.rot_rmse_deg:.4f} deg, "
-                f"RPE {self.rpe_trans_rmse * 1000:.3f} mm / {self.rpe_rot_rmse_deg:.4f} deg, AbsRel {self.abs_rel:.2e}, "
+        return (f"{name}: ATE {self.ate_rmse * 1000:.3g} mm (max {self.ate_max * 1000:.3g}), rot {self.rot_rmse_deg:.3g} deg, "
+                f"RPE {self.rpe_trans_rmse * 1000:.3g} mm / {self.rpe_rot_rmse_deg:.3g} deg, AbsRel {self.abs_rel:.2e}, "
                 f"delta1 {self.delta1:.4f}, scale spread {self.scale_spread:.2e}")
 
 
