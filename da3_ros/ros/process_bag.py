@@ -281,29 +281,33 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
             def write_answers(answers) -> None:
                 nonlocal answered, last_stamp
                 for answer in answers:
-                    items = answer.outputs.items()
-                    if not items:
-                        continue
-                    stamp_ns = _answer_stamp_ns(items)
-                    for field, msg in items:
-                        out.write(names[field], msg, stamp_ns)
                     answered += 1
-                    last_stamp = stamp_ns
+                    items = answer.outputs.items()
+                    if items:  # (empty when every publish_* parameter is off)
+                        last_stamp = _answer_stamp_ns(items)
+                        for field, msg in items:
+                            out.write(names[field], msg, last_stamp)
+
+            def decode(m, cls):
+                try:
+                    return deserialize_message(bytes(m.rawdata), cls)
+                except Exception as exc:  # noqa: BLE001 - a corrupt record must not end the run
+                    warn(f"undecodable {m.msgtype} on {m.topic} at bag time {m.timestamp_ns} ns: {exc}")
+                    return None
 
             for m in iter_messages(reader, wanted):
                 if m.topic == TF_STATIC:
-                    tree.add(deserialize_message(bytes(m.rawdata), TFMessage))
-                    out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
+                    tf = decode(m, TFMessage)
+                    if tf is not None:
+                        tree.add(tf)
+                        out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
                 elif m.topic == info_topic:
-                    pipeline.camera_info = deserialize_message(bytes(m.rawdata), CameraInfo)
+                    pipeline.camera_info = decode(m, CameraInfo) or pipeline.camera_info
                 else:
                     frames += 1
-                    try:
-                        msg = deserialize_message(bytes(m.rawdata), image_cls)
-                    except Exception as exc:  # noqa: BLE001 - a corrupt record must not end the run
-                        warn(f"undecodable {m.msgtype} at bag time {m.timestamp_ns} ns: {exc}")
-                        continue
-                    write_answers(pipeline.process(msg, compressed))
+                    msg = decode(m, image_cls)
+                    if msg is not None:
+                        write_answers(pipeline.process(msg, compressed))
                     meter.update(frames, answered)
             write_answers(_flush(pipeline))
             if cfg.publish_map and last_stamp is not None:

@@ -55,7 +55,7 @@ def static_tf_msg(t: float):
     return T["tf2_msgs/msg/TFMessage"](transforms=[transform])
 
 
-def write_camera_bag(path, seq, storage, compressed=False, extra_unknown_type=False):
+def write_camera_bag(path, seq, storage, compressed=False, extra_unknown_type=False, corrupt=()):
     """A bag as a camera driver + recorder would write it: /tf_static first, then
     CameraInfo and an image per frame, received a few ms after their stamps.
     Returns the image messages as (receive ns, raw CDR) in order."""
@@ -82,6 +82,8 @@ def write_camera_bag(path, seq, storage, compressed=False, extra_unknown_type=Fa
             msg = (bags.compressed_image_msg(TS, seq.images[i], t, format="png", frame_id=OPTICAL) if compressed
                    else bags.image_msg(TS, seq.images[i], "rgb8", t, frame_id=OPTICAL))
             raw = bags.serialize(TS, msg)
+            if i in corrupt:  # a truncated record, as a crashed recorder leaves one
+                raw = raw[:20]
             writer.write(img, received, raw)
             images.append((received, raw))
     return images
@@ -321,6 +323,21 @@ def assert_self_describing(path):
         m = next(bags.iter_messages(reader, ["/da3/keyframe"]))
     keyframe = store.deserialize_cdr(m.rawdata, m.msgtype)
     assert keyframe.keyframe_id == 0 and keyframe.depth.encoding == "32FC1"
+
+
+def test_process_bag_survives_a_corrupt_record(tmp_path, sequence, capsys):
+    pytest.importorskip("da3_ros.stream.factory")
+    from da3_ros.ros.params import default_config
+    from da3_ros.ros.process_bag import run_process_bag
+    from da3_ros.synthetic.oracle import OracleModel
+
+    write_camera_bag(tmp_path / "in", sequence, "mcap", corrupt={4})
+    summary = run_process_bag(tmp_path / "in", tmp_path / "out", default_config(**PIPELINE_PARAMS),
+                              model=OracleModel(sequence, metric=True), progress=False)
+    assert (summary["frames_in"], summary["answered"], summary["bad"]) == (N_PROCESS, N_PROCESS - 1, 1), summary
+    assert "undecodable sensor_msgs/msg/Image" in capsys.readouterr().err
+    out, _ = read_output(tmp_path / "out")
+    assert stamp_ns(sequence.stamps[4]) not in [ts for ts, _ in out["/da3/depth/image"]]
 
 
 def test_process_bag_command_line(tmp_path, sequence, capsys):
