@@ -162,6 +162,22 @@ class Streamer:
             Ks.append(np.asarray(K, np.float64))
         return np.stack(Ks), np.stack([np.asarray(e.frame.c2w_external, np.float64) for e in window])
 
+    def _bootstrap_intrinsics(self, window, frames, handles, pos) -> None:
+        """External poses from the very first window on but no intrinsics yet
+        (no CameraInfo): conditioning needs both, so ask the model once,
+        unconditioned and without depth, for its intrinsics. Without this the
+        world would silently become the model's frame instead of the
+        odometry's."""
+        if self._world_mode is not None or not self.config.use_external_poses or self._intr.estimate() is not None:
+            return
+        if any(e.frame.c2w_external is None for e in window) or all(e.frame.intrinsics is not None for e in window):
+            return
+        probe = self.model.predict(frames, handles, [])
+        self._check(probe, frames, [])
+        for c, e in enumerate(window):
+            if e.frame.intrinsics is None:
+                self._intr.add(np.asarray(probe.intrinsics, np.float64)[pos[c]], e.frame.width, e.frame.height)
+
     def _check(self, pred: Any, frames: List[Frame], decode: List[int]) -> None:
         S = len(frames)
         if not isinstance(pred, WindowPrediction):
@@ -197,8 +213,9 @@ class Streamer:
         frames = [window[c].frame for c in perm]
         handles = [window[c].handle for c in perm]
         decode = sorted(pos[c] for c in decode_chrono)
-        cond = self._conditioning(window)
         try:
+            self._bootstrap_intrinsics(window, frames, handles, pos)
+            cond = self._conditioning(window)
             if cond is not None:
                 pred = self.model.predict(frames, handles, decode, intrinsics=cond[0][perm], c2w=cond[1][perm])
             else:

@@ -145,3 +145,14 @@ def test_external_world_survives_frames_without_external_pose(sequence_cache):
     for r in res[20:29]:
         assert r.metric
         np.testing.assert_allclose(r.depth, seq.depth[r.index], rtol=1e-5)
+
+
+def test_pose_conditioned_without_camera_info(sequence_cache):
+    """External poses but no CameraInfo: the model's own intrinsics (one probe
+    of the first window) make conditioning possible from the start, so the
+    world is still the external frame."""
+    seq = sequence_cache("orbit", n_frames=20)
+    st, res = run(OracleModel(seq, max_scale=3.0), seq, StreamConfig(window_size=5), with_poses=True)
+    assert st.world_mode == "external"
+    assert all(r.alignment == AlignmentStatus.EXTERNAL and r.intrinsics_source == "estimated" for r in res)
+    np.testing.assert_allclose(np.array([r.c2w for r in res]), seq.c2w, atol=1e-9)
