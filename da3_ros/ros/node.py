@@ -35,7 +35,7 @@ from da3_ros.ros.conversions import pose_to_matrix, stamp_to_sec
 from da3_ros.ros.frames import OdometryHistory, StaticTransforms
 from da3_ros.ros.messages import OUTPUT_TOPICS
 from da3_ros.ros.params import NodeConfig, declare_parameters
-from da3_ros.ros.pipeline import FramePipeline
+from da3_ros.ros.pipeline import FramePipeline, load_window_model
 from da3_ros.stream.interface import WindowModel
 
 # outputs: reliable (RViz, rosbag and SLAM back-ends all subscribe reliable or
@@ -139,15 +139,11 @@ class Da3Node(Node):
     # ------------------------------------------------------------ set-up
 
     def _load_model(self) -> WindowModel:
-        from da3_ros.stream.factory import make_model
-
         cfg = self.cfg
         self.get_logger().info(f"loading model {cfg.model!r} (device={cfg.device}, precision={cfg.precision}, "
                                f"process_res={cfg.process_res})")
         try:
-            return make_model(cfg.model, variant=cfg.model_variant or None, device=cfg.device,
-                              precision=cfg.precision, process_res=cfg.process_res,
-                              pose_from=cfg.pose_source, ref_view_strategy=cfg.reference_strategy)
+            return load_window_model(cfg)
         except Exception as exc:  # noqa: BLE001 - report any loader failure in one line, then stop
             self.get_logger().fatal(f"cannot load model {cfg.model!r}: {exc}")
             raise

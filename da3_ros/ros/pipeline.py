@@ -35,6 +35,16 @@ def output_options(cfg: NodeConfig) -> OutputOptions:
         publish_odometry=cfg.publish_odometry, publish_keyframes=cfg.publish_keyframes, publish_tf=cfg.publish_tf)
 
 
+def load_window_model(cfg: NodeConfig) -> WindowModel:
+    """The model the `model` parameter names (hub id, directory, .safetensors,
+    random:<variant>, oracle:<dir>), on the configured device and precision."""
+    from da3_ros.stream.factory import make_model
+
+    return make_model(cfg.model, variant=cfg.model_variant or None, device=cfg.device, precision=cfg.precision,
+                      process_res=cfg.process_res, pose_from=cfg.pose_source,
+                      ref_view_strategy=cfg.reference_strategy)
+
+
 @dataclass
 class _Pending:
     stamp: object  # builtin_interfaces/Time of the image
@@ -166,6 +176,10 @@ class FramePipeline:
             self._warn(f"frame at t={stamp:.3f} rejected: {exc}")
             return []
         return [answer for answer in map(self._answer, results) if answer is not None]
+
+    def flush(self) -> List[Answer]:
+        """Answers for the frames still waiting for a full stride (end of input)."""
+        return [answer for answer in map(self._answer, self.streamer.flush()) if answer is not None]
 
     def _intrinsics(self, width: int, height: int) -> Optional[np.ndarray]:
         info = self.camera_info

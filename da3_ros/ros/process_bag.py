@@ -216,22 +216,12 @@ class Progress:
 
 
 def load_model(cfg):
-    from da3_ros.stream.factory import make_model
+    from da3_ros.ros.pipeline import load_window_model
 
     try:
-        return make_model(cfg.model, variant=cfg.model_variant or None, device=cfg.device, precision=cfg.precision,
-                          process_res=cfg.process_res, pose_from=cfg.pose_source,
-                          ref_view_strategy=cfg.reference_strategy)
+        return load_window_model(cfg)
     except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
         raise ModelLoadError(f"cannot load model {cfg.model!r}: {exc}") from exc
-
-
-def _flush(pipeline) -> list:
-    """Answers for frames still waiting for a full stride at the end of the bag."""
-    if hasattr(pipeline, "flush"):
-        return pipeline.flush()
-    # FramePipeline has no flush() yet: the streaming core's, through the pipeline's own answer step
-    return [a for a in map(pipeline._answer, pipeline.streamer.flush()) if a is not None]
 
 
 def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[str] = None,
@@ -309,7 +299,7 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
                     if msg is not None:
                         write_answers(pipeline.process(msg, compressed))
                     meter.update(frames, answered)
-            write_answers(_flush(pipeline))
+            write_answers(pipeline.flush())
             if cfg.publish_map and last_stamp is not None:
                 from da3_ros.ros.conversions import ns_to_stamp
 
