@@ -7,16 +7,17 @@ plane and the directions). We fit M by a confidence-weighted DLT on the
 constraint d x (M p) = 0 (no division by d_z, so rays near 90 degrees are fine),
 started from a consensus of fixed (locally seeded, hence reproducible) 8-point
 subsets of the most confident rays and re-weighted a few times with a Cauchy kernel on the angular residual (IRLS) to
-reject outliers, then split M = R U by QR (R proper rotation, U upper triangular
+reject outliers, then split M = R U (Gram-Schmidt) (R proper rotation, U upper triangular
 = K_n^-1 up to scale). The camera centre is the weighted mean of ray origins.
 
-No sampling anywhere: same input, same answer. Everything runs in fp32 (autocast
-disabled) with a QR of the design matrix before the 9x9 SVD for conditioning.
+Same input, same answer: the only sampling uses a fixed local seed. Inputs and
+outputs are fp32 (autocast disabled); the 9x9 normal matrices are accumulated and
+solved in float64 for accuracy (tiny: a few hundred flops per ray).
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -39,14 +40,67 @@ def _design(p: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return torch.cat((e1, e2, e3), 1)
 
 
-def _fit_homography(p: torch.Tensor, d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _null_vector(G: torch.Tensor, x0: Optional[torch.Tensor] = None, iters: int = 3) -> torch.Tensor:
+    """Unit eigenvector of the smallest eigenvalue of PSD matrices G (V, 9, 9), float64.
+
+    Shifted inverse iteration with `solve_ex` (no error check, hence no host sync on
+    GPUs; eigh would sync and launch a cuSOLVER job per call). The tiny shift keeps
+    the solve regular when the null space is exact; convergence per step is the
+    ratio of the two smallest eigenvalues (about the squared noise level).
+    """
+    V, n, _ = G.shape
+    eye = torch.eye(n, dtype=G.dtype, device=G.device)
+    shift = 1e-12 * torch.diagonal(G, dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
+    Gs = G + shift[:, None, None] * eye
+    x = torch.ones(V, n, dtype=G.dtype, device=G.device) if x0 is None else x0.to(G.dtype)
+    for _ in range(iters):
+        x = torch.linalg.solve_ex(Gs, x[..., None])[0][..., 0]
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    return x
+
+
+def _det3(M: torch.Tensor) -> torch.Tensor:
+    return (M[:, 0] * torch.cross(M[:, 1], M[:, 2], dim=-1)).sum(-1)
+
+
+def _fit_homography(p: torch.Tensor, d: torch.Tensor, w: torch.Tensor,
+                    M0: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Weighted DLT. p, d (V, N, 3), w (V, N) -> M (V, 3, 3) with det(M) > 0, |M| = 1."""
-    sw = w.clamp_min(0).sqrt()
-    A = _design(p, d) * torch.cat((sw, sw, sw), 1)[..., None]
-    Rr = torch.linalg.qr(A, mode="r")[1]  # (V, 9, 9): same right singular vectors as A
-    M = torch.linalg.svd(Rr)[2][:, -1].reshape(-1, 3, 3)
-    sign = torch.where(torch.linalg.det(M) < 0, -1.0, 1.0).to(M.dtype)
-    return M * sign[:, None, None]
+    A = _design(p, d).double()
+    w3 = torch.cat((w, w, w), 1).clamp_min(0).double()
+    # 9x9 weighted normal matrix accumulated in float64 (one batched GEMM): its null
+    # vector stays accurate to ~1e-7, where a float32 one would square the design
+    # matrix's condition number into the answer
+    G = torch.einsum("vni,vn,vnj->vij", A, w3, A)
+    M = _null_vector(G, None if M0 is None else M0.reshape(-1, 9)).float().reshape(-1, 3, 3)
+    return M * torch.where(_det3(M) < 0, -1.0, 1.0)[:, None, None]
+
+
+def _rq_split(M: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """M (V, 3, 3), det > 0 -> (R proper rotation, U upper triangular, positive diagonal)
+    with M = R U: Gram-Schmidt on the columns, closed form (no solver calls)."""
+    m1, m2, m3 = M[..., 0], M[..., 1], M[..., 2]
+    u11 = m1.norm(dim=-1)
+    q1 = m1 / u11[:, None]
+    u12 = (q1 * m2).sum(-1)
+    v2 = m2 - u12[:, None] * q1
+    u22 = v2.norm(dim=-1)
+    q2 = v2 / u22[:, None]
+    u13, u23 = (q1 * m3).sum(-1), (q2 * m3).sum(-1)
+    q3 = torch.cross(q1, q2, dim=-1)  # right-handed; det(M) > 0 makes u33 > 0
+    u33 = (q3 * m3).sum(-1)
+    z = torch.zeros_like(u11)
+    U = torch.stack((torch.stack((u11, u12, u13), -1), torch.stack((z, u22, u23), -1),
+                     torch.stack((z, z, u33), -1)), -2)
+    return torch.stack((q1, q2, q3), -1), U
+
+
+def _upper_inverse(U: torch.Tensor) -> torch.Tensor:
+    """Inverse of upper-triangular [[a, b, c], [0, d, e], [0, 0, 1]] (V, 3, 3), closed form."""
+    a, b, c, d, e = U[:, 0, 0], U[:, 0, 1], U[:, 0, 2], U[:, 1, 1], U[:, 1, 2]
+    z, o = torch.zeros_like(a), torch.ones_like(a)
+    return torch.stack((torch.stack((1 / a, -b / (a * d), (b * e - c * d) / (a * d)), -1),
+                        torch.stack((z, 1 / d, -e / d), -1), torch.stack((z, z, o), -1)), -2)
 
 
 def _angular_residual(p: torch.Tensor, d: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -124,14 +178,9 @@ def solve_rays(ray: torch.Tensor, conf: torch.Tensor, iters: int = 4, max_points
             med = torch.nan_to_num(med, nan=1.0)
             sigma = (1.4826 * med).clamp_min(1e-4) * kernel_scale
             wts = c / (1.0 + (res / sigma[:, None]) ** 2)
-            M = _fit_homography(p, d, wts)
-        Q, U = torch.linalg.qr(M)
-        s = torch.sign(torch.diagonal(U, dim1=-2, dim2=-1))
-        s = torch.where(s == 0, torch.ones_like(s), s)
-        Q = Q * s[:, None, :]
-        U = U * s[:, :, None]
-        K_n = torch.linalg.inv(U / U[:, 2:3, 2:3])
-        K_n = K_n / K_n[:, 2:3, 2:3]
+            M = _fit_homography(p, d, wts, M)
+        Q, U = _rq_split(M)
+        K_n = _upper_inverse(U / U[:, 2:3, 2:3])
         wsum = wts.sum(-1, keepdim=True).clamp_min(1e-12)
         centre = (r[..., 3:] * torch.nan_to_num(wts)[..., None]).nan_to_num().sum(1) / wsum
         return torch.cat((Q, centre[..., None]), -1), K_n, wts
