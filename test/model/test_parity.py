@@ -136,3 +136,34 @@ def test_bf16_autocast_matches_official_bf16(official_factory, hub_dir_factory):
         assert rel_err(head[k].float(), out[k]) < 2e-3, k
     assert rel_err(ref["extrinsics"].float(), out["extrinsics"]) < 3e-2
     assert rel_err(ref["intrinsics"].float(), out["intrinsics"]) < 1e-3
+
+
+def test_swiglu_backbone_matches_official_at_reduced_size():
+    """ViT-g's SwiGLU FFN and alternating attention, on a reduced ViT (dims 192, 6 blocks)."""
+    pytest.importorskip("depth_anything_3.cfg", reason="official depth-anything-3 is the oracle")
+    import warnings
+
+    from depth_anything_3.model.dinov2.vision_transformer import DinoVisionTransformer
+
+    from da3_ros.model.config import ViTConfig
+    from da3_ros.model.vit import VisionTransformer
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        off = DinoVisionTransformer(img_size=518, patch_size=14, embed_dim=192, depth=6, num_heads=3,
+                                    ffn_layer="swiglufused", init_values=1.0, alt_start=2, qknorm_start=2,
+                                    rope_start=2, cat_token=True).eval()
+    cfg = ViTConfig(192, 6, 3, (3, 5), alt_start=2, ffn="swiglu")
+    mine = VisionTransformer(cfg).eval()
+    mine.load_state_dict(off.state_dict(), strict=True)
+    torch.manual_seed(1)
+    x = torch.randn(1, 2, 3, 42, 56)
+    with torch.no_grad():
+        ref, _ = off.get_intermediate_layers(x, n=[3, 5])
+        tokens, _ = mine.forward_early(mine.embed(x[0]))
+        outs = mine.forward_late(tokens[None], 3, 4)
+    for (ref_feat, ref_cam), (lx, gx) in zip(ref, outs):
+        feat, cam = mine.out_features(lx, gx)
+        assert rel_err(ref_feat, feat) < 1e-5
+        assert rel_err(ref_cam, cam) < 1e-5
