@@ -16,6 +16,8 @@ os.environ.pop("ROS_STATIC_PEERS", None)
 # 1..100 from the process id: unique among concurrent runs on one machine in
 # practice, and inside the range every RMW accepts without port clashes.
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+# Tests need no network: the model hub is asked nothing (its cache still works).
+os.environ["HF_HUB_OFFLINE"] = "1"
 # Keep CPU tests within the two cores of CI and deterministic.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 

@@ -42,6 +42,10 @@ def make_model(
         from ..model import DA3WindowModel
     except ImportError as exc:  # the network layer is missing or broken in this build
         raise ModelUnavailable(f"DA3 network unavailable (da3_ros.model: {exc}); use oracle:<dir> for synthetic data") from exc
+    if device == "auto":  # the node's and CLI's default: the GPU when there is one
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     kwargs: dict = dict(device=device, precision=precision, pose_from=pose_from, ref_view_strategy=ref_view_strategy, variant=variant or None)
     if process_res:
         kwargs["process_res"] = int(process_res)
