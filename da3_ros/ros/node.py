@@ -9,11 +9,11 @@ inference happens on the worker, so the executor is never blocked by it.
 from __future__ import annotations
 
 import os
+import pathlib
 import threading
 import time
 import traceback
 from dataclasses import dataclass
-import pathlib
 from typing import Any, Optional
 
 import numpy as np

@@ -139,7 +139,6 @@ class FramePipeline:
             self._warn(f"time went backwards by {self._last_stamp - stamp:.3f} s (looping bag?): "
                        "world frame, window, map and path reset")
             self.reset()
-        self._last_stamp = stamp
         height, width = rgb.shape[:2]
 
         optical_frame = self.cfg.camera_frame or msg.header.frame_id or DEFAULT_OPTICAL_FRAME
@@ -163,6 +162,9 @@ class FramePipeline:
             T_world_base, _ = found
             c2w_external = T_world_base @ (T_base_optical if T_base_optical is not None else T_BODY_OPTICAL)
 
+        # only a frame that reaches the stream counts as seen: a frame skipped
+        # above (no /tf_static yet) may come again with the same stamp
+        self._last_stamp = stamp
         frame = Frame(index=self._frame_index, stamp=stamp, image=np.ascontiguousarray(rgb),
                       intrinsics=intrinsics, c2w_external=c2w_external)
         self._frame_index += 1

@@ -66,10 +66,10 @@ def header(seconds: float):
 
 def feed(camera, recorder, spinner, rgb, seconds, K=None, fmt="", timeout=10.0) -> bool:
     """Publish one frame (re-sending while unanswered: best effort may drop it) and
-    wait for its depth image."""
+    wait for its depth image and odometry (separate topics: either may come first)."""
     ns = camera.publish_rgb(rgb, seconds, K, fmt)
     for _ in range(int(timeout / 0.5)):
-        if spinner.wait_for(lambda: ns in recorder.stamps("depth/image"), 0.5):
+        if spinner.wait_for(lambda: ns in recorder.stamps("depth/image") and ns in recorder.stamps("odometry"), 0.5):
             return True
         camera.publish_rgb(rgb, seconds, K, fmt)
     return False
@@ -215,3 +215,38 @@ def test_output_parameters_change_at_run_time(rig, sequence):
     assert np.nanmax(depth) <= cut and np.isnan(depth[sequence.depth[0] > cut]).all()
     # read-only parameters (the model, the window) refuse changes
     assert not node.set_parameters([Parameter("window_size", value=6)])[0].successful
+
+
+def test_base_frame_pose_through_tf_static(rig, sequence, make_node):
+    """With base_frame set, TF and odometry are world -> base_link, composed with the
+    fixed base_link -> optical transform the robot publishes on /tf_static."""
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from da3_ros.ros.conversions import matrix_to_transform
+
+    T_base_optical = T_BODY_OPTICAL.copy()  # camera looking forward from the base ...
+    T_base_optical[:3, 3] = [0.2, -0.05, 0.6]  # ... mounted 0.6 m up, 0.2 m forward
+    tf_node = make_node("test_static_tf")
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+    static = TransformStamped(child_frame_id=OPTICAL_FRAME, transform=matrix_to_transform(T_base_optical))
+    static.header.frame_id = "base_link"
+    tf_node.create_publisher(TFMessage, "/tf_static", latched).publish(TFMessage(transforms=[static]))
+
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True), base_frame="base_link")
+    assert spinner.wait_for(lambda: node.static_tf.lookup("base_link", OPTICAL_FRAME) is not None, 10.0)
+    for i in range(4):
+        assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], sequence.intrinsics)
+    T_world_stream = T_base_optical @ inv_se3(sequence.c2w[0])  # odom = the base at start
+    for i in range(4):
+        ns = stamp_ns(sequence.stamps[i])
+        expected = T_world_stream @ sequence.c2w[i] @ inv_se3(T_base_optical)
+        odom = recorder.at("odometry", ns)
+        tf = recorder.at("/tf", ns)
+        assert odom.child_frame_id == "base_link" and tf.child_frame_id == "base_link"
+        for T in (pose_to_matrix(odom.pose.pose), transform_to_matrix(tf.transform)):
+            assert np.linalg.norm(T[:3, 3] - expected[:3, 3]) < 1e-3 and np.abs(T[:3, :3] - expected[:3, :3]).max() < 1e-5
+    # the keyframe's pose stays the optical frame's (what a SLAM back-end inserts)
+    kf = recorder.by_topic["keyframe"][0]
+    np.testing.assert_allclose(pose_to_matrix(kf.pose.pose)[:3, 3], (T_world_stream @ sequence.c2w[0])[:3, 3], atol=1e-6)
