@@ -119,7 +119,13 @@ class Da3Node(Node):
         self.static_tf = StaticTransforms(self)
         self.stats = Stats()
         self.slot = LatestSlot()
-        self.pipeline = FramePipeline(self.model, self.cfg, self._warn_bad, self.static_tf.lookup, OdometryHistory())
+        self.pipeline = FramePipeline(self.model, self.cfg, self._warn_bad, self.static_tf.lookup, OdometryHistory(),
+                                      notice=self.get_logger().warning)
+        if self.cfg.external_odometry_topic and self.cfg.publish_tf:
+            self.get_logger().warning(
+                "external odometry and publish_tf are both on: if the odometry source already publishes "
+                f"{self.cfg.world_frame} -> {self.cfg.base_frame or 'its base'}, set publish_tf:=false "
+                "(a TF frame has one parent)")
         self._pipeline_lock = threading.Lock()  # the worker and the services take turns
 
         self._create_publishers()

@@ -66,12 +66,13 @@ class FramePipeline:
     """Turns image messages into output messages (see module docstring).
 
     warn(text): called for every bad input, already phrased for a log line.
+    notice(text): called for remarks on the configuration (default: warn).
     lookup_static(target, source) -> T_target_source or None: the /tf_static tree.
     """
 
     def __init__(self, model: WindowModel, cfg: NodeConfig, warn: Callable[[str], None],
                  lookup_static: Callable[[str, str], Optional[np.ndarray]] = lambda target, source: None,
-                 odometry: Optional[OdometryHistory] = None):
+                 odometry: Optional[OdometryHistory] = None, notice: Optional[Callable[[str], None]] = None):
         from da3_ros.stream.factory import make_streamer
 
         self.cfg = cfg
@@ -81,6 +82,8 @@ class FramePipeline:
         self.anchor = WorldAnchor()
         self.odometry = odometry or OdometryHistory()
         self._warn = warn
+        self._notice = notice or warn  # configuration remarks, not bad input
+        self._frame_mismatch_told = False
         self._lookup_static = lookup_static
         self.camera_info: Optional[CameraInfo] = None
         self.intrinsics_source = "none yet"
@@ -159,7 +162,12 @@ class FramePipeline:
                 self._warn(f"no external odometry within {self.cfg.external_odometry_max_dt} s of "
                            f"t={stamp:.3f}; frame skipped")
                 return []
-            T_world_base, _ = found
+            T_world_base, odom_frame = found
+            if odom_frame and odom_frame != self.cfg.world_frame and not self._frame_mismatch_told:
+                # poses are in the odometry's world: labelling them with another frame is wrong
+                self._frame_mismatch_told = True
+                self._notice(f"external odometry is in frame {odom_frame!r} but world_frame is "
+                             f"{self.cfg.world_frame!r}: set world_frame:={odom_frame}")
             c2w_external = T_world_base @ (T_base_optical if T_base_optical is not None else T_BODY_OPTICAL)
 
         # only a frame that reaches the stream counts as seen: a frame skipped

@@ -250,3 +250,36 @@ def test_base_frame_pose_through_tf_static(rig, sequence, make_node):
     # the keyframe's pose stays the optical frame's (what a SLAM back-end inserts)
     kf = recorder.by_topic["keyframe"][0]
     np.testing.assert_allclose(pose_to_matrix(kf.pose.pose)[:3, 3], (T_world_stream @ sequence.c2w[0])[:3, 3], atol=1e-6)
+
+
+def test_external_odometry_conditions_poses_and_keeps_its_frame(rig, sequence, make_node):
+    """Pose-conditioned mode: wheel/VIO odometry of the base in its own world; the
+    node's poses are that odometry's (its frame, its metres), not re-anchored."""
+    from nav_msgs.msg import Odometry
+
+    from da3_ros.ros.conversions import matrix_to_pose
+
+    odom_node = make_node("test_wheel_odometry")
+    odom_pub = odom_node.create_publisher(Odometry, "wheel/odom", 50)
+    node, camera, recorder, spinner = rig(OracleModel(sequence), external_odometry_topic="wheel/odom",
+                                          publish_tf=False)
+    assert spinner.wait_for(lambda: odom_node.count_subscribers("wheel/odom") > 0, 10.0)
+    T_optical_base = inv_se3(T_BODY_OPTICAL)  # no base_frame: the camera's body frame is the base
+    for i in range(6):
+        msg = Odometry(header=header(sequence.stamps[i]), child_frame_id="base_link")
+        msg.header.frame_id = "odom"
+        msg.pose.pose = matrix_to_pose(sequence.c2w[i] @ T_optical_base)
+        for _ in range(20):  # the odometry must be there before its image
+            odom_pub.publish(msg)
+            if spinner.wait_for(lambda: node.pipeline.odometry.nearest(sequence.stamps[i], 1e-6) is not None, 0.1):
+                break
+        assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], sequence.intrinsics)
+    for i in range(6):
+        odom = recorder.at("odometry", stamp_ns(sequence.stamps[i]))
+        T = pose_to_matrix(odom.pose.pose)
+        assert np.linalg.norm(T[:3, 3] - sequence.c2w[i][:3, 3]) < 1e-3, f"frame {i}"
+        assert np.abs(T[:3, :3] - sequence.c2w[i][:3, :3]).max() < 1e-5
+    assert not recorder.by_topic.get("/tf"), "publish_tf:=false still published TF"
+    depth = image_to_depth(recorder.at("depth/image", stamp_ns(sequence.stamps[5])))
+    valid = np.isfinite(depth)
+    np.testing.assert_allclose(depth[valid], sequence.depth[5][valid], rtol=1e-4)  # metres from the odometry
