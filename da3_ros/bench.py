@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast on CUDA (as the official package), fp32 on CPU")
     p.add_argument("--pose-from", default="camera", choices=["camera", "ray"])
     p.add_argument("--no-official", action="store_true", help="skip (a), the official network")
+    p.add_argument("--compile", default="auto", choices=["auto", "inductor", "graphs", "staged", "off"],
+                   help="(c)'s optimised path (DA3WindowModel compile=): auto = CUDA graphs + torch.compile "
+                        "on CUDA, plain on the CPU; off = the plain eager path")
     p.add_argument("--out", default="bench_out", help="directory (or .../bench.json) for bench.json and bench.md")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -286,6 +289,18 @@ def incremental_stages(wm, frames, prev_handles, device: torch.device, iters: in
             c.mark()
         return c.intervals_ms()
 
+    fast = getattr(wm, "_fast", None)
+    if fast is not None and main.cfg.any_view and not nested:
+        @torch.inference_mode()  # noqa: F811
+        def once() -> List[float]:  # the optimised path: event marks between its stages
+            c = _Clock(device)
+            c.mark()
+            h = wm.encode(frames[-1])
+            c.mark()
+            hs = list(prev_handles) + [h]
+            wm._predict_fast(hs, [S - 1], clock=c.mark)
+            return c.intervals_ms()
+
     for _ in range(warmup):
         once()
     for _ in range(iters):
@@ -366,7 +381,8 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
             rows[key]["official_note"] = args.official_reason
 
     # ---- (b) full forward and (c) incremental, same weights
-    wm = DA3WindowModel(net, device=str(device), precision=precision, pose_from=args.pose_from)
+    wm = DA3WindowModel(net, device=str(device), precision=precision, pose_from=args.pose_from,
+                        compile=getattr(args, "compile", "auto"))
     net = wm.net
     weights = _param_mib(net)
     for key in configs:
@@ -392,7 +408,15 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
             del x
             _free(device)
 
-            # (c): the window's older frames are cached, each step encodes the new frame and predicts
+            # (c): start-up warm-up (compile + CUDA-graph capture of this window's shapes), then
+            # the window's older frames are cached, each step encodes the new frame and predicts
+            t_w = time.perf_counter()
+            wm.warmup(w, h, S, all_sizes=False)
+            warm_s = time.perf_counter() - t_w
+            log(f"[{variant}] S={S} {w}x{h}: (c) warm-up ({wm.compile_mode}) {warm_s:.1f} s")
+            if getattr(wm, "_fast", None) is not None and wm._fast.sdpa.choice:
+                log(f"[{variant}] attention kernels: " + ", ".join(
+                    f"{k[0]}->{getattr(b, 'name', 'default')}" for k, b in wm._fast.sdpa.choice.items()))
             prev = [wm.encode(f) for f in frames[:-1]]
 
             def incremental():
@@ -412,6 +436,8 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
             row["incremental"] = time_fn(incremental, device, args.iters, args.warmup)
             row["incremental"]["weights_mib"] = weights
             row["incremental"]["cache_mib"] = sum(p.nbytes for p in prev) / 2 ** 20
+            row["incremental"]["warmup_s"] = warm_s
+            row["incremental"]["compile"] = wm.compile_mode
             row["stages"] = incremental_stages(wm, frames, prev, device, args.iters, args.warmup)
             del prev
         except _oom_types() as exc:
@@ -448,7 +474,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
          f"- torch {report['torch']}, CUDA {report['cuda']}, Python {report['python']}",
          f"- date: {report['date']}",
          f"- precision: {report['precision']}, pose from: {report['pose_from']}, "
-         f"iters {report['iters']} (warm-up {report['warmup']})"]
+         f"iters {report['iters']} (warm-up {report['warmup']})",
+         f"- (c) path: compile={report.get('compile', 'off')}"]
     for n in report["notes"]:
         L.append(f"- NOTE: {n}")
     L += ["",
@@ -479,8 +506,11 @@ def render_markdown(report: Dict[str, Any]) -> str:
                  f"| {peak} | {ra} | {rb} | {err} |")
     L += ["", "## Where the time of (c) goes (median ms; CUDA events, host clock on CPU)", "",
           "encode = upload + preprocess + per-view blocks of the new frame; cross_view = blocks over the "
-          "window; depth_head = depth head on the new frame (incl. camera decoder); pose = the pose source "
-          "alone (camera decoder, or ray head on every view + solver); metric = nested metric branch.", "",
+          "window; depth_head = depth head on the new frame (plain path: incl. the camera decoder; "
+          "optimised path: the depth branch incl. the resize to native size); pose = the pose source "
+          "alone (camera decoder, or ray head on every view + solver); metric = nested metric branch. "
+          "Optimised path (compile != off): the stages are its consecutive CUDA-graph replays and (c) total "
+          "adds the one host transfer; plain path: the stages are re-run separately.", "",
           "| variant | S | size | encode | cross_view | depth_head | pose | metric | (c) total |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
@@ -542,7 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "device": str(device), "device_name": name, "torch": torch.__version__,
         "cuda": torch.version.cuda, "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "precision": precision, "pose_from": args.pose_from, "iters": args.iters, "warmup": args.warmup,
+        "precision": precision, "pose_from": args.pose_from, "compile": args.compile, "iters": args.iters, "warmup": args.warmup,
         "official": use_official, "notes": notes, "results": [],
     }
     json_path, md_path = _out_paths(args.out)

@@ -10,15 +10,17 @@ frame's native resolution. One device->host transfer per output kind.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..stream.interface import Frame, WindowPrediction
 from .api import denormalize_w2c, normalize_poses
+from .fast import FastPath, resolve_compile
 from .loading import load_model
 from .net import DA3Net, FrameTokens, NestedDA3Net, metric_depth
 from .preprocess import DEFAULT_PROCESS_RES, intrinsics_to_native, intrinsics_to_processed, map_to_native, preprocess
@@ -48,11 +50,22 @@ class DA3WindowModel:
         `variant`, "random:da3-small") or an already built network.
     precision: "fp32" | "bf16" | "fp16" | "auto" (bf16 autocast on CUDA, fp32 on CPU).
     pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray map + solver).
+    compile: the optimised incremental path (`da3_ros.model.fast`), same answers within
+        the precision's tolerance: "auto" (default: CUDA graphs + torch.compile-fused
+        blocks on CUDA when triton is importable, the plain path on the CPU), True /
+        "inductor", "graphs" (CUDA graphs only), "staged" (fixed-shape stages without
+        graphs: the CPU-testable part), False / "off" (plain eager path). Any-view
+        models only; pose conditioning, nested and monocular models use the plain path.
+        Under bf16/fp16 the ViT blocks' Linear weights are stored in that dtype (what
+        autocast casts them to anyway), so the network must then run under autocast.
+        Call `warmup(width, height, window)` at start-up to compile and capture the
+        fixed shapes before the first frame.
     """
 
     def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
                  process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
-                 ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None):
+                 ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None,
+                 compile: Union[bool, str] = "auto"):
         self.device = torch.device(device)
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
@@ -68,10 +81,36 @@ class DA3WindowModel:
         variant = getattr(net, "variant", getattr(net.cfg, "name", "da3"))
         self.name = f"DA3 {variant} ({self.device.type}, {precision}, pose_from={pose_from}, ref={ref_view_strategy})"
         self._warned_fov = False
+        self.compile_mode = resolve_compile(compile, self.device)
+        self._fast: Optional[FastPath] = None
+        if self.compile_mode != "off" and isinstance(net, DA3Net) and net.cfg.any_view:
+            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy)
+        elif self.compile_mode != "off":
+            self.compile_mode = "off"
+
+    @torch.inference_mode()
+    def warmup(self, width: int, height: int, window: int, all_sizes: bool = True) -> float:
+        """Compile / capture the fixed shapes of a stream of `width` x `height` frames and
+        windows of 1..`window` frames (only `window` when all_sizes is False) before the
+        first frame. Returns the seconds it took (0 on the plain path)."""
+        if self._fast is None:
+            return 0.0
+        t0 = time.perf_counter()
+        img = np.zeros((int(height), int(width), 3), dtype=np.uint8)
+        tok, sel, hw = self._fast.encode(img, self.process_res)
+        sizes = range(1, int(window) + 1) if all_sizes else [int(window)]
+        for S in sizes:
+            self._fast.window([tok] * S, [sel] * S, hw, [S - 1], (int(height), int(width)))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ protocol
     @torch.inference_mode()
     def encode(self, frame: Frame) -> DA3FrameHandle:
+        if self._fast is not None and isinstance(frame.image, np.ndarray):
+            tok, sel, hw = self._fast.encode(frame.image, self.process_res)
+            return DA3FrameHandle(frame.index, FrameTokens(tok, sel, hw), (frame.height, frame.width), hw)
         images = preprocess([frame.image], self.device, self.process_res)
         tokens = self.net.encode(images)[0]
         return DA3FrameHandle(frame.index, tokens, (frame.height, frame.width), tuple(images.shape[-2:]))
@@ -98,6 +137,10 @@ class DA3WindowModel:
         cond = None
         if conditioned:
             cond = normalize_poses(torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=dev))
+        if (self._fast is not None and cond is None and decode
+                and len({handles[d].native_hw for d in decode}) == 1
+                and all(h.processed_hw == hw and h.tokens.tokens is not None for h in handles)):
+            return self._predict_fast(handles, decode)
         cached = [h.tokens for h in handles]
         out = self.net.forward_window(cached, decode, pose_from=self.pose_from,
                                       ref_view_strategy=self.ref_view_strategy,
@@ -153,6 +196,24 @@ class DA3WindowModel:
                               else np.ones_like(depth_np[d]))
         return WindowPrediction(c2w=c2w_out, intrinsics=K_out, depth=depth_np, confidence=conf_np,
                                 pose_confidence=pose_conf, metric=bool(metric), extras=extras)
+
+    def _predict_fast(self, handles: Sequence[DA3FrameHandle], decode: Sequence[int],
+                      clock=None) -> WindowPrediction:
+        S = len(handles)
+        hw = handles[0].processed_hw
+        native = handles[decode[0]].native_hw
+        maps, w2c, K = self._fast.window([h.tokens.tokens for h in handles], [h.tokens.selector for h in handles],
+                                         hw, decode, native, clock=clock)
+        w2c4 = torch.eye(4, dtype=torch.float64).repeat(S, 1, 1)
+        w2c4[:, :3] = w2c.double()
+        c2w_out = torch.linalg.inv(w2c4).numpy()
+        K_pred_np = K.double().numpy()
+        K_out = np.stack([intrinsics_to_native(K_pred_np[i], hw, h.native_hw) for i, h in enumerate(handles)])
+        m = maps.numpy()
+        depth_np = {d: np.array(m[j, 0], dtype=np.float32, copy=True) for j, d in enumerate(decode)}
+        conf_np = {d: np.array(m[j, 1], dtype=np.float32, copy=True) for j, d in enumerate(decode)}
+        return WindowPrediction(c2w=c2w_out, intrinsics=K_out, depth=depth_np, confidence=conf_np,
+                                pose_confidence=np.ones(S), metric=bool(self.metric), extras={})
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
