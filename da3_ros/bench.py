@@ -582,6 +582,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["results"].extend(bench_variant(v, args, device, precision, use_official,
                                                log=lambda m: print(m, flush=True)))
         json_path.write_text(json.dumps(report, indent=1))  # partial results survive a later failure
+        md_path.write_text(render_markdown(report))
     md = render_markdown(report)
     json_path.write_text(json.dumps(report, indent=1))
     md_path.write_text(md)

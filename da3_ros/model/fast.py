@@ -309,8 +309,11 @@ class FastPath:
             from torch import _dynamo
 
             _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
-            self._pre = torch.compile(block_pre, dynamic=True, fullgraph=True)
-            self._post = torch.compile(block_post, dynamic=True, fullgraph=True)
+            # dynamic shapes: one graph per block kind serves every window size and resolution
+            # (DA3_COMPILE_DYNAMIC=auto: torch's automatic dynamic shapes, static dims stay static)
+            dyn = None if os.environ.get("DA3_COMPILE_DYNAMIC", "1") == "auto" else True
+            self._pre = torch.compile(block_pre, dynamic=dyn, fullgraph=True)
+            self._post = torch.compile(block_post, dynamic=dyn, fullgraph=True)
         self.mean = (torch.tensor(IMAGENET_MEAN, device=device) * 255.0).view(1, 3, 1, 1)
         self.std = (torch.tensor(IMAGENET_STD, device=device) * 255.0).view(1, 3, 1, 1)
         self._enc: Dict[Tuple[int, int], dict] = {}
@@ -320,11 +323,14 @@ class FastPath:
     def _autocast_off(self):
         return torch.autocast(device_type=self.device.type, enabled=False)
 
-    def _run_block(self, i: int, x: torch.Tensor, rope=None) -> torch.Tensor:
+    def _run_block(self, i: int, x: torch.Tensor, rope=None, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Block i on x (B, N, D); with `rows` (indices into N, batch 1) only those output rows."""
         cos, sin = rope if rope is not None else (None, None)
         n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2 = self.params[i]
         try:
             q, k, v = self._pre(x, n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, cos, sin, self.heads, self.amp)
+            if rows is not None:
+                q, x = q.index_select(2, rows), x.index_select(1, rows)
             o = self.sdpa(q, k, v)
             return self._post(x, o, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2, self.amp, self.swiglu)
         except Exception as exc:  # inductor unavailable / failing: the same functions, eager
@@ -333,7 +339,7 @@ class FastPath:
             warnings.warn(f"torch.compile of the ViT block failed ({type(exc).__name__}: {exc}); running eager")
             self._pre, self._post = block_pre, block_post
             self.mode = "graphs"
-            return block_forward(x, self.params[i], cos, sin, self.heads, self.amp, self.swiglu, self.sdpa)
+            return self._run_block(i, x, rope, rows)
 
     # ------------------------------------------------------------------ encode
     def _encode_state(self, h: int, w: int, process_res: int) -> dict:
@@ -416,6 +422,15 @@ class FastPath:
         out_layers = set(vit.cfg.out_layers)
         st = {"tok": tok, "sel": sel, "decode": decode}
 
+        last = len(vit.blocks) - 1
+        # the last block is global and an out layer: only the decoded views' tokens and every
+        # view's token 0 (camera token) of its output are used, so its queries (and its
+        # projection / FFN rows) are restricted to those; keys and values stay complete.
+        restrict = (last % 2 == 1 and last in out_layers and last > vit.alt_start and nf < S
+                    and os.environ.get("DA3_LAST_BLOCK_FULL", "") != "1")
+        tok_ar = torch.arange(T, device=dev)
+        view_starts = torch.arange(S, device=dev) * T
+
         def cross():
             x = tok
             order = None
@@ -424,9 +439,24 @@ class FastPath:
                 x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
             cam_tok = torch.cat((vit.camera_token[:, :1], vit.camera_token[:, 1:].expand(1, S - 1, D)), 1)
             x = torch.cat((cam_tok.to(x.dtype)[:, :, None], x[:, :, 1:]), 2)
+            # positions (in the reordered window) of the views whose features are needed
+            if order is not None:
+                inv = torch.argsort(order, dim=1)
+                pos = inv.index_select(1, fv_idx)
+            else:
+                inv, pos = None, fv_pos
             outs, local_x = [], x
+            cam_rows = None
             with self._autocast_off():
                 for i in range(vit.alt_start, len(vit.blocks)):
+                    if i == last and restrict:
+                        xin = x.reshape(1, S * T, D)
+                        rows = torch.cat(((pos[0][:, None] * T + tok_ar[None]).reshape(-1), view_starts))
+                        y = self._run_block(i, xin, rope_g, rows)  # (1, nf * T + S, D)
+                        x = y[:, :nf * T].reshape(1, nf, T, D)
+                        cam_rows = y[:, nf * T:]
+                        outs.append((local_x, x))
+                        break
                     if i % 2 == 1:
                         x = self._run_block(i, x.reshape(1, S * T, D), rope_g).view(1, S, T, D)
                     else:
@@ -434,19 +464,15 @@ class FastPath:
                         local_x = x
                     if i in out_layers:
                         outs.append((local_x, x))
-            # positions (in the reordered window) of the views whose features are needed
-            if order is not None:
-                inv = torch.argsort(order, dim=1)
-                pos = inv.index_select(1, fv_idx)
-            else:
-                inv, pos = None, fv_pos
             feats = []
             idx = pos[:, :, None, None].expand(1, nf, T, D)
-            for lx, gx in outs:
-                f, _ = vit.out_features(torch.gather(lx, 1, idx), torch.gather(gx, 1, idx))
+            for j, (lx, gx) in enumerate(outs):
+                gsel = gx if (cam_rows is not None and j == len(outs) - 1) else torch.gather(gx, 1, idx)
+                f, _ = vit.out_features(torch.gather(lx, 1, idx), gsel)
                 feats.append(f)
             lx, gx = outs[-1]
-            raw = torch.cat((lx[:, :, 0], gx[:, :, 0]), -1) if vit.cfg.cat_token else gx[:, :, 0]
+            g0 = cam_rows if cam_rows is not None else gx[:, :, 0]
+            raw = torch.cat((lx[:, :, 0], g0), -1) if vit.cfg.cat_token else g0
             cam = raw.float()
             if inv is not None:
                 cam = torch.gather(cam, 1, inv[:, :, None].expand_as(cam))
