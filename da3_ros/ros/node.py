@@ -127,6 +127,10 @@ class Da3Node(Node):
                 f"{self.cfg.world_frame} -> {self.cfg.base_frame or 'its base'}, set publish_tf:=false "
                 "(a TF frame has one parent)")
         self._pipeline_lock = threading.Lock()  # the worker and the services take turns
+        if self.cfg.warmup_width and self.cfg.warmup_height:
+            seconds = self.pipeline.warmup(self.cfg.warmup_width, self.cfg.warmup_height)
+            self.get_logger().info(f"network warmed up for {self.cfg.warmup_width}x{self.cfg.warmup_height} "
+                                   f"images in {seconds:.1f} s")
 
         self._create_publishers()
         self._create_subscriptions()

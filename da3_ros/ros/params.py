@@ -37,6 +37,10 @@ PARAMETERS: Dict[str, Spec] = {
                         choices=("ray", "camera")),
     "reference_strategy": Spec("saddle_balanced", "reference view of a window (DA3's strategies)",
                                choices=("saddle_balanced", "saddle_sim_range", "first", "middle")),
+    "warmup_width": Spec(0, "camera image width, pixels, to compile/capture the network for at start-up; "
+                            "0: warm up when the first image arrives", range=(0, 8192, 1)),
+    "warmup_height": Spec(0, "camera image height, pixels, for the start-up warm-up (with warmup_width)",
+                          range=(0, 8192, 1)),
     # ---- window and scheduling
     "window_size": Spec(8, "frames in the sliding window (keyframes plus the newest frame)", range=(2, 64, 1)),
     "stride": Spec(1, "new frames per inference: 1 answers every frame the worker takes", range=(1, 32, 1)),
@@ -98,6 +102,8 @@ class NodeConfig:
     process_res: int
     pose_source: str
     reference_strategy: str
+    warmup_width: int
+    warmup_height: int
     window_size: int
     stride: int
     keyframe_translation: float

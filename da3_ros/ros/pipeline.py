@@ -84,6 +84,7 @@ class FramePipeline:
         self._warn = warn
         self._notice = notice or warn  # configuration remarks, not bad input
         self._frame_mismatch_told = False
+        self._warmed: set = set()  # image sizes the model was warmed up for
         self._lookup_static = lookup_static
         self.camera_info: Optional[CameraInfo] = None
         self.intrinsics_source = "none yet"
@@ -170,6 +171,7 @@ class FramePipeline:
                              f"{self.cfg.world_frame!r}: set world_frame:={odom_frame}")
             c2w_external = T_world_base @ (T_base_optical if T_base_optical is not None else T_BODY_OPTICAL)
 
+        self.warmup(width, height)
         # only a frame that reaches the stream counts as seen: a frame skipped
         # above (no /tf_static yet) may come again with the same stamp
         self._last_stamp = stamp
@@ -186,6 +188,15 @@ class FramePipeline:
             self._warn(f"frame at t={stamp:.3f} rejected: {exc}")
             return []
         return [answer for answer in map(self._answer, results) if answer is not None]
+
+    def warmup(self, width: int, height: int) -> float:
+        """Let the model compile / capture its fixed shapes for width x height
+        frames (once per size). Returns the seconds it took (0 if nothing to do)."""
+        warm = getattr(self.model, "warmup", None)
+        if warm is None or (width, height) in self._warmed:
+            return 0.0
+        self._warmed.add((width, height))
+        return float(warm(width, height, self.cfg.window_size) or 0.0)
 
     def flush(self) -> List[Answer]:
         """Answers for the frames still waiting for a full stride (end of input)."""

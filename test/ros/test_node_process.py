@@ -27,8 +27,10 @@ def test_node_process_with_random_da3(tmp_path, make_node, ros_context, child_pr
                                "-p", "map_publish_period:=0.2", "-p", "min_confidence:=0.0",
                                # random weights: any depth scale is as good as another
                                "-p", "min_depth:=0.0", "-p", "max_depth:=1000.0",
+                               "-p", f"warmup_width:={WIDTH}", "-p", f"warmup_height:={HEIGHT}",
                                "-p", f"save_directory:={save_dir}"])
     assert node_proc.wait_for_line("model ready", timeout=120), f"node did not start:\n{node_proc.output()}"
+    assert node_proc.wait_for_line(f"warmed up for {WIDTH}x{HEIGHT}", timeout=120), node_proc.output()
 
     io_node = make_node("test_camera_and_recorder")
     camera, recorder = Camera(io_node), Recorder(io_node)
