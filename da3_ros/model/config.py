@@ -105,12 +105,15 @@ _LARGE = _anyview("da3-large", 1024, 24, 16, (11, 15, 19, 23), 8, 256, (256, 512
                   licence="CC BY-NC 4.0")
 _GIANT = _anyview("da3-giant", 1536, 40, 24, (19, 27, 33, 39), 13, 256, (256, 512, 1024, 1024),
                   ffn="swiglu", gs=True, licence="CC BY-NC 4.0")
+# not an official checkpoint: the embedded default trained on the synthetic renderer
+# (da3_ros/train, weights in da3_ros/weights/da3-tiny); same code path as da3-small
+_TINY = _anyview("da3-tiny", 128, 12, 2, (5, 7, 9, 11), 4, 48, (32, 64, 96, 128))
 _METRIC = _monocular("da3metric-large")
 _MONO = _monocular("da3mono-large")
 _NESTED = NestedConfig("da3nested-giant-large", anyview=_GIANT, metric=_METRIC)
 
 VARIANTS: Dict[str, object] = {
-    c.name: c for c in (_SMALL, _BASE, _LARGE, _GIANT, _METRIC, _MONO, _NESTED)
+    c.name: c for c in (_TINY, _SMALL, _BASE, _LARGE, _GIANT, _METRIC, _MONO, _NESTED)
 }
 
 

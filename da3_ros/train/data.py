@@ -1,0 +1,181 @@
+"""Training data for the embedded `da3-tiny` network: multi-view clips from the
+project's procedural renderer (`da3_ros.synthetic.render`).
+
+A *clip* is one scene and one camera path rendered at 320x240 (the resolution of
+the project's synthetic sequences), with exact z-depth, c2w and intrinsics. Two
+kinds, mixed:
+
+* "project": `make_scene(seed)` with one of the four project trajectories
+  (forward, orbit, rotation, stop_and_go), a random stretch of it at a random
+  frame stride and a random focal length;
+* "random": a randomised room (size, box count, layout, colours, texture
+  periods) with a random smooth camera path (translation, turning, pure
+  rotation, stops) kept clear of the boxes, and a random focal length.
+
+Held-out set: `HELD_OUT` lists project sequences (trajectory, seed) whose seeds are
+never drawn for training (training seeds are >= `TRAIN_SEED_BASE`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from ..synthetic.render import ROOM_HI, ROOM_LO, Scene, make_scene, render
+from ..synthetic.trajectories import TRAJECTORIES, look_at
+
+#: (trajectory, seed) of the held-out sequences: make_sequence(name, n, 320, 240, seed)
+HELD_OUT: Tuple[Tuple[str, int], ...] = (("forward", 9001), ("orbit", 9002), ("rotation", 9003), ("stop_and_go", 9004))
+HELD_OUT_SEEDS = frozenset(s for _, s in HELD_OUT)
+#: training clips use scene seeds >= this (disjoint from HELD_OUT_SEEDS and from
+#: the small seeds the tests use)
+TRAIN_SEED_BASE = 1_000_000
+NATIVE_W, NATIVE_H = 320, 240
+#: frames per rendered clip
+CLIP_FRAMES = 24
+#: one frame of a 200-frame project sequence, in normalised trajectory time
+PROJECT_STEP = 1.0 / 199.0
+
+
+@dataclass
+class Clip:
+    images: np.ndarray  # (N, H, W, 3) uint8
+    depth: np.ndarray  # (N, H, W) float32 metres
+    c2w: np.ndarray  # (N, 4, 4) float64
+    K: np.ndarray  # (3, 3) pixels, pixel-centre convention of the renderer
+    kind: str
+
+
+# ------------------------------------------------------------------ scenes
+def random_scene(rng: np.random.Generator, seed: int, path_xyz: np.ndarray) -> Scene:
+    """A room of random size with random boxes that stay clear of `path_xyz` (P, 3)."""
+    half = np.array([rng.uniform(2.5, 6.0), rng.uniform(2.0, 5.0)])
+    centre = rng.uniform(-0.5, 0.5, 2)
+    height = rng.uniform(2.4, 4.0)
+    lo = [np.array([centre[0] - half[0], centre[1] - half[1], 0.0])]
+    hi = [np.array([centre[0] + half[0], centre[1] + half[1], height])]
+    n_target = int(rng.integers(2, 16))
+    for _ in range(n_target * 6):
+        if len(lo) - 1 >= n_target:
+            break
+        size = rng.uniform([0.3, 0.3, 0.2], [1.6, 1.6, height])
+        if rng.uniform() < 0.3:  # floating shelf / beam
+            z0 = rng.uniform(0.3, height - 0.3)
+            size[2] = rng.uniform(0.1, 0.5)
+        else:
+            z0 = 0.0
+        c = np.array([rng.uniform(lo[0][0], hi[0][0]), rng.uniform(lo[0][1], hi[0][1])])
+        b_lo = np.array([c[0] - size[0] / 2, c[1] - size[1] / 2, z0])
+        b_hi = np.array([c[0] + size[0] / 2, c[1] + size[1] / 2, min(z0 + size[2], height)])
+        # keep 0.35 m clear of every camera position
+        m = 0.35
+        inside = np.all((path_xyz > b_lo - m) & (path_xyz < b_hi + m), axis=1)
+        if inside.any():
+            continue
+        lo.append(b_lo)
+        hi.append(b_hi)
+    n = len(lo)
+    colours = rng.uniform(0.1, 1.0, size=(n, 6, 3))
+    if rng.uniform() < 0.3:  # desaturated rooms
+        g = colours.mean(-1, keepdims=True)
+        colours = g + rng.uniform(0.0, 0.5) * (colours - g)
+    periods = rng.uniform(0.12, 1.0, size=n)
+    return Scene(np.array(lo), np.array(hi), colours, periods, int(seed))
+
+
+def random_path(rng: np.random.Generator, n: int, room_lo: np.ndarray, room_hi: np.ndarray) -> np.ndarray:
+    """(n, 4, 4) smooth c2w inside the box [room_lo, room_hi] (with a margin)."""
+    margin = 0.6
+    lo, hi = room_lo + margin, room_hi - margin
+    lo[2], hi[2] = 0.4, min(room_hi[2] - 0.3, 2.3)
+    mode = rng.choice(["translate", "translate", "rotate", "stopgo"])
+    step = rng.uniform(0.005, 0.06)  # metres per frame
+    t = np.arange(n, dtype=np.float64)
+    p0 = rng.uniform(lo, hi)
+    heading = rng.uniform(-np.pi, np.pi)
+    direction = np.array([np.cos(heading), np.sin(heading), rng.uniform(-0.15, 0.15)])
+    speed = np.full(n, step)
+    if mode == "rotate":
+        speed[:] = rng.uniform(0.0, 0.003)
+    elif mode == "stopgo":
+        speed *= (np.floor(t / rng.integers(4, 10)) % 2 == 0)
+    dist = np.concatenate([[0.0], np.cumsum(speed[1:])])
+    wob = rng.uniform(0, 0.3) * np.sin(t * rng.uniform(0.05, 0.3) + rng.uniform(0, 6))
+    side = np.array([-direction[1], direction[0], 0.0])
+    eye = p0 + dist[:, None] * direction + wob[:, None] * side
+    eye = np.clip(eye, lo, hi)
+    # mostly look into the room (towards its centre), not at the nearest wall
+    to_centre = np.arctan2(-p0[1], -p0[0])
+    yaw0 = (to_centre if rng.uniform() < 0.7 else heading) + rng.uniform(-0.9, 0.9)
+    yaw_rate = rng.uniform(-0.06, 0.06) if mode != "rotate" else rng.uniform(-0.1, 0.1)
+    yaw = yaw0 + yaw_rate * t + rng.uniform(0, 0.4) * np.sin(t * rng.uniform(0.05, 0.25))
+    pitch = rng.uniform(-0.5, 0.25) + rng.uniform(0, 0.15) * np.sin(t * rng.uniform(0.05, 0.3))
+    out = []
+    for e, y, p in zip(eye, yaw, pitch):
+        d = np.array([np.cos(p) * np.cos(y), np.cos(p) * np.sin(y), np.sin(p)])
+        T = look_at(e, e + d)
+        roll = rng.normal(0, 0.03)
+        if roll:
+            c, s = np.cos(roll), np.sin(roll)
+            T[:3, :3] = T[:3, :3] @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        out.append(T)
+    return np.array(out)
+
+
+def random_intrinsics(rng: np.random.Generator, w: int = NATIVE_W, h: int = NATIVE_H) -> np.ndarray:
+    f = w * rng.uniform(0.45, 1.1)  # about 50 to 96 degrees horizontal fov
+    fy = f * rng.uniform(0.97, 1.03)
+    return np.array([[f, 0.0, (w - 1) / 2.0], [0.0, fy, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+# ------------------------------------------------------------------ clips
+def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
+    """One training clip, deterministic in `seed` (never a held-out seed)."""
+    if seed in HELD_OUT_SEEDS or seed < TRAIN_SEED_BASE:
+        raise ValueError(f"seed {seed} is reserved (held-out / tests); training seeds are >= {TRAIN_SEED_BASE}")
+    rng = np.random.default_rng([seed, 42])
+    K = random_intrinsics(rng)
+    if rng.uniform() < 0.45:
+        kind = "project"
+        scene = make_scene(seed)
+        name = rng.choice(sorted(TRAJECTORIES))
+        stride = int(rng.integers(1, 6))
+        span = (n - 1) * stride * PROJECT_STEP
+        s0 = rng.uniform(0.0, max(1.0 - span, 0.0))
+        s = np.clip(s0 + np.arange(n) * stride * PROJECT_STEP, 0.0, 1.0)
+        c2w = TRAJECTORIES[name](s, seed)
+    else:
+        kind = "random"
+        half = np.array([rng.uniform(2.5, 6.0), rng.uniform(2.0, 5.0), 0.0])
+        room_lo = np.array([-half[0], -half[1], 0.0])
+        room_hi = np.array([half[0], half[1], rng.uniform(2.4, 4.0)])
+        c2w = random_path(rng, n, room_lo, room_hi)
+        scene = random_scene(rng, seed, c2w[:, :3, 3])
+        # the room from the path's box (random_scene draws its own size; use ours)
+        scene.lo[0], scene.hi[0] = room_lo, room_hi
+    images = np.empty((n, NATIVE_H, NATIVE_W, 3), np.uint8)
+    depth = np.empty((n, NATIVE_H, NATIVE_W), np.float32)
+    for i in range(n):
+        images[i], depth[i] = render(scene, c2w[i], K, NATIVE_W, NATIVE_H)
+    return Clip(images, depth, c2w, K, kind)
+
+
+def clip_worker(args) -> Dict[str, np.ndarray]:
+    """multiprocessing entry: seed -> arrays (picklable)."""
+    seed, n = args
+    c = make_clip(seed, n)
+    return {"images": c.images, "depth": c.depth.astype(np.float16), "c2w": c.c2w, "K": c.K,
+            "kind": np.array(c.kind == "project")}
+
+
+def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = NATIVE_H) -> List:
+    """The held-out project sequences (never trained on)."""
+    from ..synthetic.sequence import make_sequence
+
+    return [make_sequence(name, n_frames, width, height, seed) for name, seed in HELD_OUT]
+
+
+__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "make_clip", "clip_worker",
+           "random_scene", "random_path", "random_intrinsics", "held_out_sequences"]

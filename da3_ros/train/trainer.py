@@ -1,0 +1,454 @@
+"""Training loop of the embedded `da3-tiny` network (resumable, time-bounded).
+
+    python -m da3_ros.train --out runs/tiny --minutes 8 --total-minutes 24 [--resume]
+
+Each call trains for `--minutes` (wall clock, data start-up included), writes the
+training state (fp32 weights + AdamW moments, sharded safetensors of < 14 MB
+each, step / seconds / next seed in the metadata), the fp16 export in the hub
+layout (`<out>/da3-tiny/`), `train_log.jsonl` and, unless --no-eval, the
+held-out streaming evaluation `eval.json`. `--resume` continues from the state in
+`--resume-from` (default `--out`). The learning rate follows a cosine in the
+fraction of `--total-minutes` of training time spent so far (over all calls).
+
+Data: worker processes render clips (`data.make_clip`, fresh seeds, never the
+held-out ones) into a ring buffer of clips on the device; every step samples
+multi-view windows from it (random view count, stride and order) and augments
+them photometrically on the device, so the GPU never waits for the renderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..model.config import get_config
+from ..model.loading import save_hub_layout
+from ..model.net import DA3Net, build_model
+from ..model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, clip_worker
+from .losses import abs_rel_median, losses, resize_depth, targets
+
+VARIANT = "da3-tiny"
+#: network input for 320x240 frames at process_res 252 (processed_size rule)
+NET_HW = (196, 252)
+SHARD_BYTES = 14_000_000
+VIEW_CHOICES = (2, 3, 4, 5, 6, 8)
+
+
+# ------------------------------------------------------------------ model
+def init_weights(net: DA3Net, seed: int = 0) -> DA3Net:
+    """ViT-style init for training from scratch (the port keeps torch defaults)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, m in net.named_modules():
+            if isinstance(m, nn.Linear) and name.startswith("backbone"):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g).clamp(-2, 2) * 0.02)
+                if m.bias is not None:
+                    m.bias.zero_()
+        vit = net.vit
+        vit.pos_embed.copy_(torch.randn(vit.pos_embed.shape, generator=g).clamp(-2, 2) * 0.02)
+        vit.cls_token.copy_(torch.randn(vit.cls_token.shape, generator=g) * 1e-6)
+        vit.camera_token.copy_(torch.randn(vit.camera_token.shape, generator=g))
+        # the fov output passes a ReLU: start it alive (about 70 degrees)
+        net.cam_dec.fc_fov[0].bias.fill_(1.2)
+    return net
+
+
+def new_model(seed: int = 0) -> DA3Net:
+    torch.manual_seed(seed)
+    return init_weights(build_model(get_config(VARIANT)), seed)
+
+
+def forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:
+    """The network's own forward pieces (reference = view 0, as at inference after the
+    reference reorder); heads and camera decoder in fp32. images (B, S, 3, H, W)."""
+    B, S, _, H, W = images.shape
+    vit = net.vit
+    dev = images.device.type
+    with torch.autocast(device_type=dev, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        x = vit.embed(images.flatten(0, 1))
+        x, sel = vit.forward_early(x)
+        feats, cam = net.forward_features(x.unflatten(0, (B, S)), sel.unflatten(0, (B, S)), (H, W),
+                                          ref_view_strategy="first")
+    with torch.autocast(device_type=dev, enabled=False):
+        rn = net.head.stem([f.float().flatten(0, 1) for f in feats], H, W)
+        depth, conf = net.head.forward_depth(rn, H, W)
+        ray, ray_conf = net.head.forward_rays(rn, H, W)
+        enc = net.cam_dec(cam.float())
+    u = lambda t: t.unflatten(0, (B, S))  # noqa: E731
+    return {"depth": u(depth), "depth_conf": u(conf), "ray": u(ray), "ray_conf": u(ray_conf), "pose_enc": enc}
+
+
+# ------------------------------------------------------------------ state i/o
+def save_state(out: Path, net: nn.Module, opt: torch.optim.Optimizer, meta: dict) -> List[Path]:
+    """Sharded safetensors: model.* fp32, opt.<i>.<name>; meta (json) in every shard."""
+    from safetensors.torch import save_file
+
+    tensors: Dict[str, torch.Tensor] = {}
+    for k, v in net.state_dict(keep_vars=False).items():
+        tensors["model." + k] = v
+    sd = opt.state_dict()
+    for i, st in sd["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    meta = dict(meta, param_groups=sd["param_groups"])
+    shards: List[Dict[str, torch.Tensor]] = [{}]
+    size, seen = 0, set()
+    for k, v in tensors.items():
+        v = v.detach().to("cpu").clone().contiguous()
+        n = v.numel() * v.element_size()
+        if size + n > SHARD_BYTES and shards[-1]:
+            shards.append({})
+            size = 0
+        shards[-1][k] = v
+        size += n
+        seen.add(k)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("state-*.safetensors"):
+        old.unlink()
+    paths = []
+    for j, sh in enumerate(shards):
+        p = out / f"state-{j:02d}-of-{len(shards):02d}.safetensors"
+        save_file(sh, str(p), metadata={"meta": json.dumps(meta)})
+        paths.append(p)
+    return paths
+
+
+def load_state(src: Path, net: nn.Module, opt: Optional[torch.optim.Optimizer]) -> dict:
+    from safetensors import safe_open
+
+    files = sorted(Path(src).glob("state-*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no state-*.safetensors in {src}")
+    tensors, meta = {}, None
+    for f in files:
+        with safe_open(str(f), "pt") as h:
+            meta = json.loads(h.metadata()["meta"])
+            for k in h.keys():
+                tensors[k] = h.get_tensor(k)
+    msd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    net.load_state_dict(msd, strict=True)
+    if opt is not None:
+        state: Dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
+
+
+def export(net: nn.Module, directory: Path) -> Path:
+    """fp16 hub layout (config.json model_name + model.safetensors with `model.` keys)."""
+    sd = {k: v.detach().to("cpu", torch.float16) for k, v in net.state_dict().items()}
+    return save_hub_layout(sd, directory, VARIANT, one_alias=True)
+
+
+# ------------------------------------------------------------------ data
+class ClipFeeder:
+    """Worker processes render clips; a thread moves them into a ring buffer on `device`."""
+
+    def __init__(self, device: torch.device, workers: int, first_seed: int, capacity: int):
+        self.device = device
+        self.capacity = capacity
+        self.next_seed = first_seed
+        self.clips: List[dict] = []
+        self.rendered = 0
+        self._q: "queue.Queue[dict]" = queue.Queue(maxsize=64)
+        self._stop = threading.Event()
+        ctx = mp.get_context("fork")
+        self._pool = ctx.Pool(workers) if workers > 0 else None
+        self._thread = threading.Thread(target=self._produce, daemon=True)
+        self._thread.start()
+        self._replace = 0
+
+    def _seeds(self):
+        while not self._stop.is_set():
+            s = self.next_seed
+            self.next_seed += 1
+            yield (s, CLIP_FRAMES)
+
+    def _produce(self):
+        it = self._pool.imap_unordered(clip_worker, self._seeds(), chunksize=1) if self._pool else map(clip_worker, self._seeds())
+        for c in it:
+            if self._stop.is_set():
+                break
+            while not self._stop.is_set():
+                try:
+                    self._q.put(c, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def pump(self, block_until: int = 0) -> None:
+        """Move rendered clips into the buffer (waits until the buffer holds `block_until`)."""
+        while True:
+            try:
+                c = self._q.get(timeout=0.05 if len(self.clips) >= block_until else 1.0)
+            except queue.Empty:
+                if len(self.clips) >= block_until:
+                    return
+                continue
+            g = {"images": torch.from_numpy(c["images"]).to(self.device, non_blocking=True),
+                 "depth": torch.from_numpy(c["depth"]).to(self.device, non_blocking=True),
+                 "c2w": torch.from_numpy(c["c2w"]).float().to(self.device),
+                 "K": torch.from_numpy(c["K"]).float().to(self.device)}
+            self.rendered += 1
+            if len(self.clips) < self.capacity:
+                self.clips.append(g)
+            else:
+                self.clips[self._replace % self.capacity] = g
+                self._replace += 1
+
+    def close(self):
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.terminate()
+
+
+def _norm(images_u8: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 / float 0..255 -> normalised (N, 3, H, W)."""
+    x = images_u8.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def to_network(images: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, hw=NET_HW, augment: bool = False,
+               gen: Optional[torch.Generator] = None):
+    """Native frames (B, S, h, w, 3) uint8, depth (B, S, h, w), K (B, S, 3, 3) renderer pixels ->
+    network input (B, S, 3, H, W) (area resize, as `preprocess` does), depth (nearest), K (continuous)."""
+    B, S, h, w, _ = images.shape
+    H, W = hw
+    x = images.flatten(0, 1).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(H, W), mode="area")
+    if augment:
+        dev = x.device
+        r = lambda *shape: torch.rand(*shape, device=dev, generator=gen)  # noqa: E731
+        xs = x.unflatten(0, (B, S)) / 255.0
+        gain = (0.75 + 0.5 * r(B, 1, 3, 1, 1)) * (0.95 + 0.1 * r(B, S, 1, 1, 1))
+        gamma = 0.7 + 0.7 * r(B, 1, 1, 1, 1)
+        xs = (xs * gain).clamp(0, 1) ** gamma
+        mu = xs.mean(dim=(2, 3, 4), keepdim=True)
+        xs = mu + (xs - mu) * (0.7 + 0.6 * r(B, 1, 1, 1, 1))
+        xs = xs + torch.randn(xs.shape, device=dev, generator=gen) * (0.02 * r(B, 1, 1, 1, 1))
+        x = (xs.clamp(0, 1) * 255.0).flatten(0, 1)
+    x = _norm(x.permute(0, 2, 3, 1)).unflatten(0, (B, S))
+    d = resize_depth(depth.flatten(0, 1).float(), (H, W)).unflatten(0, (B, S))
+    Kc = K.clone()
+    Kc[..., 0, 2] += 0.5
+    Kc[..., 1, 2] += 0.5
+    Sx = torch.tensor([[W / w, 0, 0], [0, H / h, 0], [0, 0, 1]], device=K.device, dtype=K.dtype)
+    return x, d, Sx @ Kc
+
+
+def sample_batch(clips: List[dict], frames: int, rng: random.Random, short: float = 0.0):
+    """`short`: probability of a short-baseline batch (2-4 views, stride 1-2)."""
+    easy = rng.random() < short
+    S = rng.choice((2, 3, 4) if easy else VIEW_CHOICES)
+    B = max(1, frames // S)
+    ims, ds, cs, Ks = [], [], [], []
+    for _ in range(B):
+        c = clips[rng.randrange(len(clips))]
+        n = c["images"].shape[0]
+        max_stride = max(1, min(2 if easy else 4, (n - 1) // max(S - 1, 1)))
+        r = rng.randint(1, max_stride)
+        start = rng.randint(0, n - 1 - (S - 1) * r)
+        idx = [start + j * r for j in range(S)]
+        if not easy and rng.random() < 0.2:
+            idx = sorted(rng.sample(range(n), S))
+        if rng.random() < 0.5:
+            rng.shuffle(idx)
+        ims.append(c["images"][idx])
+        ds.append(c["depth"][idx])
+        cs.append(c["c2w"][idx])
+        Ks.append(c["K"].expand(S, 3, 3))
+    return torch.stack(ims), torch.stack(ds), torch.stack(cs), torch.stack(Ks)
+
+
+def validation_windows(device, n_frames: int = 40):
+    """Fixed held-out windows (8 views, stride 3) of every held-out sequence."""
+    from .data import held_out_sequences
+
+    out = []
+    for seq in held_out_sequences(n_frames):
+        for start in (0, 16):
+            idx = list(range(start, start + 22, 3))[:8]
+            ims = torch.from_numpy(seq.images[idx])[None].to(device)
+            d = torch.from_numpy(seq.depth[idx])[None].to(device)
+            c = torch.from_numpy(seq.c2w[idx]).float()[None].to(device)
+            K = torch.from_numpy(seq.intrinsics).float().to(device).expand(1, len(idx), 3, 3)
+            out.append((seq.name, ims, d, c, K))
+    return out
+
+
+@torch.no_grad()
+def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
+    net.eval()
+    acc: Dict[str, List[float]] = {}
+    for name, ims, d, c, K in windows:
+        x, dd, Kn = to_network(ims, d, K)
+        pred = forward_train(net, x, amp)
+        tgt = targets(dd, c, Kn, NET_HW, pred["ray"].shape[2:4])
+        ls = losses(pred, tgt)
+        acc.setdefault("val_total", []).append(float(ls["total"]))
+        acc.setdefault("val_cam_t", []).append(float(ls["cam_t"]))
+        acc.setdefault("val_ray_l1", []).append(float(ls["ray_l1"]))
+        acc.setdefault("val_abs_rel", []).append(float(abs_rel_median(pred["depth"], tgt["depth"], tgt["valid"])))
+    net.train()
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+# ------------------------------------------------------------------ loop
+def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
+    w = min(1.0, (step + 1) / warmup)
+    p = min(max(progress, 0.0), 1.0)
+    return base * w * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def train(a) -> dict:
+    t_start = time.time()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    amp = torch.bfloat16 if (dev.type == "cuda" and not a.fp32) else None
+    net = new_model(a.seed).to(dev).train()
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
+    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.99))
+    meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1000 * a.seed, "runs": 0, "clips": 0}
+    if a.resume:
+        meta = load_state(Path(a.resume_from or a.out), net, opt)
+        print(f"resumed: step {meta['step']}, {meta['train_seconds']:.0f} s trained, next seed {meta['next_seed']}", flush=True)
+    log_f = open(out / "train_log.jsonl", "a")
+
+    def log(rec):
+        rec = dict(rec, wall=round(time.time() - t_start, 1))
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        print(json.dumps(rec), flush=True)
+
+    nparams = sum(p.numel() for p in net.parameters())
+    log({"event": "start", "device": str(dev), "params": nparams, "amp": str(amp), "workers": a.workers,
+         "frames_per_step": a.frames, "lr": a.lr, "resume": bool(a.resume), "step": meta["step"]})
+    feeder = ClipFeeder(dev, a.workers, meta["next_seed"], a.buffer)
+    val = validation_windows(dev)
+    feeder.pump(block_until=min(a.min_clips, a.buffer))
+    log({"event": "data_ready", "clips": len(feeder.clips), "seconds": round(time.time() - t_start, 1)})
+    rng = random.Random(meta["step"] * 7919 + a.seed)
+    gen = torch.Generator(device=dev).manual_seed(meta["step"] + 17)
+    total_s = a.total_minutes * 60.0
+    deadline = t_start + a.minutes * 60.0 - a.reserve
+    step, trained0, t_loop = meta["step"], meta["train_seconds"], time.time()
+    last_ckpt, acc, n_acc = time.time(), {}, 0
+    while time.time() < deadline and (a.max_steps <= 0 or step < meta["step"] + a.max_steps):
+        feeder.pump()
+        trained = trained0 + (time.time() - t_loop)
+        lr = lr_at(trained / total_s, step, a.lr, a.warmup)
+        for gi, g in enumerate(opt.param_groups):
+            g["lr"] = lr
+        ims, ds, cs, Ks = sample_batch(feeder.clips, a.frames, rng, a.short)
+        x, d, Kn = to_network(ims, ds, Ks, augment=True, gen=gen)
+        pred = forward_train(net, x, amp)
+        tgt = targets(d, cs, Kn, NET_HW, pred["ray"].shape[2:4])
+        ls = losses(pred, tgt, a.w_t, a.w_q)
+        opt.zero_grad(set_to_none=True)
+        ls["total"].backward()
+        gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in ls.items():
+            acc[k] = acc.get(k, 0.0) + v.detach()
+        n_acc += 1
+        if step % a.log_every == 0:
+            rec = {"step": step, "lr": lr, "gnorm": float(gn), "trained_s": round(trained, 1), "clips_rendered": feeder.rendered,
+                   "buffer": len(feeder.clips)}
+            rec.update({k: round(float(v) / n_acc, 5) for k, v in acc.items()})
+            acc, n_acc = {}, 0
+            if step % (a.log_every * a.val_every) == 0:
+                rec.update({k: round(v, 5) for k, v in validate(net, val, amp).items()})
+            log(rec)
+        if time.time() - last_ckpt > a.ckpt_every:
+            meta.update(step=step, train_seconds=trained0 + time.time() - t_loop, next_seed=feeder.next_seed)
+            save_state(out, net, opt, meta)
+            last_ckpt = time.time()
+    trained = trained0 + time.time() - t_loop
+    feeder.close()
+    meta.update(step=step, train_seconds=trained, next_seed=feeder.next_seed, runs=meta.get("runs", 0) + 1,
+                clips=meta.get("clips", 0) + feeder.rendered)
+    save_state(out, net, opt, meta)
+    exp_dir = export(net, out / VARIANT)
+    rec = {"event": "end", "step": step, "train_seconds": round(trained, 1), "clips_this_run": feeder.rendered}
+    rec.update({k: round(v, 5) for k, v in validate(net, val, amp).items()})
+    log(rec)
+    if not a.no_eval:
+        from ..model import DA3WindowModel
+        from ..weights import EMBEDDED_PROCESS_RES
+        from .data import held_out_sequences
+        from .evaluate import evaluate
+
+        results = {}
+        seqs = held_out_sequences(a.eval_frames)
+        for pose_from in ("ray", "camera"):
+            print(f"held-out streaming eval, pose_from={pose_from}", flush=True)
+            m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
+                               pose_from=pose_from)
+            results[pose_from] = evaluate(m, seqs)
+        (out / "eval.json").write_text(json.dumps(results, indent=1))
+        log({"event": "eval", **{f"{pf}_{k}": round(v, 5) for pf, r in results.items() for k, v in r["mean"].items()}})
+    log_f.close()
+    return meta
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m da3_ros.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="directory for state shards, export, logs")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume-from", default=None, help="state directory (default: --out)")
+    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of this call")
+    p.add_argument("--total-minutes", type=float, default=24.0, help="training time of the whole schedule (all calls)")
+    p.add_argument("--reserve", type=float, default=75.0, help="seconds kept for saving, export and evaluation")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--buffer", type=int, default=512, help="clips kept on the device")
+    p.add_argument("--min-clips", type=int, default=48, help="clips rendered before the first step")
+    p.add_argument("--frames", type=int, default=64, help="views per step (batch x views)")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--w-t", type=float, default=5.0, help="weight of the camera-centre loss")
+    p.add_argument("--w-q", type=float, default=5.0, help="weight of the quaternion loss")
+    p.add_argument("--short", type=float, default=0.0, help="share of short-baseline batches (2-4 views, stride 1-2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: time only)")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=4, help="validation every N logs")
+    p.add_argument("--ckpt-every", type=float, default=150.0, help="seconds between state saves")
+    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--eval-frames", type=int, default=60)
+    return p
+
+
+def main(argv=None) -> int:
+    train(parser().parse_args(argv))
+    return 0

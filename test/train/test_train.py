@@ -1,0 +1,135 @@
+"""The training code of the embedded model on the CPU at tiny sizes: data, one
+step, resume (sharded state), fp16 export loaded by `load_model`, `model: default`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from da3_ros.train import data
+from da3_ros.train.losses import losses, targets
+from da3_ros.train.trainer import (export, forward_train, load_state, new_model, sample_batch, save_state,
+                                   to_network)
+
+
+def test_held_out_seeds_are_never_training_seeds():
+    for _, seed in data.HELD_OUT:
+        with pytest.raises(ValueError):
+            data.make_clip(seed, 2)
+    with pytest.raises(ValueError):
+        data.make_clip(5, 2)  # small seeds belong to the tests
+    assert min(s for _, s in data.HELD_OUT) < data.TRAIN_SEED_BASE
+
+
+def test_clip_is_deterministic_and_valid():
+    a = data.make_clip(data.TRAIN_SEED_BASE + 3, 3)
+    b = data.make_clip(data.TRAIN_SEED_BASE + 3, 3)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.depth, b.depth)
+    assert a.images.shape == (3, data.NATIVE_H, data.NATIVE_W, 3)
+    assert np.isfinite(a.depth).all() and (a.depth > 0).all()
+
+
+def _clips(n=2, frames=8):
+    out = []
+    for s in range(n):
+        c = data.clip_worker((data.TRAIN_SEED_BASE + 10 + s, frames))
+        out.append({"images": torch.from_numpy(c["images"]), "depth": torch.from_numpy(c["depth"]),
+                    "c2w": torch.from_numpy(c["c2w"]).float(), "K": torch.from_numpy(c["K"]).float()})
+    return out
+
+
+def _step(net, opt, batch, hw=(56, 70)):
+    ims, ds, cs, Ks = batch
+    x, d, K = to_network(ims, ds, Ks, hw=hw, augment=True)
+    pred = forward_train(net, x, None)
+    tgt = targets(d, cs, K, hw, pred["ray"].shape[2:4])
+    ls = losses(pred, tgt)
+    opt.zero_grad()
+    ls["total"].backward()
+    opt.step()
+    return ls
+
+
+def test_targets_are_consistent():
+    """Ground-truth rays equal depth back-projection: origin + depth * direction
+    lands on the same world point from every view (scale-normalised)."""
+    ims, ds, cs, Ks = sample_batch(_clips(1), 3, random.Random(0))
+    x, d, K = to_network(ims, ds, Ks, hw=(56, 70))
+    h, w = 32, 40  # ray grid of a 56x70 input
+    tgt = targets(d, cs, K, (56, 70), (h, w))
+    assert torch.allclose(tgt["t"][:, 0], torch.zeros(3), atol=1e-5)
+    assert torch.allclose(tgt["q"][:, 0], torch.tensor([0.0, 0, 0, 1]), atol=1e-5)
+    ray = tgt["rays"][0, 0]  # reference view: origin 0, direction K^-1 [u v 1] (z = 1)
+    assert torch.allclose(ray[..., 3:], torch.zeros(3), atol=1e-5)
+    assert torch.allclose(ray[..., 2], torch.ones(h, w), atol=1e-5)
+
+
+def test_step_resume_export_and_load(tmp_path):
+    torch.manual_seed(0)
+    net = new_model().train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    batch = sample_batch(_clips(), 4, random.Random(1))
+    l0 = _step(net, opt, batch)
+    assert all(torch.isfinite(v) for v in l0.values())
+    paths = save_state(tmp_path / "run", net, opt, {"step": 1, "train_seconds": 1.0, "next_seed": 7})
+    assert all(p.stat().st_size < 16 * 2**20 for p in paths)
+    net2 = new_model(seed=1).train()
+    opt2 = torch.optim.AdamW(net2.parameters(), lr=1e-4)
+    meta = load_state(tmp_path / "run", net2, opt2)
+    assert meta["step"] == 1 and meta["next_seed"] == 7
+    for (k, a), b in zip(net.state_dict().items(), net2.state_dict().values()):
+        assert torch.equal(a, b), k
+    # the resumed optimiser takes the same next step
+    torch.manual_seed(5)
+    _step(net, opt, batch)
+    torch.manual_seed(5)
+    _step(net2, opt2, batch)
+    for (k, a), b in zip(net.state_dict().items(), net2.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    # fp16 export in the hub layout, loaded as fp32 by the regular loader
+    from da3_ros.model import load_model
+
+    d = export(net, tmp_path / "da3-tiny")
+    assert (d / "config.json").is_file()
+    m = load_model(str(d))
+    assert m.variant == "da3-tiny"
+    p = dict(m.named_parameters())["backbone.pretrained.blocks.0.attn.qkv.weight"]
+    assert p.dtype == torch.float32
+    ref = dict(net.named_parameters())["backbone.pretrained.blocks.0.attn.qkv.weight"]
+    assert torch.allclose(p, ref.detach().half().float())
+
+
+def test_shipped_checkpoint_is_small_fp16_and_loads():
+    from safetensors import safe_open
+
+    from da3_ros.model import load_model
+    from da3_ros.weights import EMBEDDED_DIR
+
+    f = EMBEDDED_DIR / "model.safetensors"
+    assert f.stat().st_size < 15 * 10**6
+    with safe_open(str(f), "pt") as h:
+        keys = list(h.keys())
+        assert all(k.startswith("model.") for k in keys)
+        assert h.get_tensor(keys[0]).dtype == torch.float16
+    m = load_model(str(EMBEDDED_DIR))
+    assert m.variant == "da3-tiny" and next(m.parameters()).dtype == torch.float32
+
+
+def test_resolve_default_model(monkeypatch):
+    from da3_ros import weights
+
+    monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")
+    src, desc = weights.resolve_default_model()
+    assert Path(src) == weights.EMBEDDED_DIR and "embedded" in desc
+    assert weights.default_process_res(src) == weights.EMBEDDED_PROCESS_RES
+    monkeypatch.delenv("DA3_DEFAULT_MODEL")
+    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
+    assert Path(weights.resolve_default_model()[0]) == weights.EMBEDDED_DIR
+    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: True)
+    src, desc = weights.resolve_default_model()
+    assert src == weights.HUB_DEFAULT and weights.default_process_res(src) is None
