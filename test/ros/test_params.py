@@ -25,3 +25,9 @@ def test_jetson_yaml_uses_known_parameters_within_range(repo_root):
             assert value in spec.choices, name
         if spec.range:
             assert spec.range[0] <= value <= spec.range[1], name
+
+
+def test_readme_documents_every_parameter(repo_root):
+    text = (repo_root / "README.md").read_text()
+    missing = [name for name in PARAMETERS if f"| `{name}` |" not in text]
+    assert not missing, f"README.md parameter table lacks {missing}"
