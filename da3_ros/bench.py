@@ -444,6 +444,8 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
             if not _is_oom(exc):
                 raise
             row["check"]["note"] = "out of memory"
+        if getattr(wm, "_fast", None) is not None:
+            wm._fast.reset()  # one configuration's graphs at a time (a node holds only its own)
         _free(device)
         a, b, c = row["official"], row["full"], row["incremental"]
         if c:

@@ -319,6 +319,14 @@ class FastPath:
         self._enc: Dict[Tuple[int, int], dict] = {}
         self._win: Dict[tuple, dict] = {}
 
+    def reset(self) -> None:
+        """Drop every captured graph and static buffer (their memory goes back to the allocator)."""
+        self._enc.clear()
+        self._win.clear()
+        if self.use_graphs:
+            torch.cuda.synchronize(self.device)
+            self.pool = torch.cuda.graph_pool_handle()
+
     # ------------------------------------------------------------------ helpers
     def _autocast_off(self):
         return torch.autocast(device_type=self.device.type, enabled=False)

@@ -150,7 +150,8 @@ class VisionTransformer(nn.Module):
         Bicubic, no antialias, scale (n + 0.1) / 37 as DINOv2 (kept for checkpoint
         compatibility). Cached per grid in inference (weights do not change).
         """
-        key = (ph, pw, self.pos_embed.device, self.pos_embed._version)
+        version = 0 if self.pos_embed.is_inference() else self.pos_embed._version  # inference tensors: no counter
+        key = (ph, pw, self.pos_embed.device, version)
         hit = self._pos_cache.get(key)
         if hit is not None and not torch.is_grad_enabled():
             return hit
