@@ -25,7 +25,11 @@ class _MetaFactories(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+# da3-tiny is this project's own (the embedded default): no official counterpart
+OFFICIAL_VARIANTS = sorted(set(VARIANTS) - {"da3-tiny"})
+
+
+@pytest.mark.parametrize("variant", OFFICIAL_VARIANTS)
 def test_state_dict_keys_and_shapes_match_official(variant):
     cfg_mod = pytest.importorskip("depth_anything_3.cfg", reason="official depth-anything-3 is the oracle")
     from depth_anything_3.registry import MODEL_REGISTRY
