@@ -80,7 +80,6 @@ class Recorder:
 
     def _on_map(self, m):
         self.map = m
-        self.last = time.monotonic()
 
 
 def colourise(x: np.ndarray, lo: float, hi: float, cmap: str = "turbo") -> np.ndarray:
@@ -135,11 +134,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m da3_ros.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_output", help="output directory (replaced)")
     p.add_argument("--model", default="default", help="model for da3_node (default: hub DA3-SMALL if available, else embedded)")
-    p.add_argument("--sequence", default="forward", help="held-out sequence: forward | orbit | rotation | stop_and_go")
+    p.add_argument("--sequence", default="orbit", help="held-out sequence: forward | orbit | rotation | stop_and_go")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--rate", type=float, default=0.0, help="replay rate (0: from --fps)")
-    p.add_argument("--fps", type=float, default=2.0, help="camera frames per second of wall time (slow enough for a CPU)")
+    p.add_argument("--fps", type=float, default=1.5, help="camera frames per second of wall time (slow enough for a CPU)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--pose-source", default="ray", choices=["ray", "camera"], help="node parameter pose_source")
     p.add_argument("--domain-id", default=DEMO_DOMAIN_ID)
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     return p.parse_args(argv)
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     node_exe = shutil.which("da3_node")
     node_cmd = ([node_exe] if node_exe else [sys.executable, "-m", "da3_ros.ros.node"]) + [
         "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"model:={source}", "-p", f"process_res:={process_res}",
-        "-p", f"device:={a.device}", "-p", "use_sim_time:=false", "-p", "input_reliability:=reliable",
+        "-p", f"device:={a.device}", "-p", f"pose_source:={a.pose_source}", "-p", "use_sim_time:=false", "-p", "input_reliability:=reliable",
         "-p", "max_depth:=1000.0", "-p", "min_confidence:=1.0"]
     rate = a.rate or a.fps / 30.0
     replay_cmd = [sys.executable, "-m", "da3_ros.cli", "replay", str(bag), "--rate", f"{rate:g}", "--delay", "0.5"]
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
         while time.monotonic() - t0 < a.timeout:
             ex.spin_once(timeout_sec=0.1)
             done = replay.poll() is not None
-            if done and (expected <= set(rec.depth) or time.monotonic() - rec.last > 15.0):
+            if done and (expected <= set(rec.depth) or time.monotonic() - rec.last > 10.0):
                 break
             if node.poll() is not None:
                 raise RuntimeError(f"da3_node exited with {node.returncode}; see {out / 'node.log'}")
