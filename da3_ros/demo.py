@@ -1,7 +1,8 @@
 """`python -m da3_ros.demo` (`make demo`): the live node on a synthetic camera, end to end.
 
-1. resolves `model: default` (the official DA3-SMALL when cached or reachable,
-   else the embedded da3-tiny shipped in the package: no download needed);
+1. runs the node with `model: default` (the official DA3-SMALL when cached or
+   reachable, else the embedded da3-tiny shipped in the package: no download
+   needed; `da3_ros.weights.resolve_default_model`, also used here for the report);
 2. renders a held-out synthetic sequence (never trained on) and writes it as a
    rosbag2 (MCAP) with `da3_ros.io.bags`: rgb8 images + CameraInfo;
 3. starts `da3_node` (subprocess) and `da3_ros replay <bag>` (subprocess, the
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
 
     node_exe = shutil.which("da3_node")
     node_cmd = ([node_exe] if node_exe else [sys.executable, "-m", "da3_ros.ros.node"]) + [
-        "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"model:={source}", "-p", f"process_res:={process_res}",
+        "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"model:={a.model if a.model == 'default' else source}", "-p", f"process_res:={process_res}",
         "-p", f"device:={a.device}", "-p", f"pose_source:={a.pose_source}", "-p", "use_sim_time:=false", "-p", "input_reliability:=reliable",
         "-p", "max_depth:=1000.0", "-p", "min_confidence:=1.0"]
     rate = a.rate or a.fps / 30.0

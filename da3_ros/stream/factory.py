@@ -4,6 +4,8 @@ Model specs:
   oracle:<dir>         exact oracle on a synthetic sequence folder (write_sequence)
   oracle-metric:<dir>  the same, answering in metres
   noisy-oracle:<dir>   the noisy oracle (DA3-like errors, seeded)
+  default              depth-anything/DA3-SMALL when cached or reachable, else the
+                       embedded da3-tiny (da3_ros.weights; run at its process_res 252)
   anything else        handed to da3_ros.model.DA3WindowModel (hub id, directory,
                        .safetensors, random:<variant>), imported only then
 """
@@ -42,6 +44,16 @@ def make_model(
         from ..model import DA3WindowModel
     except ImportError as exc:  # the network layer is missing or broken in this build
         raise ModelUnavailable(f"DA3 network unavailable (da3_ros.model: {exc}); use oracle:<dir> for synthetic data") from exc
+    if spec == "default":  # no download needed: the embedded checkpoint when the hub is out of reach
+        import logging
+        import sys
+
+        from ..weights import default_process_res, resolve_default_model
+
+        spec, desc = resolve_default_model()
+        process_res = default_process_res(spec) or process_res
+        logging.getLogger("da3_ros").info(desc)
+        print(desc, file=sys.stderr, flush=True)
     if device == "auto":  # the node's and CLI's default: the GPU when there is one
         import torch
 

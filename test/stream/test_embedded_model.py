@@ -73,3 +73,16 @@ def test_random_weights_fail_the_depth_bound(held_out):
     _, res = run_stream(model, held_out, StreamConfig(window_size=8, stride=1))
     s = score_stream(held_out, res)
     assert s["abs_rel"] > 2 * MAX_ABS_REL and s["delta1"] < 0.6, s
+
+
+def test_factory_default_resolves_to_embedded_without_hub(monkeypatch, capsys):
+    """`model: default` with no hub in reach: the embedded checkpoint at its own input size, said out loud."""
+    from da3_ros import weights
+    from da3_ros.stream.factory import make_model
+
+    monkeypatch.delenv("DA3_DEFAULT_MODEL", raising=False)
+    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
+    m = make_model("default", device="cpu", process_res=504)
+    assert m.net.variant == "da3-tiny" and m.process_res == EMBEDDED_PROCESS_RES
+    assert "embedded da3-tiny" in capsys.readouterr().err
