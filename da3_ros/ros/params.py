@@ -24,9 +24,10 @@ class Spec:
 
 PARAMETERS: Dict[str, Spec] = {
     # ---- model
-    "model": Spec("depth-anything/DA3-SMALL",
-                  "DA3 checkpoint: hub id (depth-anything/DA3-SMALL), a local hub-layout directory, "
-                  "a .safetensors file (with model_variant), or random:<variant> (random weights, tests only)"),
+    "model": Spec("default",
+                  "DA3 checkpoint: default (depth-anything/DA3-SMALL if cached or reachable, else the embedded "
+                  "synthetic-trained da3-tiny), a hub id, a local hub-layout directory, a .safetensors file "
+                  "(with model_variant), or random:<variant> (random weights, tests only)"),
     "model_variant": Spec("", "variant name when `model` is a bare .safetensors file (e.g. da3-small)"),
     "device": Spec("auto", "torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
     "precision": Spec("auto", "network precision: auto (bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU)",
