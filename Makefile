@@ -23,7 +23,7 @@ test: build
 # The live node (model default: DA3-SMALL if cached/reachable, else the embedded
 # da3-tiny) on a held-out synthetic sequence replayed over loopback DDS.
 demo: build
-	@. ./env.sh && python -m da3_ros.demo $(DEMO_ARGS)
+	@. ./env.sh && python -m da3_ros.ros.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf build install log "$$(readlink -f .venv)" .venv

@@ -18,6 +18,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "process-bag": ("da3_ros.ros.process_bag", "main", "run the node's pipeline on a bag without DDS; write an output bag"),
     "bench": ("da3_ros.bench", "main", "GPU benchmark: incremental path vs the official network"),
     "export-onnx": ("da3_ros.model.export", "main", "export the window network to ONNX for TensorRT"),
+    "demo": ("da3_ros.ros.demo", "main", "the live node on a synthetic sequence over DDS; writes demo_output/"),
 }
 
 

@@ -1,8 +1,9 @@
 """Depth Anything 3 in pure torch (no ROS): checkpoint-compatible port of the
 official network with a streaming split (per-frame encode, per-window cross-view
-pass), a deterministic ray-to-pose solver and a `WindowModel` adapter.
+pass) and a deterministic ray-to-pose solver. The streaming core's adapter
+around it is `da3_ros.stream.da3_model.DA3WindowModel`.
 
-    from da3_ros.model import load_model, infer, DA3WindowModel
+    from da3_ros.model import load_model, infer
 """
 
 from .config import VARIANTS, DA3Config, NestedConfig, canonical_name, get_config
@@ -13,7 +14,7 @@ __all__ = [
     "VARIANTS", "DA3Config", "NestedConfig", "canonical_name", "get_config",
     "DA3LoadError", "load_model", "save_hub_layout",
     "DA3Net", "NestedDA3Net", "FrameTokens", "build_model",
-    "infer", "Prediction", "DA3WindowModel",
+    "infer", "Prediction",
 ]
 
 
@@ -22,8 +23,4 @@ def __getattr__(name):  # lazy: keep `import da3_ros.model` light
         from . import api
 
         return getattr(api, name)
-    if name == "DA3WindowModel":
-        from .window_model import DA3WindowModel
-
-        return DA3WindowModel
     raise AttributeError(name)

@@ -6,7 +6,7 @@ Model specs:
   noisy-oracle:<dir>   the noisy oracle (DA3-like errors, seeded)
   default              depth-anything/DA3-SMALL when cached or reachable, else the
                        embedded da3-tiny (da3_ros.weights; run at its process_res 252)
-  anything else        handed to da3_ros.model.DA3WindowModel (hub id, directory,
+  anything else        handed to da3_ros.stream.da3_model.DA3WindowModel (hub id, directory,
                        .safetensors, random:<variant>), imported only then
 """
 
@@ -41,7 +41,7 @@ def make_model(
             return NoisyOracleModel(rest, seed=seed)
         return OracleModel(rest, metric=(kind == "oracle-metric"), seed=seed)
     try:
-        from ..model import DA3WindowModel
+        from .da3_model import DA3WindowModel
     except ImportError as exc:  # the network layer is missing or broken in this build
         raise ModelUnavailable(f"DA3 network unavailable (da3_ros.model: {exc}); use oracle:<dir> for synthetic data") from exc
     if spec == "default":  # no download needed: the embedded checkpoint when the hub is out of reach

@@ -43,7 +43,7 @@ def held_out():
 def _model(spec, pose_from=POSE_FROM):
     import torch
 
-    from da3_ros.model import DA3WindowModel
+    from da3_ros.stream.da3_model import DA3WindowModel
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return DA3WindowModel(spec, device="cpu", precision="fp32", process_res=EMBEDDED_PROCESS_RES, pose_from=pose_from)

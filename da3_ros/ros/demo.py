@@ -1,4 +1,4 @@
-"""`python -m da3_ros.demo` (`make demo`): the live node on a synthetic camera, end to end.
+"""`python -m da3_ros.ros.demo` (`make demo`): the live node on a synthetic camera, end to end.
 
 1. runs the node with `model: default` (the official DA3-SMALL when cached or
    reachable, else the embedded da3-tiny shipped in the package: no download
@@ -40,7 +40,7 @@ def dds_env(domain_id: str = DEMO_DOMAIN_ID) -> Dict[str, str]:
 
 
 def write_bag(seq, path: Path) -> None:
-    from .io import bags
+    from ..io import bags
 
     ts = bags.get_typestore()
     frame = "demo_camera_optical_frame"
@@ -74,7 +74,7 @@ class Recorder:
         node.create_subscription(PointCloud2, f"{NAMESPACE}/map/points", self._on_map, latched)
 
     def _put(self, d, m):
-        from .ros.conversions import stamp_to_ns
+        from .conversions import stamp_to_ns
 
         d[stamp_to_ns(m.header.stamp)] = m
         self.last = time.monotonic()
@@ -132,7 +132,7 @@ def summary_png(path: Path, seq, idx: List[int], depth: Dict[int, np.ndarray], c
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m da3_ros.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m da3_ros.ros.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_output", help="output directory (replaced)")
     p.add_argument("--model", default="default", help="model for da3_node (default: hub DA3-SMALL if available, else embedded)")
     p.add_argument("--sequence", default="orbit", help="held-out sequence: forward | orbit | rotation | stop_and_go")
@@ -151,10 +151,10 @@ def main(argv=None) -> int:
     env = dds_env(a.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID")})
     os.environ.pop("ROS_STATIC_PEERS", None)
-    from .geometry import ate, depth_metrics
-    from .io.writers import write_depth_png_mm, write_ply, write_tum
-    from .train.data import HELD_OUT
-    from .weights import default_process_res, resolve_default_model
+    from ..geometry import ate, depth_metrics
+    from ..io.writers import write_depth_png_mm, write_ply, write_tum
+    from ..train.data import HELD_OUT
+    from ..weights import default_process_res, resolve_default_model
 
     out = Path(a.out).resolve()
     if out.exists():
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     seeds = dict(HELD_OUT)
     if a.sequence not in seeds:
         raise SystemExit(f"unknown sequence {a.sequence!r}: one of {sorted(seeds)}")
-    from .synthetic import make_sequence
+    from ..synthetic import make_sequence
 
     seq = make_sequence(a.sequence, a.frames, 320, 240, seeds[a.sequence])
     bag = out / "camera_bag"
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
 
     # 4. outputs
-    from .ros.conversions import cloud_to_points, image_to_depth, pose_to_matrix
+    from .conversions import cloud_to_points, image_to_depth, pose_to_matrix
 
     stamp_to_idx = {int(round(float(t) * 1e9)): i for i, t in enumerate(seq.stamps)}
     got = sorted(s for s in rec.depth if s in stamp_to_idx and s in rec.odom)
