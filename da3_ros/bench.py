@@ -30,7 +30,6 @@ import argparse
 import datetime as _dt
 import gc
 import json
-import os
 import platform
 import shlex
 import sys
@@ -471,7 +470,7 @@ def _num(v: Optional[float], fmt: str = "{:.1f}") -> str:
 
 
 def render_markdown(report: Dict[str, Any]) -> str:
-    L = [f"# da3_ros bench", "",
+    L = ["# da3_ros bench", "",
          f"- command: `{report['command']}`",
          f"- device: {report['device_name']} ({report['device']})",
          f"- torch {report['torch']}, CUDA {report['cuda']}, Python {report['python']}",

@@ -89,7 +89,6 @@ class Stats:
         self.received = 0
         self.answered = 0
         self.bad_inputs = 0
-        self.resets = 0
         self.latencies_ms: list = []
         self.last_error = ""
         self.window_fill = 0
