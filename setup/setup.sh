@@ -17,7 +17,7 @@ cd "$ROOT"
 # The venv lives outside the source tree and .venv links to it: the repository
 # root is the ROS package's source directory, and CMake refuses to export
 # include paths (numpy's, from rosidl's Python generator) that lie inside it.
-VENV_HOME="${DA3_ROS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/da3_ros/venv-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)}"
+VENV_HOME="${DA3_ROS_VENV:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/da3_ros/venv-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)}"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 say() { printf '[setup] %s\n' "$*"; }
