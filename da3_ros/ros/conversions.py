@@ -19,6 +19,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header
 
 from da3_ros.io import images as image_codec
+from da3_ros.io.bags import stamp_to_ns, stamp_to_sec  # noqa: F401 - part of this module's API
 
 
 class CameraInfoError(ValueError):
@@ -28,12 +29,7 @@ class CameraInfoError(ValueError):
 # ---------------------------------------------------------------- time
 
 
-def stamp_to_sec(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+# stamp_to_sec / stamp_to_ns: da3_ros.io.bags' (duck-typed: rclpy and rosbags Time alike)
 
 
 def ns_to_stamp(ns: int) -> Time:
