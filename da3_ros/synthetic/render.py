@@ -1,17 +1,19 @@
-"""A small procedural renderer: a textured room with boxes, ray cast on the CPU.
+"""A small procedural renderer: a textured room with boxes, ray cast in torch.
 
 The world of the synthetic ground truth is z-up, metres; the room spans
 x in [-5, 5], y in [-4, 4], z in [0, 3]. Cameras follow the optical-frame
 convention (x right, y down, z forward). Rays are cast against axis-aligned
-boxes in one vectorised numpy pass per frame; with ray directions of unit
+boxes in one vectorised torch pass for a batch of frames (CPU or GPU); with ray directions of unit
 optical z, the ray parameter at the hit IS the z-depth.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
+import torch
 
 ROOM_LO = np.array([-5.0, -4.0, 0.0])
 ROOM_HI = np.array([5.0, 4.0, 3.0])
@@ -59,67 +61,104 @@ def make_scene(seed: int = 0) -> Scene:
     return Scene(np.array(lo), np.array(hi), colours, periods, seed)
 
 
-def _cell_noise(i: np.ndarray, j: np.ndarray, k: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic pseudo-random value in [0, 1) per integer cell."""
-    h = (i.astype(np.int64) * 73856093) ^ (j.astype(np.int64) * 19349663) ^ (k.astype(np.int64) * 83492791) ^ (seed * 2654435761)
+def _cell_noise(i: torch.Tensor, j: torch.Tensor, k: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """Deterministic pseudo-random value in [0, 1) per integer cell (int64 hash, wraps)."""
+    h = (i.long() * 73856093) ^ (j.long() * 19349663) ^ (k.long() * 83492791) ^ (seed.long() * 2654435761)
     h = (h ^ (h >> 13)) * 1274126177
-    return ((h >> 8) & 0xFFFF).astype(np.float32) / 65536.0
+    return ((h >> 8) & 0xFFFF).float() / 65536.0
+
+
+#: far-away empty box used to pad scenes to a common box count (never nearer than a wall)
+_PAD = 1.0e6
+
+
+def scene_tensors(scenes: Sequence[Scene], device="cpu", dtype=torch.float32) -> Dict[str, torch.Tensor]:
+    """Stack scenes, padded to the largest box count: lo/hi (N, B, 3), colours (N, B, 6, 3),
+    periods (N, B), seed (N,)."""
+    nb = max(len(s.lo) for s in scenes)
+    lo = torch.full((len(scenes), nb, 3), _PAD, dtype=torch.float64)
+    hi = lo.clone()
+    colours = torch.zeros((len(scenes), nb, 6, 3), dtype=torch.float64)
+    periods = torch.ones((len(scenes), nb), dtype=torch.float64)
+    for i, s in enumerate(scenes):
+        b = len(s.lo)
+        lo[i, :b], hi[i, :b] = torch.from_numpy(np.asarray(s.lo, np.float64)), torch.from_numpy(np.asarray(s.hi, np.float64))
+        colours[i, :b] = torch.from_numpy(np.asarray(s.colours, np.float64))
+        periods[i, :b] = torch.from_numpy(np.asarray(s.periods, np.float64))
+    seed = torch.tensor([int(s.seed) for s in scenes], dtype=torch.int64)
+    f = dict(device=device, dtype=dtype)
+    return {"lo": lo.to(**f), "hi": hi.to(**f), "colours": colours.to(**f), "periods": periods.to(**f),
+            "seed": seed.to(device)}
+
+
+def render_batch(scene: Dict[str, torch.Tensor], c2w: torch.Tensor, intrinsics: torch.Tensor, width: int,
+                 height: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Ray cast N cameras, camera n in scene n of `scene_tensors` (all on one device, one dtype).
+
+    c2w (N, 4, 4), intrinsics (N, 3, 3) pixels. Returns rgb (N, H, W, 3) uint8 and z-depth
+    (N, H, W) float32 metres. On a GPU thousands of frames per second: the training data.
+    """
+    dt, dev = scene["lo"].dtype, scene["lo"].device
+    N = c2w.shape[0]
+    c2w = c2w.to(dev, dt)
+    K = intrinsics.to(dev, dt)
+    v, u = torch.meshgrid(torch.arange(height, device=dev, dtype=dt), torch.arange(width, device=dev, dtype=dt),
+                          indexing="ij")
+    u, v = u.reshape(1, -1), v.reshape(1, -1)
+    d_cam = torch.stack([(u - K[:, 0, 2, None]) / K[:, 0, 0, None], (v - K[:, 1, 2, None]) / K[:, 1, 1, None],
+                         torch.ones_like(u).expand(N, -1)], -1)  # (N, P, 3)
+    R, o = c2w[:, :3, :3], c2w[:, :3, 3]
+    d = d_cam @ R.transpose(1, 2)  # world directions with unit optical z
+    d = torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+    inv = 1.0 / d
+    # slabs per axis: (N, B, P)
+    tn, tf = [], []
+    for a in range(3):
+        t1 = (scene["lo"][:, :, a, None] - o[:, None, a, None]) * inv[:, None, :, a]
+        t2 = (scene["hi"][:, :, a, None] - o[:, None, a, None]) * inv[:, None, :, a]
+        tn.append(torch.minimum(t1, t2))
+        tf.append(torch.maximum(t1, t2))
+    t_enter = torch.maximum(torch.maximum(tn[0], tn[1]), tn[2])
+    t_exit = torch.minimum(torch.minimum(tf[0], tf[1]), tf[2])
+    # room (box 0): the camera is inside, the visible surface is the exit
+    t_room = t_exit[:, 0]
+    ax_room = torch.where(tf[0][:, 0] == t_room, 0, torch.where(tf[1][:, 0] == t_room, 1, 2))
+    # solid boxes: the visible surface is the entry, if in front of the camera
+    hit = (t_exit[:, 1:] >= t_enter[:, 1:]) & (t_enter[:, 1:] > 1e-4)
+    t_box = torch.where(hit, t_enter[:, 1:], torch.full_like(t_enter[:, 1:], float("inf")))
+    if t_box.shape[1]:
+        t_best, best = t_box.min(dim=1)
+        tn_best = [x[:, 1:].gather(1, best[:, None])[:, 0] for x in tn[:2]]
+        ax_box = torch.where(tn_best[0] == t_best, 0, torch.where(tn_best[1] == t_best, 1, 2))
+    else:
+        t_best, best, ax_box = torch.full_like(t_room, float("inf")), torch.zeros_like(ax_room), ax_room
+    use_box = t_best < t_room
+    t = torch.where(use_box, t_best, t_room)
+    box = torch.where(use_box, best + 1, 0)  # (N, P)
+    axis = torch.where(use_box, ax_box, ax_room)
+    p = o[:, None] + d * t[..., None]
+    # the face's side: the normal opposes the ray, for boxes (outside) and the room (inside)
+    sign_pos = d.gather(2, axis[..., None])[..., 0] < 0
+    face = 2 * axis + sign_pos.long()
+    base = scene["colours"][torch.arange(N, device=dev)[:, None], box, face]  # (N, P, 3)
+    # texture: checker at the box's period plus value noise on a finer grid
+    s1 = p.gather(2, ((axis + 1) % 3)[..., None])[..., 0]
+    s2 = p.gather(2, ((axis + 2) % 3)[..., None])[..., 0]
+    per = scene["periods"].gather(1, box)
+    checker = torch.remainder(torch.floor(s1 / per) + torch.floor(s2 / per), 2)
+    fine = 0.12
+    noise = _cell_noise(torch.floor(s1 / fine), torch.floor(s2 / fine), box * 8 + face, scene["seed"][:, None])
+    tone = (0.7 + 0.3 * checker) * (0.8 + 0.4 * noise.to(dt))
+    light = torch.tensor([0.3, 0.5, 0.81], device=dev, dtype=dt)
+    # |normal . light| = |light[axis]| for an axis-aligned face
+    shade = 0.55 + 0.45 * light[axis].abs()
+    rgb = (base * (tone * shade)[..., None] * 255.0).clamp(0, 255).to(torch.uint8)
+    return rgb.reshape(N, height, width, 3), t.reshape(N, height, width).float()
 
 
 def render(scene: Scene, c2w: np.ndarray, intrinsics: np.ndarray, width: int, height: int):
-    """Returns (rgb (H,W,3) uint8, z-depth (H,W) float32 metres)."""
-    K = intrinsics
-    u, v = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    d_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1).reshape(-1, 3)
-    R = c2w[:3, :3].astype(np.float32)
-    o = c2w[:3, 3].astype(np.float32)
-    d = d_cam @ R.T  # (P,3) world directions with unit optical z
-    d = np.where(np.abs(d) < 1e-9, 1e-9, d)
-    inv = 1.0 / d
-    P = len(d)
-    # per axis (3 separate (B,P) arrays: numpy reduces a tiny last axis slowly)
-    tn, tf = [], []
-    for a in range(3):
-        t1 = (scene.lo[:, a, None].astype(np.float32) - o[a]) * inv[None, :, a]
-        t2 = (scene.hi[:, a, None].astype(np.float32) - o[a]) * inv[None, :, a]
-        tn.append(np.minimum(t1, t2))
-        tf.append(np.maximum(t1, t2))
-    t_enter = np.maximum(np.maximum(tn[0], tn[1]), tn[2])  # (B,P)
-    t_exit = np.minimum(np.minimum(tf[0], tf[1]), tf[2])
-    # room (index 0): the camera is inside, the visible surface is the exit
-    t_room = t_exit[0]
-    ax_room = np.where(tf[0][0] == t_room, 0, np.where(tf[1][0] == t_room, 1, 2))
-    # solid boxes: visible surface is the entry, if in front of the camera
-    hit = (t_exit[1:] >= t_enter[1:]) & (t_enter[1:] > 1e-4)
-    t_box = np.where(hit, t_enter[1:], np.inf)
-    best = t_box.argmin(axis=0)
-    cols = np.arange(P)
-    t_best = t_box[best, cols]
-    use_box = t_best < t_room
-    t = np.where(use_box, t_best, t_room)
-    box = np.where(use_box, best + 1, 0)
-    ax_box = np.where(tn[0][1:][best, cols] == t_best, 0, np.where(tn[1][1:][best, cols] == t_best, 1, 2))
-    axis = np.where(use_box, ax_box, ax_room)
-    p = o + d * t[:, None]
-    # the face's side: for a box seen from outside, the normal opposes the ray;
-    # for the room seen from inside, it also opposes the ray
-    sign_pos = d[np.arange(len(d)), axis] < 0  # normal points +axis
-    face = 2 * axis + sign_pos.astype(np.int64)
-    base = scene.colours[box, face].astype(np.float32)
-    # texture: checker at the box's period plus value noise on a finer grid
-    a1 = (axis + 1) % 3
-    a2 = (axis + 2) % 3
-    idx = np.arange(len(p))
-    s1 = p[idx, a1]
-    s2 = p[idx, a2]
-    per = scene.periods[box].astype(np.float32)
-    checker = ((np.floor(s1 / per) + np.floor(s2 / per)) % 2).astype(np.float32)
-    fine = 0.12
-    noise = _cell_noise(np.floor(s1 / fine), np.floor(s2 / fine), box * 8 + face, scene.seed)
-    tone = (0.7 + 0.3 * checker) * (0.8 + 0.4 * noise)
-    normal = np.zeros_like(p)
-    normal[idx, axis] = np.where(sign_pos, 1.0, -1.0)
-    light = np.array([0.3, 0.5, 0.81], dtype=np.float32)
-    shade = 0.55 + 0.45 * np.abs(normal @ light)
-    rgb = np.clip(base * (tone * shade)[:, None] * 255.0, 0, 255).astype(np.uint8)
-    return rgb.reshape(height, width, 3), t.reshape(height, width).astype(np.float32)
+    """One frame on the CPU. Returns (rgb (H,W,3) uint8, z-depth (H,W) float32 metres)."""
+    st = scene_tensors([scene])
+    rgb, depth = render_batch(st, torch.from_numpy(np.asarray(c2w, np.float64))[None],
+                              torch.from_numpy(np.asarray(intrinsics, np.float64))[None], width, height)
+    return rgb[0].numpy(), depth[0].numpy()

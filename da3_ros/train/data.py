@@ -12,6 +12,9 @@ kinds, mixed:
   periods) with a random smooth camera path (translation, turning, pure
   rotation, stops) kept clear of the boxes, and a random focal length.
 
+Training renders the frames on the GPU (`synthetic.render.render_batch`), so
+every step sees fresh scenes and paths: `clip_spec` draws them on the CPU.
+
 Held-out set: `HELD_OUT` lists project sequences (trajectory, seed) whose seeds are
 never drawn for training (training seeds are >= `TRAIN_SEED_BASE`).
 """
@@ -131,8 +134,19 @@ def random_intrinsics(rng: np.random.Generator, w: int = NATIVE_W, h: int = NATI
 
 
 # ------------------------------------------------------------------ clips
-def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
-    """One training clip, deterministic in `seed` (never a held-out seed)."""
+@dataclass
+class ClipSpec:
+    """What a clip shows, before rendering: scene, camera path and intrinsics."""
+    scene: Scene
+    c2w: np.ndarray  # (N, 4, 4) float64
+    K: np.ndarray  # (3, 3) pixels, pixel-centre convention of the renderer
+    kind: str
+
+
+def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
+    """One training clip's scene and path, deterministic in `seed` (never a held-out
+    seed). About a millisecond on a CPU; the frames are rendered where they are used
+    (`make_clip` on the CPU, `render_batch` on the training GPU)."""
     if seed in HELD_OUT_SEEDS or seed < TRAIN_SEED_BASE:
         raise ValueError(f"seed {seed} is reserved (held-out / tests); training seeds are >= {TRAIN_SEED_BASE}")
     rng = np.random.default_rng([seed, 42])
@@ -155,19 +169,22 @@ def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
         scene = random_scene(rng, seed, c2w[:, :3, 3])
         # the room from the path's box (random_scene draws its own size; use ours)
         scene.lo[0], scene.hi[0] = room_lo, room_hi
+    return ClipSpec(scene, c2w, K, kind)
+
+
+def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
+    """One training clip rendered on the CPU, deterministic in `seed`."""
+    spec = clip_spec(seed, n)
     images = np.empty((n, NATIVE_H, NATIVE_W, 3), np.uint8)
     depth = np.empty((n, NATIVE_H, NATIVE_W), np.float32)
     for i in range(n):
-        images[i], depth[i] = render(scene, c2w[i], K, NATIVE_W, NATIVE_H)
-    return Clip(images, depth, c2w, K, kind)
+        images[i], depth[i] = render(spec.scene, spec.c2w[i], spec.K, NATIVE_W, NATIVE_H)
+    return Clip(images, depth, spec.c2w, spec.K, spec.kind)
 
 
-def clip_worker(args) -> Dict[str, np.ndarray]:
-    """multiprocessing entry: seed -> arrays (picklable)."""
-    seed, n = args
-    c = make_clip(seed, n)
-    return {"images": c.images, "depth": c.depth.astype(np.float16), "c2w": c.c2w, "K": c.K,
-            "kind": np.array(c.kind == "project")}
+def spec_worker(args) -> ClipSpec:
+    """multiprocessing entry: (seed, n) -> ClipSpec (picklable)."""
+    return clip_spec(*args)
 
 
 def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = NATIVE_H) -> List:
@@ -177,5 +194,5 @@ def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = 
     return [make_sequence(name, n_frames, width, height, seed) for name, seed in HELD_OUT]
 
 
-__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "make_clip", "clip_worker",
+__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "ClipSpec", "clip_spec", "make_clip", "spec_worker",
            "random_scene", "random_path", "random_intrinsics", "held_out_sequences"]

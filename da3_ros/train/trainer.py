@@ -10,10 +10,13 @@ held-out streaming evaluation `eval.json`. `--resume` continues from the state i
 `--resume-from` (default `--out`). The learning rate follows a cosine in the
 fraction of `--total-minutes` of training time spent so far (over all calls).
 
-Data: worker processes render clips (`data.make_clip`, fresh seeds, never the
-held-out ones) into a ring buffer of clips on the device; every step samples
-multi-view windows from it (random view count, stride and order) and augments
-them photometrically on the device, so the GPU never waits for the renderer.
+Data: worker processes draw clip specs (scene + camera path, `data.clip_spec`,
+fresh seeds, never the held-out ones); every step takes one window per clip
+(random view count, stride and order), renders its views on the training device
+(`synthetic.render.render_batch`) and augments them photometrically there. Every
+window is a scene and path never seen before: nothing to memorise, which matters
+for the poses (a ring buffer of a few hundred CPU-rendered clips let the network
+learn each clip's poses instead of relative pose).
 """
 
 from __future__ import annotations
@@ -28,18 +31,20 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..model.camera import quat_to_rotmat
 from ..model.config import get_config
 from ..model.loading import save_hub_layout
 from ..model.net import DA3Net, build_model
 from ..model.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, clip_worker
+from ..synthetic.render import render_batch, scene_tensors
+from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, ClipSpec, spec_worker
 from .losses import abs_rel_median, losses, resize_depth, targets
 
 VARIANT = "da3-tiny"
@@ -159,60 +164,43 @@ def export(net: nn.Module, directory: Path) -> Path:
 
 
 # ------------------------------------------------------------------ data
-class ClipFeeder:
-    """Worker processes render clips; a thread moves them into a ring buffer on `device`."""
+class SpecFeeder:
+    """Worker processes draw clip specs (scene + camera path, no pixels; fresh seeds,
+    never the held-out ones) into a bounded queue; the trainer renders them on its device."""
 
-    def __init__(self, device: torch.device, workers: int, first_seed: int, capacity: int):
-        self.device = device
-        self.capacity = capacity
+    def __init__(self, workers: int, first_seed: int, frames_per_clip: int = CLIP_FRAMES, depth: int = 512):
         self.next_seed = first_seed
-        self.clips: List[dict] = []
-        self.rendered = 0
-        self._q: "queue.Queue[dict]" = queue.Queue(maxsize=64)
+        self.frames_per_clip = frames_per_clip
+        self.drawn = 0
+        self._q: "queue.Queue[ClipSpec]" = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        ctx = mp.get_context("fork")
-        self._pool = ctx.Pool(workers) if workers > 0 else None
+        self._pool = mp.get_context("fork").Pool(workers) if workers > 0 else None
         self._thread = threading.Thread(target=self._produce, daemon=True)
         self._thread.start()
-        self._replace = 0
 
     def _seeds(self):
         while not self._stop.is_set():
             s = self.next_seed
             self.next_seed += 1
-            yield (s, CLIP_FRAMES)
+            yield (s, self.frames_per_clip)
 
     def _produce(self):
-        it = self._pool.imap_unordered(clip_worker, self._seeds(), chunksize=1) if self._pool else map(clip_worker, self._seeds())
-        for c in it:
-            if self._stop.is_set():
-                break
+        seeds = self._seeds()
+        it = self._pool.imap(spec_worker, seeds, chunksize=8) if self._pool else map(spec_worker, seeds)
+        for spec in it:
             while not self._stop.is_set():
                 try:
-                    self._q.put(c, timeout=0.5)
+                    self._q.put(spec, timeout=0.5)
                     break
                 except queue.Full:
                     continue
+            if self._stop.is_set():
+                break
 
-    def pump(self, block_until: int = 0) -> None:
-        """Move rendered clips into the buffer (waits until the buffer holds `block_until`)."""
-        while True:
-            try:
-                c = self._q.get(timeout=0.05 if len(self.clips) >= block_until else 1.0)
-            except queue.Empty:
-                if len(self.clips) >= block_until:
-                    return
-                continue
-            g = {"images": torch.from_numpy(c["images"]).to(self.device, non_blocking=True),
-                 "depth": torch.from_numpy(c["depth"]).to(self.device, non_blocking=True),
-                 "c2w": torch.from_numpy(c["c2w"]).float().to(self.device),
-                 "K": torch.from_numpy(c["K"]).float().to(self.device)}
-            self.rendered += 1
-            if len(self.clips) < self.capacity:
-                self.clips.append(g)
-            else:
-                self.clips[self._replace % self.capacity] = g
-                self._replace += 1
+    def take(self, n: int) -> List[ClipSpec]:
+        out = [self._q.get() for _ in range(n)]
+        self.drawn += n
+        return out
 
     def close(self):
         self._stop.set()
@@ -256,48 +244,81 @@ def to_network(images: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, hw=NE
     return x, d, Sx @ Kc
 
 
-def sample_batch(clips: List[dict], frames: int, rng: random.Random, short: float = 0.0):
-    """`short`: probability of a short-baseline batch (2-4 views, stride 1-2)."""
+def window_kind(rng: random.Random, short: float = 0.0) -> Tuple[int, bool]:
+    """(view count, short-baseline?) of the next batch; `short` is the probability of
+    a short-baseline batch (2-4 views at stride 1-2)."""
     easy = rng.random() < short
-    S = rng.choice((2, 3, 4) if easy else VIEW_CHOICES)
-    B = max(1, frames // S)
-    ims, ds, cs, Ks = [], [], [], []
-    for _ in range(B):
-        c = clips[rng.randrange(len(clips))]
-        n = c["images"].shape[0]
-        max_stride = max(1, min(2 if easy else 4, (n - 1) // max(S - 1, 1)))
-        r = rng.randint(1, max_stride)
-        start = rng.randint(0, n - 1 - (S - 1) * r)
-        idx = [start + j * r for j in range(S)]
-        if not easy and rng.random() < 0.2:
-            idx = sorted(rng.sample(range(n), S))
-        if rng.random() < 0.5:
-            rng.shuffle(idx)
-        ims.append(c["images"][idx])
-        ds.append(c["depth"][idx])
-        cs.append(c["c2w"][idx])
-        Ks.append(c["K"].expand(S, 3, 3))
-    return torch.stack(ims), torch.stack(ds), torch.stack(cs), torch.stack(Ks)
+    return rng.choice((2, 3, 4) if easy else VIEW_CHOICES), easy
 
 
-def validation_windows(device, n_frames: int = 40):
-    """Fixed held-out windows (8 views, stride 3) of every held-out sequence."""
+def window_indices(n: int, S: int, rng: random.Random, easy: bool = False) -> List[int]:
+    """S view indices into a clip of `n` frames: random stride, start and order."""
+    max_stride = max(1, min(2 if easy else 4, (n - 1) // max(S - 1, 1)))
+    r = rng.randint(1, max_stride)
+    start = rng.randint(0, n - 1 - (S - 1) * r)
+    idx = [start + j * r for j in range(S)]
+    if not easy and rng.random() < 0.2:
+        idx = sorted(rng.sample(range(n), S))
+    if rng.random() < 0.5:
+        rng.shuffle(idx)
+    return idx
+
+
+def sample_batch(specs: Sequence[ClipSpec], S: int, rng: random.Random, easy: bool = False, device="cpu",
+                 chunk: int = 64):
+    """One window of S views per clip spec, rendered on `device`. Returns images
+    (B, S, h, w, 3) uint8, depth (B, S, h, w) metres, c2w (B, S, 4, 4), K (B, S, 3, 3)
+    renderer pixels."""
+    scenes, c2w, Ks = [], [], []
+    for spec in specs:
+        idx = window_indices(spec.c2w.shape[0], S, rng, easy)
+        scenes += [spec.scene] * S
+        c2w.append(torch.from_numpy(spec.c2w[idx]))
+        Ks.append(torch.from_numpy(spec.K).expand(S, 3, 3))
+    c2w_t, K_t = torch.cat(c2w).to(device), torch.cat(Ks).to(device)
+    ims, ds = [], []
+    for i in range(0, len(scenes), chunk):
+        im, d = render_batch(scene_tensors(scenes[i:i + chunk], device=device), c2w_t[i:i + chunk],
+                             K_t[i:i + chunk], NATIVE_W, NATIVE_H)
+        ims.append(im)
+        ds.append(d)
+    u = lambda t: t.unflatten(0, (len(specs), S))  # noqa: E731
+    return u(torch.cat(ims)), u(torch.cat(ds)), u(c2w_t.float()), u(K_t.float())
+
+
+#: held-out validation windows: (frames of the sequence, first view, stride), 8 views each;
+#: 60 frames is the spacing of the held-out streaming evaluation and the demo
+VAL_WINDOWS = ((60, 0, 1), (60, 26, 1), (60, 52, 1), (60, 10, 2), (40, 16, 3))
+
+
+def validation_windows(device):
+    """Fixed held-out windows (`VAL_WINDOWS`) of every held-out sequence."""
     from .data import held_out_sequences
 
     out = []
-    for seq in held_out_sequences(n_frames):
-        for start in (0, 16):
-            idx = list(range(start, start + 22, 3))[:8]
-            ims = torch.from_numpy(seq.images[idx])[None].to(device)
-            d = torch.from_numpy(seq.depth[idx])[None].to(device)
-            c = torch.from_numpy(seq.c2w[idx]).float()[None].to(device)
-            K = torch.from_numpy(seq.intrinsics).float().to(device).expand(1, len(idx), 3, 3)
-            out.append((seq.name, ims, d, c, K))
+    for n_frames in sorted({w[0] for w in VAL_WINDOWS}):
+        for seq in held_out_sequences(n_frames):
+            for _, start, stride in (w for w in VAL_WINDOWS if w[0] == n_frames):
+                idx = list(range(start, n_frames, stride))[:8]
+                ims = torch.from_numpy(seq.images[idx])[None].to(device)
+                d = torch.from_numpy(seq.depth[idx])[None].to(device)
+                c = torch.from_numpy(seq.c2w[idx]).float()[None].to(device)
+                K = torch.from_numpy(seq.intrinsics).float().to(device).expand(1, len(idx), 3, 3)
+                out.append((seq.name, ims, d, c, K))
     return out
+
+
+def rotation_deg(R: torch.Tensor) -> torch.Tensor:
+    """Angle of rotation matrices (..., 3, 3), degrees."""
+    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+    return torch.rad2deg(torch.arccos(cos))
 
 
 @torch.no_grad()
 def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
+    """Held-out losses plus the pose error that matters: `val_rot_deg` (camera decoder's
+    rotation of views 1.. against the ground truth) next to `val_rot_motion_deg` (the
+    error of guessing no motion), and the same for the scale-normalised centres."""
     net.eval()
     acc: Dict[str, List[float]] = {}
     for name, ims, d, c, K in windows:
@@ -305,10 +326,15 @@ def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
         pred = forward_train(net, x, amp)
         tgt = targets(dd, c, Kn, NET_HW, pred["ray"].shape[2:4])
         ls = losses(pred, tgt)
-        acc.setdefault("val_total", []).append(float(ls["total"]))
-        acc.setdefault("val_cam_t", []).append(float(ls["cam_t"]))
-        acc.setdefault("val_ray_l1", []).append(float(ls["ray_l1"]))
-        acc.setdefault("val_abs_rel", []).append(float(abs_rel_median(pred["depth"], tgt["depth"], tgt["valid"])))
+        R = quat_to_rotmat(pred["pose_enc"][..., 3:7])
+        vals = {"val_total": ls["total"], "val_cam_t": ls["cam_t"], "val_ray_l1": ls["ray_l1"],
+                "val_abs_rel": abs_rel_median(pred["depth"], tgt["depth"], tgt["valid"]),
+                "val_rot_deg": rotation_deg(R.transpose(-1, -2) @ tgt["R"])[:, 1:].mean(),
+                "val_rot_motion_deg": rotation_deg(tgt["R"])[:, 1:].mean(),
+                "val_centre_err": (pred["pose_enc"][..., :3] - tgt["t"]).norm(dim=-1)[:, 1:].mean(),
+                "val_centre_motion": tgt["t"].norm(dim=-1)[:, 1:].mean()}
+        for k, v in vals.items():
+            acc.setdefault(k, []).append(float(v))
     net.train()
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
@@ -336,6 +362,11 @@ def train(a) -> dict:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99))
     meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1000 * a.seed, "runs": 0, "clips": 0}
+    if a.init_from and not a.resume:
+        from ..model.loading import load_model
+
+        net.load_state_dict(load_model(a.init_from, device="cpu", dtype=torch.float32).state_dict())
+        print(f"initialised from {a.init_from}", flush=True)
     if a.resume:
         meta = load_state(Path(a.resume_from or a.out), net, opt)
         print(f"resumed: step {meta['step']}, {meta['train_seconds']:.0f} s trained, next seed {meta['next_seed']}", flush=True)
@@ -350,10 +381,9 @@ def train(a) -> dict:
     nparams = sum(p.numel() for p in net.parameters())
     log({"event": "start", "device": str(dev), "params": nparams, "amp": str(amp), "workers": a.workers,
          "frames_per_step": a.frames, "lr": a.lr, "resume": bool(a.resume), "step": meta["step"]})
-    feeder = ClipFeeder(dev, a.workers, meta["next_seed"], a.buffer)
+    feeder = SpecFeeder(a.workers, meta["next_seed"])
     val = validation_windows(dev)
-    feeder.pump(block_until=min(a.min_clips, a.buffer))
-    log({"event": "data_ready", "clips": len(feeder.clips), "seconds": round(time.time() - t_start, 1)})
+    log({"event": "data_ready", "seconds": round(time.time() - t_start, 1)})
     rng = random.Random(meta["step"] * 7919 + a.seed)
     gen = torch.Generator(device=dev).manual_seed(meta["step"] + 17)
     total_s = a.total_minutes * 60.0
@@ -361,12 +391,12 @@ def train(a) -> dict:
     step, trained0, t_loop = meta["step"], meta["train_seconds"], time.time()
     last_ckpt, acc, n_acc = time.time(), {}, 0
     while time.time() < deadline and (a.max_steps <= 0 or step < meta["step"] + a.max_steps):
-        feeder.pump()
         trained = trained0 + (time.time() - t_loop)
         lr = lr_at(trained / total_s, step, a.lr, a.warmup)
         for gi, g in enumerate(opt.param_groups):
             g["lr"] = lr
-        ims, ds, cs, Ks = sample_batch(feeder.clips, a.frames, rng, a.short)
+        S, easy = window_kind(rng, a.short)
+        ims, ds, cs, Ks = sample_batch(feeder.take(max(1, a.frames // S)), S, rng, easy, device=dev)
         x, d, Kn = to_network(ims, ds, Ks, augment=True, gen=gen)
         pred = forward_train(net, x, amp)
         tgt = targets(d, cs, Kn, NET_HW, pred["ray"].shape[2:4])
@@ -380,8 +410,7 @@ def train(a) -> dict:
             acc[k] = acc.get(k, 0.0) + v.detach()
         n_acc += 1
         if step % a.log_every == 0:
-            rec = {"step": step, "lr": lr, "gnorm": float(gn), "trained_s": round(trained, 1), "clips_rendered": feeder.rendered,
-                   "buffer": len(feeder.clips)}
+            rec = {"step": step, "lr": lr, "gnorm": float(gn), "trained_s": round(trained, 1), "clips": feeder.drawn}
             rec.update({k: round(float(v) / n_acc, 5) for k, v in acc.items()})
             acc, n_acc = {}, 0
             if step % (a.log_every * a.val_every) == 0:
@@ -394,10 +423,10 @@ def train(a) -> dict:
     trained = trained0 + time.time() - t_loop
     feeder.close()
     meta.update(step=step, train_seconds=trained, next_seed=feeder.next_seed, runs=meta.get("runs", 0) + 1,
-                clips=meta.get("clips", 0) + feeder.rendered)
+                clips=meta.get("clips", 0) + feeder.drawn)
     save_state(out, net, opt, meta)
     exp_dir = export(net, out / VARIANT)
-    rec = {"event": "end", "step": step, "train_seconds": round(trained, 1), "clips_this_run": feeder.rendered}
+    rec = {"event": "end", "step": step, "train_seconds": round(trained, 1), "clips_this_run": feeder.drawn}
     rec.update({k: round(v, 5) for k, v in validate(net, val, amp).items()})
     log(rec)
     if not a.no_eval:
@@ -429,8 +458,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reserve", type=float, default=75.0, help="seconds kept for saving, export and evaluation")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
-    p.add_argument("--buffer", type=int, default=512, help="clips kept on the device")
-    p.add_argument("--min-clips", type=int, default=48, help="clips rendered before the first step")
+    p.add_argument("--init-from", default=None, help="hub-layout weights to start from (a fresh optimiser)")
     p.add_argument("--frames", type=int, default=64, help="views per step (batch x views)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--weight-decay", type=float, default=0.05)

@@ -27,19 +27,32 @@ def test_held_out_seeds_are_never_training_seeds():
 
 def test_clip_is_deterministic_and_valid():
     a = data.make_clip(data.TRAIN_SEED_BASE + 3, 3)
+    spec = data.clip_spec(data.TRAIN_SEED_BASE + 3, 3)
+    assert np.array_equal(spec.c2w, a.c2w) and np.array_equal(spec.K, a.K)
     b = data.make_clip(data.TRAIN_SEED_BASE + 3, 3)
     assert np.array_equal(a.images, b.images) and np.array_equal(a.depth, b.depth)
     assert a.images.shape == (3, data.NATIVE_H, data.NATIVE_W, 3)
     assert np.isfinite(a.depth).all() and (a.depth > 0).all()
 
 
-def _clips(n=2, frames=8):
-    out = []
-    for s in range(n):
-        c = data.clip_worker((data.TRAIN_SEED_BASE + 10 + s, frames))
-        out.append({"images": torch.from_numpy(c["images"]), "depth": torch.from_numpy(c["depth"]),
-                    "c2w": torch.from_numpy(c["c2w"]).float(), "K": torch.from_numpy(c["K"]).float()})
-    return out
+def _specs(n=2, frames=8):
+    return [data.spec_worker((data.TRAIN_SEED_BASE + 10 + s, frames)) for s in range(n)]
+
+
+def test_batch_renders_each_window_from_its_own_spec():
+    """The training batch (rendered by `render_batch`) holds exactly the frames the CPU
+    renderer makes for the sampled views of each clip."""
+    from da3_ros.synthetic.render import render
+
+    specs = _specs(3, 8)
+    ims, ds, cs, Ks = sample_batch(specs, 3, random.Random(2), chunk=4)
+    assert ims.shape == (3, 3, data.NATIVE_H, data.NATIVE_W, 3) and ims.dtype == torch.uint8
+    for b, spec in enumerate(specs):
+        for v in range(3):
+            i = int(np.argmin(np.abs(spec.c2w - cs[b, v].double().numpy()).sum(axis=(1, 2))))
+            im, d = render(spec.scene, spec.c2w[i], spec.K, data.NATIVE_W, data.NATIVE_H)
+            assert np.array_equal(ims[b, v].numpy(), im)
+            np.testing.assert_allclose(ds[b, v].numpy(), d, rtol=1e-6)
 
 
 def _step(net, opt, batch, hw=(56, 70)):
@@ -57,7 +70,7 @@ def _step(net, opt, batch, hw=(56, 70)):
 def test_targets_are_consistent():
     """Ground-truth rays equal depth back-projection: origin + depth * direction
     lands on the same world point from every view (scale-normalised)."""
-    ims, ds, cs, Ks = sample_batch(_clips(1), 3, random.Random(0))
+    ims, ds, cs, Ks = sample_batch(_specs(1), 3, random.Random(0))
     x, d, K = to_network(ims, ds, Ks, hw=(56, 70))
     h, w = 32, 40  # ray grid of a 56x70 input
     tgt = targets(d, cs, K, (56, 70), (h, w))
@@ -72,7 +85,7 @@ def test_step_resume_export_and_load(tmp_path):
     torch.manual_seed(0)
     net = new_model().train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    batch = sample_batch(_clips(), 4, random.Random(1))
+    batch = sample_batch(_specs(), 2, random.Random(1))
     l0 = _step(net, opt, batch)
     assert all(torch.isfinite(v) for v in l0.values())
     paths = save_state(tmp_path / "run", net, opt, {"step": 1, "train_seconds": 1.0, "next_seed": 7})
