@@ -141,6 +141,7 @@ class ClipSpec:
     c2w: np.ndarray  # (N, 4, 4) float64
     K: np.ndarray  # (3, 3) pixels, pixel-centre convention of the renderer
     kind: str
+    seed: int
 
 
 def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
@@ -169,7 +170,7 @@ def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
         scene = random_scene(rng, seed, c2w[:, :3, 3])
         # the room from the path's box (random_scene draws its own size; use ours)
         scene.lo[0], scene.hi[0] = room_lo, room_hi
-    return ClipSpec(scene, c2w, K, kind)
+    return ClipSpec(scene, c2w, K, kind, seed)
 
 
 def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
@@ -182,9 +183,21 @@ def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
     return Clip(images, depth, spec.c2w, spec.K, spec.kind)
 
 
-def spec_worker(args) -> ClipSpec:
-    """multiprocessing entry: (seed, n) -> ClipSpec (picklable)."""
-    return clip_spec(*args)
+def spec_loop(q, stop, first_seed: int, seed_step: int, n: int = CLIP_FRAMES) -> None:
+    """Worker process: put clip specs of seeds first_seed, first_seed + seed_step, ...
+    into the bounded queue `q` (blocking while it is full) until `stop` is set."""
+    import queue
+
+    seed = first_seed
+    while not stop.is_set():
+        spec = clip_spec(seed, n)
+        while not stop.is_set():
+            try:
+                q.put(spec, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        seed += seed_step
 
 
 def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = NATIVE_H) -> List:
@@ -194,5 +207,5 @@ def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = 
     return [make_sequence(name, n_frames, width, height, seed) for name, seed in HELD_OUT]
 
 
-__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "ClipSpec", "clip_spec", "make_clip", "spec_worker",
+__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "ClipSpec", "clip_spec", "make_clip", "spec_loop",
            "random_scene", "random_path", "random_intrinsics", "held_out_sequences"]

@@ -22,13 +22,13 @@ learn each clip's poses instead of relative pose).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import multiprocessing as mp
 import os
-import queue
 import random
-import threading
+import signal
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -44,7 +44,7 @@ from ..model.loading import save_hub_layout
 from ..model.net import DA3Net, build_model
 from ..model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..synthetic.render import render_batch, scene_tensors
-from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, ClipSpec, spec_worker
+from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, ClipSpec, clip_spec, spec_loop
 from .losses import abs_rel_median, losses, resize_depth, targets
 
 VARIANT = "da3-tiny"
@@ -166,46 +166,45 @@ def export(net: nn.Module, directory: Path) -> Path:
 # ------------------------------------------------------------------ data
 class SpecFeeder:
     """Worker processes draw clip specs (scene + camera path, no pixels; fresh seeds,
-    never the held-out ones) into a bounded queue; the trainer renders them on its device."""
+    never the held-out ones) into one bounded queue; the trainer renders them on its
+    device. Worker i draws seeds first + i, first + i + workers, ... and blocks while
+    the queue is full, so neither memory nor the parent's interpreter is flooded."""
 
-    def __init__(self, workers: int, first_seed: int, frames_per_clip: int = CLIP_FRAMES, depth: int = 512):
-        self.next_seed = first_seed
+    def __init__(self, workers: int, first_seed: int, frames_per_clip: int = CLIP_FRAMES, depth: int = 1024):
+        self.first_seed = first_seed
         self.frames_per_clip = frames_per_clip
         self.drawn = 0
-        self._q: "queue.Queue[ClipSpec]" = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._pool = mp.get_context("fork").Pool(workers) if workers > 0 else None
-        self._thread = threading.Thread(target=self._produce, daemon=True)
-        self._thread.start()
+        self.max_seed = first_seed - 1
+        self._next_inline = first_seed
+        ctx = mp.get_context("spawn")  # no fork after CUDA / OpenMP start-up
+        self._q = ctx.Queue(maxsize=depth)
+        self._stop = ctx.Event()
+        self._procs = [ctx.Process(target=spec_loop, args=(self._q, self._stop, first_seed + i, workers, frames_per_clip),
+                                   daemon=True) for i in range(workers)]
+        for p in self._procs:
+            p.start()
 
-    def _seeds(self):
-        while not self._stop.is_set():
-            s = self.next_seed
-            self.next_seed += 1
-            yield (s, self.frames_per_clip)
-
-    def _produce(self):
-        seeds = self._seeds()
-        it = self._pool.imap(spec_worker, seeds, chunksize=8) if self._pool else map(spec_worker, seeds)
-        for spec in it:
-            while not self._stop.is_set():
-                try:
-                    self._q.put(spec, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            if self._stop.is_set():
-                break
+    @property
+    def next_seed(self) -> int:
+        """First seed not yet trained on (seeds drawn but not taken are skipped)."""
+        return self.max_seed + 1
 
     def take(self, n: int) -> List[ClipSpec]:
-        out = [self._q.get() for _ in range(n)]
+        if self._procs:
+            out = [self._q.get(timeout=120) for _ in range(n)]
+        else:
+            out = [clip_spec(self._next_inline + i, self.frames_per_clip) for i in range(n)]
+            self._next_inline += n
         self.drawn += n
+        self.max_seed = max([self.max_seed] + [sp.seed for sp in out])
         return out
 
     def close(self):
         self._stop.set()
-        if self._pool is not None:
-            self._pool.terminate()
+        for p in self._procs:
+            p.terminate()
+        for p in self._procs:
+            p.join(timeout=5)
 
 
 def _norm(images_u8: torch.Tensor) -> torch.Tensor:
@@ -348,6 +347,8 @@ def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
 
 def train(a) -> dict:
     t_start = time.time()
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack (a stuck run says where)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -361,7 +362,7 @@ def train(a) -> dict:
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99))
-    meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1000 * a.seed, "runs": 0, "clips": 0}
+    meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1_000_000 * a.seed, "runs": 0, "clips": 0}
     if a.init_from and not a.resume:
         from ..model.loading import load_model
 
@@ -381,8 +382,8 @@ def train(a) -> dict:
     nparams = sum(p.numel() for p in net.parameters())
     log({"event": "start", "device": str(dev), "params": nparams, "amp": str(amp), "workers": a.workers,
          "frames_per_step": a.frames, "lr": a.lr, "resume": bool(a.resume), "step": meta["step"]})
-    feeder = SpecFeeder(a.workers, meta["next_seed"])
     val = validation_windows(dev)
+    feeder = SpecFeeder(a.workers, meta["next_seed"])
     log({"event": "data_ready", "seconds": round(time.time() - t_start, 1)})
     rng = random.Random(meta["step"] * 7919 + a.seed)
     gen = torch.Generator(device=dev).manual_seed(meta["step"] + 17)

@@ -36,7 +36,7 @@ def test_clip_is_deterministic_and_valid():
 
 
 def _specs(n=2, frames=8):
-    return [data.spec_worker((data.TRAIN_SEED_BASE + 10 + s, frames)) for s in range(n)]
+    return [data.clip_spec(data.TRAIN_SEED_BASE + 10 + s, frames) for s in range(n)]
 
 
 def test_batch_renders_each_window_from_its_own_spec():
