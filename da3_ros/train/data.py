@@ -22,7 +22,7 @@ never drawn for training (training seeds are >= `TRAIN_SEED_BASE`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -200,11 +200,12 @@ def spec_loop(q, stop, first_seed: int, seed_step: int, n: int = CLIP_FRAMES) ->
         seed += seed_step
 
 
-def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = NATIVE_H) -> List:
-    """The held-out project sequences (never trained on)."""
+def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = NATIVE_H,
+                       device: Optional[str] = None) -> List:
+    """The held-out project sequences (never trained on); `device` renders them there."""
     from ..synthetic.sequence import make_sequence
 
-    return [make_sequence(name, n_frames, width, height, seed) for name, seed in HELD_OUT]
+    return [make_sequence(name, n_frames, width, height, seed, device=device) for name, seed in HELD_OUT]
 
 
 __all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "ClipSpec", "clip_spec", "make_clip", "spec_loop",

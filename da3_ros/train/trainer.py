@@ -296,7 +296,7 @@ def validation_windows(device):
 
     out = []
     for n_frames in sorted({w[0] for w in VAL_WINDOWS}):
-        for seq in held_out_sequences(n_frames):
+        for seq in held_out_sequences(n_frames, device=str(device)):
             for _, start, stride in (w for w in VAL_WINDOWS if w[0] == n_frames):
                 idx = list(range(start, n_frames, stride))[:8]
                 ims = torch.from_numpy(seq.images[idx])[None].to(device)
@@ -353,6 +353,9 @@ def train(a) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
+        # the host only feeds the GPU; all cores' worth of intra-op threads per trainer
+        # spin against each other and the spec workers on small CPU ops
+        torch.set_num_threads(min(4, torch.get_num_threads()))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
@@ -437,7 +440,7 @@ def train(a) -> dict:
         from .evaluate import evaluate
 
         results = {}
-        seqs = held_out_sequences(a.eval_frames)
+        seqs = held_out_sequences(a.eval_frames, device=str(dev))
         for pose_from in ("ray", "camera"):
             print(f"held-out streaming eval, pose_from={pose_from}", flush=True)
             m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
