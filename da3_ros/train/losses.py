@@ -11,6 +11,13 @@ Per sample (one multi-view window, view 0 = reference = world frame):
   centre, the (unnormalised) quaternion against the ground truth's with w >= 0,
   and the two fields of view. (A loss on the rotation matrix instead traps the
   reference view at 180 degrees, where its gradient vanishes: seen in run 1.)
+* correspondence (optional, `match_loss`): one head of the first cross-view block
+  is told where each patch of view v lies in the reference view (ground-truth depth
+  and poses, occlusion-checked): cross-entropy of its attention logits over the
+  reference view's patches. Without it the network learnt depth but no relative
+  pose in the training time we have: from random weights, attention that finds
+  the matching patch gets almost no gradient (1 of a few hundred keys); this
+  installs the matching the poses and rays are read from.
 """
 
 from __future__ import annotations
@@ -90,3 +97,59 @@ def abs_rel_median(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) ->
 def resize_depth(depth: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     """(N, H, W) -> (N, h, w) nearest (no mixing across depth edges)."""
     return F.interpolate(depth[:, None].float(), size=hw, mode="nearest")[:, 0]
+
+
+def patch_correspondence(depth: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, grid_hw: Tuple[int, int],
+                         occlusion: float = 0.05) -> torch.Tensor:
+    """Ground-truth match in view 0 of every patch centre of every view.
+
+    depth (B, S, H, W) metres at the network input (0 / non-finite = invalid), c2w
+    (B, S, 4, 4), K (B, S, 3, 3) network pixels (continuous convention), grid_hw the
+    patch grid. Returns (B, S, P) long: index of the view-0 patch the centre's 3D point
+    projects into, -1 where it has no valid depth, leaves the image, lies behind the
+    camera or is hidden in view 0 (its depth there differs by more than `occlusion`,
+    relative). View 0's own row is -1 (nothing to learn).
+    """
+    B, S, H, W = depth.shape
+    ph, pw = grid_hw
+    dev = depth.device
+    sy, sx = H / ph, W / pw
+    ys = (torch.arange(ph, device=dev, dtype=torch.float32) + 0.5) * sy
+    xs = (torch.arange(pw, device=dev, dtype=torch.float32) + 0.5) * sx
+    v, u = torch.meshgrid(ys, xs, indexing="ij")
+    u, v = u.reshape(-1), v.reshape(-1)  # (P,) continuous pixel coordinates of patch centres
+    ui, vi = u.long().clamp(0, W - 1), v.long().clamp(0, H - 1)
+    d = depth[:, :, vi, ui].float()  # (B, S, P)
+    ok = torch.isfinite(d) & (d > 0)
+    d = torch.where(ok, d, torch.ones_like(d))
+    Kf = K.float()
+    x_cam = torch.stack([(u - Kf[..., 0, 2, None]) / Kf[..., 0, 0, None] * d,
+                         (v - Kf[..., 1, 2, None]) / Kf[..., 1, 1, None] * d, d], -1)  # (B, S, P, 3)
+    rel = torch.linalg.inv(c2w[:, :1].float()) @ c2w.float()  # view -> view 0
+    x0 = x_cam @ rel[..., :3, :3].transpose(-1, -2) + rel[..., None, :3, 3]
+    z0 = x0[..., 2]
+    K0 = Kf[:, :1]
+    u0 = K0[..., 0, 0, None] * x0[..., 0] / z0.clamp_min(1e-6) + K0[..., 0, 2, None]
+    v0 = K0[..., 1, 1, None] * x0[..., 1] / z0.clamp_min(1e-6) + K0[..., 1, 2, None]
+    inside = (z0 > 1e-3) & (u0 >= 0) & (u0 < W) & (v0 >= 0) & (v0 < H)
+    u0i, v0i = u0.long().clamp(0, W - 1), v0.long().clamp(0, H - 1)
+    d0 = torch.gather(depth[:, 0].float().flatten(1), 1, (v0i * W + u0i).flatten(1)).view_as(z0)
+    visible = torch.isfinite(d0) & (d0 > 0) & ((z0 - d0).abs() < occlusion * z0)
+    idx = (v0 / sy).long().clamp(0, ph - 1) * pw + (u0 / sx).long().clamp(0, pw - 1)
+    idx = torch.where(ok & inside & visible, idx, torch.full_like(idx, -1))
+    idx[:, 0] = -1
+    return idx
+
+
+def match_loss(logits: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """logits (B, S, P, P) attention logits of view v's patches over view 0's, target
+    (B, S, P) from `patch_correspondence`. Returns (cross-entropy, top-1 accuracy)."""
+    P = logits.shape[-1]
+    lg, tg = logits.reshape(-1, P).float(), target.reshape(-1)
+    valid = tg >= 0
+    if not valid.any():
+        z = logits.sum() * 0
+        return z, z.detach()
+    ce = F.cross_entropy(lg[valid], tg[valid])
+    acc = (lg[valid].argmax(-1) == tg[valid]).float().mean()
+    return ce, acc.detach()

@@ -39,17 +39,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..model.camera import quat_to_rotmat
-from ..model.config import get_config
+from ..model.config import PATCH_SIZE, get_config
 from ..model.loading import save_hub_layout
 from ..model.net import DA3Net, build_model
+from ..model.rope import apply_rope
 from ..model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..synthetic.render import render_batch, scene_tensors
 from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, ClipSpec, clip_spec, spec_loop
-from .losses import abs_rel_median, losses, resize_depth, targets
+from .losses import abs_rel_median, losses, match_loss, patch_correspondence, resize_depth, targets
 
 VARIANT = "da3-tiny"
 #: network input for 320x240 frames at process_res 252 (processed_size rule)
 NET_HW = (196, 252)
+GRID_HW = (NET_HW[0] // PATCH_SIZE, NET_HW[1] // PATCH_SIZE)
 SHARD_BYTES = 14_000_000
 VIEW_CHOICES = (2, 3, 4, 5, 6, 8)
 
@@ -78,9 +80,57 @@ def new_model(seed: int = 0) -> DA3Net:
     return init_weights(build_model(get_config(VARIANT)), seed)
 
 
-def forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:
+#: the attention head taught correspondences (`losses.match_loss`): head 0 of the first
+#: cross-view block
+MATCH_HEAD = 0
+
+
+def first_cross_view_block(alt_start: int) -> int:
+    """Blocks from alt_start alternate per-view (even index) and cross-view (odd)."""
+    return alt_start if alt_start % 2 == 1 else alt_start + 1
+
+
+def _capture_match_logits(store: dict, S: int, P: int):
+    """Forward pre-hook on a cross-view block's attention: keep head MATCH_HEAD's logits
+    of view v's patch queries over view 0's patch keys, (B, S, P, P), as SDPA sees them."""
+    def hook(attn, args):
+        x, rope = args[0], args[1] if len(args) > 1 else None
+        Bn, N, C = x.shape
+        q, k = attn.qkv(x).view(Bn, N, 3, attn.num_heads, attn.head_dim)[:, :, :2, MATCH_HEAD].unbind(2)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        if rope is not None:  # tables (N, head_dim) for the S*T tokens
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        T = N // S
+        q = q.view(Bn, S, T, -1)[:, :, T - P:]
+        k0 = k.view(Bn, S, T, -1)[:, 0, T - P:]
+        store["logits"] = (q.float() @ k0.float().transpose(-1, -2)[:, None]) / attn.head_dim ** 0.5
+    return hook
+
+
+def forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype],
+                  match: bool = False) -> Dict[str, torch.Tensor]:
     """The network's own forward pieces (reference = view 0, as at inference after the
-    reference reorder); heads and camera decoder in fp32. images (B, S, 3, H, W)."""
+    reference reorder); heads and camera decoder in fp32. images (B, S, 3, H, W).
+    `match`: also return "match_logits" (B, S, P, P) of the taught head (see losses)."""
+    B, S, _, H, W = images.shape
+    vit = net.vit
+    dev = images.device.type
+    store: dict = {}
+    handle = None
+    if match and S > 1:
+        P = (H // PATCH_SIZE) * (W // PATCH_SIZE)
+        handle = vit.blocks[first_cross_view_block(vit.alt_start)].attn.register_forward_pre_hook(_capture_match_logits(store, S, P))
+    try:
+        out = _forward_train(net, images, amp)
+    finally:
+        if handle is not None:
+            handle.remove()
+    if "logits" in store:
+        out["match_logits"] = store["logits"]
+    return out
+
+
+def _forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:
     B, S, _, H, W = images.shape
     vit = net.vit
     dev = images.device.type
@@ -322,12 +372,14 @@ def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
     acc: Dict[str, List[float]] = {}
     for name, ims, d, c, K in windows:
         x, dd, Kn = to_network(ims, d, K)
-        pred = forward_train(net, x, amp)
+        pred = forward_train(net, x, amp, match=True)
         tgt = targets(dd, c, Kn, NET_HW, pred["ray"].shape[2:4])
         ls = losses(pred, tgt)
+        _, ls["match_acc"] = match_loss(pred["match_logits"], patch_correspondence(dd, c, Kn, GRID_HW))
         R = quat_to_rotmat(pred["pose_enc"][..., 3:7])
         vals = {"val_total": ls["total"], "val_cam_t": ls["cam_t"], "val_ray_l1": ls["ray_l1"],
                 "val_abs_rel": abs_rel_median(pred["depth"], tgt["depth"], tgt["valid"]),
+                "val_match_acc": ls["match_acc"],
                 "val_rot_deg": rotation_deg(R.transpose(-1, -2) @ tgt["R"])[:, 1:].mean(),
                 "val_rot_motion_deg": rotation_deg(tgt["R"])[:, 1:].mean(),
                 "val_centre_err": (pred["pose_enc"][..., :3] - tgt["t"]).norm(dim=-1)[:, 1:].mean(),
@@ -402,9 +454,12 @@ def train(a) -> dict:
         S, easy = window_kind(rng, a.short)
         ims, ds, cs, Ks = sample_batch(feeder.take(max(1, a.frames // S)), S, rng, easy, device=dev)
         x, d, Kn = to_network(ims, ds, Ks, augment=True, gen=gen)
-        pred = forward_train(net, x, amp)
+        pred = forward_train(net, x, amp, match=a.w_match > 0)
         tgt = targets(d, cs, Kn, NET_HW, pred["ray"].shape[2:4])
         ls = losses(pred, tgt, a.w_t, a.w_q)
+        if "match_logits" in pred:
+            ls["match"], ls["match_acc"] = match_loss(pred["match_logits"], patch_correspondence(d, cs, Kn, GRID_HW))
+            ls["total"] = ls["total"] + a.w_match * ls["match"]
         opt.zero_grad(set_to_none=True)
         ls["total"].backward()
         gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -469,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--w-t", type=float, default=5.0, help="weight of the camera-centre loss")
     p.add_argument("--w-q", type=float, default=5.0, help="weight of the quaternion loss")
+    p.add_argument("--w-match", type=float, default=1.0, help="weight of the correspondence loss (0: off)")
     p.add_argument("--short", type=float, default=0.0, help="share of short-baseline batches (2-4 views, stride 1-2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")

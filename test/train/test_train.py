@@ -146,3 +146,38 @@ def test_resolve_default_model(monkeypatch):
     monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: True)
     src, desc = weights.resolve_default_model()
     assert src == weights.HUB_DEFAULT and weights.default_process_res(src) is None
+
+
+def test_patch_correspondence_matches_the_rotation_homography():
+    """Zero baseline: the match of a patch centre is K R K^-1 of it, whatever the depth;
+    and the correspondence loss reaches the taught head's logits."""
+    from da3_ros.synthetic import make_sequence
+    from da3_ros.train.losses import match_loss, patch_correspondence
+
+    seq = make_sequence("rotation", n_frames=40, width=126, height=98, seed=3)
+    idx = [0, 2]
+    depth = torch.from_numpy(seq.depth[idx])[None]
+    c2w = torch.from_numpy(seq.c2w[idx])[None]
+    K = torch.from_numpy(seq.intrinsics).float().clone()
+    K[:2, 2] += 0.5  # continuous pixel convention
+    K = K.expand(1, 2, 3, 3)
+    ph, pw = 7, 9
+    m = patch_correspondence(depth, c2w, K, (ph, pw))[0, 1]
+    assert (m >= 0).float().mean() > 0.5
+    R = (np.linalg.inv(seq.c2w[0]) @ seq.c2w[2])[:3, :3]
+    Kn = K[0, 0].double().numpy()
+    H = Kn @ R @ np.linalg.inv(Kn)
+    for p in np.flatnonzero(m.numpy() >= 0):
+        r, c = divmod(p, pw)
+        x = H @ [(c + 0.5) * 14, (r + 0.5) * 14, 1.0]
+        u, v = x[0] / x[2], x[1] / x[2]
+        assert m[p] == int(v // 14) * pw + int(u // 14), (p, u, v)
+    # the taught head's logits have the loss's shape and carry its gradient
+    net = new_model().train()
+    x = torch.randn(1, 2, 3, ph * 14, pw * 14)
+    pred = forward_train(net, x, None, match=True)
+    assert pred["match_logits"].shape == (1, 2, ph * pw, ph * pw)
+    ce, acc = match_loss(pred["match_logits"], m[None, None].expand(1, 2, -1).clone().index_fill_(1, torch.tensor([0]), -1))
+    ce.backward()
+    assert torch.isfinite(ce) and 0 <= float(acc) <= 1
+    assert net.vit.blocks[5].attn.qkv.weight.grad.abs().sum() > 0
