@@ -1,6 +1,10 @@
 """Training loop of the embedded `da3-tiny` network (resumable, time-bounded).
 
-    python -m da3_ros.train --out runs/tiny --minutes 8 --total-minutes 24 [--resume]
+    python -m da3_ros.train --out runs/tiny --minutes 9 --total-minutes 27 [--resume]
+    python -m da3_ros.train --out runs/ft --init-from da3_ros/weights/da3-tiny --minutes 9
+
+The shipped checkpoint's stages and arguments are in
+`da3_ros/weights/da3-tiny/train_log.jsonl` ("stage" records).
 
 Each call trains for `--minutes` (wall clock, data start-up included), writes the
 training state (fp32 weights + AdamW moments, sharded safetensors of < 14 MB
@@ -14,9 +18,15 @@ Data: worker processes draw clip specs (scene + camera path, `data.clip_spec`,
 fresh seeds, never the held-out ones); every step takes one window per clip
 (random view count, stride and order), renders its views on the training device
 (`synthetic.render.render_batch`) and augments them photometrically there. Every
-window is a scene and path never seen before: nothing to memorise, which matters
-for the poses (a ring buffer of a few hundred CPU-rendered clips let the network
-learn each clip's poses instead of relative pose).
+window is a scene and path never seen before (about 200 windows a second on an
+H100, where CPU rendering gave 2-3 clips a second).
+
+What it took to learn relative pose (measured on the validation windows, rotation
+error against the 22.1 degrees of guessing no motion): depth losses plus pose
+losses alone stayed at 19-21 degrees for four 9-minute runs (from scratch, fine-
+tuned, short baselines, heavier pose weights); with the correspondence loss on
+one cross-view head (`--w-match`, `losses.match_loss`) it fell to 10.7 degrees
+in two runs, still falling when they ended.
 """
 
 from __future__ import annotations
@@ -518,14 +528,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--init-from", default=None, help="hub-layout weights to start from (a fresh optimiser)")
-    p.add_argument("--frames", type=int, default=64, help="views per step (batch x views)")
-    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--frames", type=int, default=128, help="views per step (batch x views)")
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--w-t", type=float, default=5.0, help="weight of the camera-centre loss")
-    p.add_argument("--w-q", type=float, default=5.0, help="weight of the quaternion loss")
-    p.add_argument("--w-match", type=float, default=1.0, help="weight of the correspondence loss (0: off)")
-    p.add_argument("--short", type=float, default=0.0, help="share of short-baseline batches (2-4 views, stride 1-2)")
+    p.add_argument("--w-t", type=float, default=10.0, help="weight of the camera-centre loss")
+    p.add_argument("--w-q", type=float, default=20.0, help="weight of the quaternion loss")
+    p.add_argument("--w-match", type=float, default=0.5, help="weight of the correspondence loss (0: off)")
+    p.add_argument("--short", type=float, default=0.5, help="share of short-baseline batches (2-4 views, stride 1-2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: time only)")

@@ -2,10 +2,11 @@
 synthetic sequence (never trained on), against the ground truth.
 
 Thresholds are the values measured with the shipped checkpoint (see the
-constants) plus a margin. Depth is the discriminating part: random weights give
-AbsRel ~0.4-0.6 here. The trajectory bound is a regression bound only: the
-shipped network's poses are barely better than a constant guess (its Sim(3) ATE
-is of the order of random weights'), which the report of issue 7 states.
+constants) plus a margin. Depth: random weights give AbsRel ~0.4-0.6 here. Poses:
+`test_embedded_model_learnt_relative_pose` guards the per-window motion against
+the no-motion guess; the streamed trajectory's ATE bound is weaker (a trajectory
+collapsed to a point scores about 1.9 m on this arc), the network's poses being
+only half learnt so far (the report of issue 7).
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ from da3_ros.weights import EMBEDDED_DIR, EMBEDDED_PROCESS_RES
 
 SEQUENCE = "orbit"
 N_FRAMES = 30
-# measured with the shipped checkpoint (CPU, fp32, process_res 252, window 8, stride 1):
-#   pose_from=camera: AbsRel 0.0566, delta1 0.9688, ATE (Sim(3)) 2.38 m on an 11.8 m path
-#   pose_from=ray:    AbsRel 0.0572, delta1 0.9697, ATE (Sim(3)) 2.36 m (5-10x slower on a CPU: the
-#                     ray solver; the node's default, checked by the GPU evaluation, not here)
-#   random weights (camera): AbsRel 0.57, delta1 0.30, ATE 1.87 m
-MAX_ABS_REL = 0.09
-MIN_DELTA1 = 0.93
-MAX_ATE_SIM3_M = 3.0
+# measured with the shipped checkpoint (CPU, fp32, process_res 252, window 8, stride 1,
+# pose_from=camera; the ray solver is 5-10x slower on a CPU and is checked by the
+# held-out evaluation in da3_ros/weights/da3-tiny/eval.json instead):
+#   AbsRel 0.0654 (per frame 0.0268), delta1 0.9874, ATE (Sim(3)) 1.54 m on an 11.8 m path;
+#   validation windows: rotation error 10.70 vs 22.07 deg (0.49), centre 0.0824 vs 0.1552 (0.53)
+# the checkpoint of session 1 (depth only): AbsRel 0.0566 (per frame ~0.055), ATE 2.38 m,
+#   rotation ratio 0.91, centre ratio 0.83; random weights: AbsRel 0.57, delta1 0.30, ATE 1.87 m
+MAX_ABS_REL = 0.08
+MAX_ABS_REL_FRAME = 0.04
+MIN_DELTA1 = 0.96
+MAX_ATE_SIM3_M = 1.8
+MAX_ROTATION_RATIO = 0.6
+MAX_CENTRE_RATIO = 0.65
 POSE_FROM = "camera"  # keeps the test at a few seconds on two cores
 
 
@@ -59,6 +65,7 @@ def test_embedded_model_streams_held_out_sequence(held_out):
     print(msg)
     assert len(res) == N_FRAMES, msg
     assert s["abs_rel"] < MAX_ABS_REL, msg
+    assert s["abs_rel_frame"] < MAX_ABS_REL_FRAME, msg
     assert s["delta1"] > MIN_DELTA1, msg
     assert s["ate_sim3"] < MAX_ATE_SIM3_M, msg
 
@@ -86,3 +93,26 @@ def test_factory_default_resolves_to_embedded_without_hub(monkeypatch, capsys):
     m = make_model("default", device="cpu", process_res=504)
     assert m.net.variant == "da3-tiny" and m.process_res == EMBEDDED_PROCESS_RES
     assert "embedded da3-tiny" in capsys.readouterr().err
+
+
+def test_embedded_model_learnt_relative_pose():
+    """Per-window camera motion on the held-out validation windows (8 views of every
+    held-out sequence, the training's own validation set): the camera head's rotation
+    and (scale-normalised) centre errors against the error of guessing no motion.
+    A network that learnt depth but not motion sits at a ratio of about 0.9 (the
+    checkpoint of session 1: 20.1 / 22.1 degrees); see the constants for this one."""
+    import torch
+
+    from da3_ros.model import load_model
+    from da3_ros.train.trainer import validate, validation_windows
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    net = load_model(str(EMBEDDED_DIR), device="cpu", dtype=torch.float32)
+    v = validate(net, validation_windows("cpu"), None)
+    rot, centre = v["val_rot_deg"] / v["val_rot_motion_deg"], v["val_centre_err"] / v["val_centre_motion"]
+    msg = (f"rotation error {v['val_rot_deg']:.2f} deg vs {v['val_rot_motion_deg']:.2f} for no motion ({rot:.2f}); "
+           f"centre error {v['val_centre_err']:.4f} vs {v['val_centre_motion']:.4f} ({centre:.2f}); "
+           f"patch matches {v['val_match_acc']:.2f}; AbsRel {v['val_abs_rel']:.4f}")
+    print(msg)
+    assert rot < MAX_ROTATION_RATIO, msg
+    assert centre < MAX_CENTRE_RATIO, msg
