@@ -29,7 +29,22 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's Python stack to stderr: a process that
+    hangs (in DDS, on a GPU) says where, without a debugger."""
+    import faulthandler
+    import signal
+
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (ValueError, OSError, AttributeError):
+        pass  # stderr is not a file (called in-process under a capture): nothing to dump to
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    dump_stacks_on_sigusr1()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -335,6 +335,9 @@ def _gpu_memory_mb() -> str:
 
 
 def main(args=None) -> int:
+    from ..cli import dump_stacks_on_sigusr1
+
+    dump_stacks_on_sigusr1()
     rclpy.init(args=args)
     node = None
     try:

@@ -32,13 +32,11 @@ in two runs, still falling when they ended.
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import math
 import multiprocessing as mp
 import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -48,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..cli import dump_stacks_on_sigusr1
 from ..model.camera import quat_to_rotmat
 from ..model.config import PATCH_SIZE, get_config
 from ..model.loading import save_hub_layout
@@ -409,8 +408,7 @@ def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
 
 def train(a) -> dict:
     t_start = time.time()
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack (a stuck run says where)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dump_stacks_on_sigusr1()  # a stuck run says where
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,10 +92,14 @@ class ChildProcess:
 
     def stop(self) -> str:
         if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: let rclpy shut down cleanly
+            self.proc.send_signal(signal.SIGINT)  # let rclpy shut down cleanly
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
+                # stuck: da3_ros's entry points dump every thread's stack on SIGUSR1,
+                # so the failure says where it hung
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
                 self.proc.kill()
                 self.proc.wait()
         rest = self.proc.stdout.read() if self.proc.stdout else ""
