@@ -29,12 +29,21 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def dump_stacks_on_sigusr1() -> None:
-    """`kill -USR1 <pid>` prints every thread's Python stack to stderr: a process that
-    hangs (in DDS, on a GPU) says where, without a debugger."""
+def install_signal_handlers() -> None:
+    """For every long-running entry point (CLI commands, da3_node, the trainer).
+
+    * SIGINT stops cleanly even when it was inherited as ignored: a shell script's
+      background job starts with SIGINT ignored, and launch, test harnesses and
+      `kill -INT` stop nodes with SIGINT; ignored, the process would only die by
+      SIGKILL, without its clean shutdown.
+    * SIGUSR1 prints every thread's Python stack to stderr: a process that hangs
+      (in DDS, on a GPU) says where, without a debugger.
+    """
     import faulthandler
     import signal
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not hasattr(signal, "SIGUSR1"):
         return
     try:
@@ -44,7 +53,7 @@ def dump_stacks_on_sigusr1() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    dump_stacks_on_sigusr1()
+    install_signal_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

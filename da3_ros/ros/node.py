@@ -335,9 +335,9 @@ def _gpu_memory_mb() -> str:
 
 
 def main(args=None) -> int:
-    from ..cli import dump_stacks_on_sigusr1
+    from ..cli import install_signal_handlers
 
-    dump_stacks_on_sigusr1()
+    install_signal_handlers()
     rclpy.init(args=args)
     node = None
     try:

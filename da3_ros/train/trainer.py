@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cli import dump_stacks_on_sigusr1
+from ..cli import install_signal_handlers
 from ..model.camera import quat_to_rotmat
 from ..model.config import PATCH_SIZE, get_config
 from ..model.loading import save_hub_layout
@@ -408,7 +408,7 @@ def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
 
 def train(a) -> dict:
     t_start = time.time()
-    dump_stacks_on_sigusr1()  # a stuck run says where
+    install_signal_handlers()  # a stuck run says where
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -130,6 +130,33 @@ def replay_cmd(*args):
     return ["-m", "da3_ros.cli", "replay", *map(str, args)]
 
 
+def test_replay_stops_on_sigint_even_when_started_with_it_ignored(tmp_path, short_sequence):
+    """A shell script's background job starts with SIGINT ignored (here: `trap '' INT`);
+    launch and harnesses stop nodes with SIGINT, so the entry point takes it back."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_camera_bag(tmp_path / "camera", short_sequence, "mcap")
+    cmd = f"trap '' INT; exec {sys.executable} -m da3_ros.cli replay {tmp_path / 'camera'} --loop --rate 5"
+    proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        lines = []
+        while time.monotonic() < deadline and not any("playing" in ln for ln in lines):
+            lines.append(proc.stdout.readline())
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + out
+    assert proc.returncode == 0 and "interrupted" in out, out
+
+
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_replay_round_trip(tmp_path, storage, short_sequence, ros_context, make_node, child_process):
     seq = short_sequence
