@@ -84,7 +84,8 @@ def test_outputs_equal_ground_truth(rig, sequence):
     assert spinner.wait_for(lambda: node.pipeline.camera_info is not None, 5.0)
     for i in range(N_FRAMES):
         assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], K), f"frame {i} unanswered"
-    assert spinner.wait_for(lambda: len(recorder.stamps("/tf")) >= N_FRAMES and recorder.by_topic["map/points"], 5.0)
+    assert spinner.wait_for(lambda: len(recorder.stamps("/tf")) >= N_FRAMES and recorder.by_topic["map/points"]
+                            and len(recorder.stamps("depth/camera_info")) >= N_FRAMES, 5.0)
 
     first = stamp_ns(sequence.stamps[0])
     T_world_stream_gt = T_BODY_OPTICAL @ inv_se3(sequence.c2w[0])  # the node's odom = first camera's body frame
@@ -238,6 +239,9 @@ def test_base_frame_pose_through_tf_static(rig, sequence, make_node):
     assert spinner.wait_for(lambda: node.static_tf.lookup("base_link", OPTICAL_FRAME) is not None, 10.0)
     for i in range(4):
         assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], sequence.intrinsics)
+    # /tf and keyframe travel on their own topics: feed() waited for depth and odometry only
+    stamps = [stamp_ns(t) for t in sequence.stamps[:4]]
+    assert spinner.wait_for(lambda: set(stamps) <= set(recorder.stamps("/tf")) and recorder.by_topic["keyframe"], 5.0)
     T_world_stream = T_base_optical @ inv_se3(sequence.c2w[0])  # odom = the base at start
     for i in range(4):
         ns = stamp_ns(sequence.stamps[i])
