@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import Dict, Sequence, Tuple
 
+from .signals import install_signal_handlers
+
 # command -> (module, function taking argv, one-line help)
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "run-offline": ("da3_ros.stream.offline", "main", "run the pipeline on images, a video or a bag; write depth, map, trajectory"),
@@ -27,29 +29,6 @@ def _usage() -> str:
     for name, (_, _, text) in COMMANDS.items():
         lines.append(f"  {name:<12} {text}")
     return "\n".join(lines)
-
-
-def install_signal_handlers() -> None:
-    """For every long-running entry point (CLI commands, da3_node, the trainer).
-
-    * SIGINT stops cleanly even when it was inherited as ignored: a shell script's
-      background job starts with SIGINT ignored, and launch, test harnesses and
-      `kill -INT` stop nodes with SIGINT; ignored, the process would only die by
-      SIGKILL, without its clean shutdown.
-    * SIGUSR1 prints every thread's Python stack to stderr: a process that hangs
-      (in DDS, on a GPU) says where, without a debugger.
-    """
-    import faulthandler
-    import signal
-
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if not hasattr(signal, "SIGUSR1"):
-        return
-    try:
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
-    except (ValueError, OSError, AttributeError):
-        pass  # stderr is not a file (called in-process under a capture): nothing to dump to
 
 
 def main(argv: Sequence[str] | None = None) -> int:

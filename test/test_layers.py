@@ -10,14 +10,16 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "da3_ros"
 ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "nav_msgs", "tf2_msgs", "diagnostic_msgs",
                "std_srvs", "rosgraph_msgs", "builtin_interfaces", "da3_ros.msg")
+#: the command-line layer sits beside ros, above every other layer
+ENTRY_POINTS = ("da3_ros.cli", "da3_ros.bench")
 # layer -> what it must never import
 FORBIDDEN = {
-    "model": ("da3_ros.stream", "da3_ros.ros", "da3_ros.io", "da3_ros.synthetic", "da3_ros.train") + ROS_MODULES,
-    "geometry": ("da3_ros.stream", "da3_ros.ros", "da3_ros.model", "torch") + ROS_MODULES,
-    "io": ("da3_ros.stream", "da3_ros.ros", "da3_ros.model", "torch") + ROS_MODULES,
-    "stream": ("da3_ros.ros",) + ROS_MODULES,
-    "synthetic": ("da3_ros.ros",) + ROS_MODULES,
-    "train": ("da3_ros.ros",) + ROS_MODULES,
+    "model": ("da3_ros.stream", "da3_ros.ros", "da3_ros.io", "da3_ros.synthetic", "da3_ros.train") + ENTRY_POINTS + ROS_MODULES,
+    "geometry": ("da3_ros.stream", "da3_ros.ros", "da3_ros.model", "torch") + ENTRY_POINTS + ROS_MODULES,
+    "io": ("da3_ros.stream", "da3_ros.ros", "da3_ros.model", "torch") + ENTRY_POINTS + ROS_MODULES,
+    "stream": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
+    "synthetic": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
+    "train": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
 }
 
 

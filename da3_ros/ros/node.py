@@ -335,7 +335,7 @@ def _gpu_memory_mb() -> str:
 
 
 def main(args=None) -> int:
-    from ..cli import install_signal_handlers
+    from ..signals import install_signal_handlers
 
     install_signal_handlers()
     rclpy.init(args=args)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..geometry.transforms import c2w_to_tum, tum_to_c2w
-from .render import make_scene, render, render_batch, scene_tensors
+from .render import make_scene, render_batch, scene_tensors
 from .trajectories import TRAJECTORIES
 
 SEQUENCES = tuple(TRAJECTORIES)
@@ -85,8 +85,8 @@ def make_sequence(name: str, n_frames: int = 200, width: int = 320, height: int 
                   device: Optional[str] = None) -> SyntheticSequence:
     """Render one of SEQUENCES ("forward", "orbit", "rotation", "stop_and_go")
     deterministically (same arguments, same bytes). `device` (e.g. "cuda") renders
-    the frames there in batches instead of one by one on the CPU (a GPU's float
-    rounding may flip a few texture-boundary pixels)."""
+    the frames there in batches of 32 instead of one by one on the CPU (faster there;
+    a GPU's float rounding may flip a few texture-boundary pixels)."""
     if name not in TRAJECTORIES:
         raise ValueError(f"unknown sequence {name!r}; choose from {SEQUENCES}")
     scene = make_scene(seed)
@@ -95,16 +95,13 @@ def make_sequence(name: str, n_frames: int = 200, width: int = 320, height: int 
     K = default_intrinsics(width, height)
     images = np.empty((n_frames, height, width, 3), np.uint8)
     depth = np.empty((n_frames, height, width), np.float32)
-    if device is None:
-        for i in range(n_frames):
-            images[i], depth[i] = render(scene, c2w[i], K, width, height)
-    else:
-        st = scene_tensors([scene], device=device)
-        for i in range(0, n_frames, 32):
-            n = min(32, n_frames - i)
-            rgb, d = render_batch({k: v.expand(n, *v.shape[1:]) for k, v in st.items()}, torch.from_numpy(c2w[i:i + n]),
-                                  torch.from_numpy(K).expand(n, 3, 3), width, height)
-            images[i:i + n], depth[i:i + n] = rgb.cpu().numpy(), d.cpu().numpy()
+    batch = 1 if device is None else 32
+    st = scene_tensors([scene], device=device or "cpu")
+    for i in range(0, n_frames, batch):
+        n = min(batch, n_frames - i)
+        rgb, d = render_batch({k: v.expand(n, *v.shape[1:]) for k, v in st.items()}, torch.from_numpy(c2w[i:i + n]),
+                              torch.from_numpy(K).expand(n, 3, 3), width, height)
+        images[i:i + n], depth[i:i + n] = rgb.cpu().numpy(), d.cpu().numpy()
     stamps = T0 + np.arange(n_frames) / FRAME_RATE_HZ
     return SyntheticSequence(name, images, depth, K, c2w, stamps)
 

@@ -22,11 +22,11 @@ never drawn for training (training seeds are >= `TRAIN_SEED_BASE`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..synthetic.render import ROOM_HI, ROOM_LO, Scene, make_scene, render
+from ..synthetic.render import Scene, make_scene
 from ..synthetic.trajectories import TRAJECTORIES, look_at
 
 #: (trajectory, seed) of the held-out sequences: make_sequence(name, n, 320, 240, seed)
@@ -40,15 +40,6 @@ NATIVE_W, NATIVE_H = 320, 240
 CLIP_FRAMES = 24
 #: one frame of a 200-frame project sequence, in normalised trajectory time
 PROJECT_STEP = 1.0 / 199.0
-
-
-@dataclass
-class Clip:
-    images: np.ndarray  # (N, H, W, 3) uint8
-    depth: np.ndarray  # (N, H, W) float32 metres
-    c2w: np.ndarray  # (N, 4, 4) float64
-    K: np.ndarray  # (3, 3) pixels, pixel-centre convention of the renderer
-    kind: str
 
 
 # ------------------------------------------------------------------ scenes
@@ -147,7 +138,7 @@ class ClipSpec:
 def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
     """One training clip's scene and path, deterministic in `seed` (never a held-out
     seed). About a millisecond on a CPU; the frames are rendered where they are used
-    (`make_clip` on the CPU, `render_batch` on the training GPU)."""
+    (`render_batch` on the training GPU)."""
     if seed in HELD_OUT_SEEDS or seed < TRAIN_SEED_BASE:
         raise ValueError(f"seed {seed} is reserved (held-out / tests); training seeds are >= {TRAIN_SEED_BASE}")
     rng = np.random.default_rng([seed, 42])
@@ -171,16 +162,6 @@ def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
         # the room from the path's box (random_scene draws its own size; use ours)
         scene.lo[0], scene.hi[0] = room_lo, room_hi
     return ClipSpec(scene, c2w, K, kind, seed)
-
-
-def make_clip(seed: int, n: int = CLIP_FRAMES) -> Clip:
-    """One training clip rendered on the CPU, deterministic in `seed`."""
-    spec = clip_spec(seed, n)
-    images = np.empty((n, NATIVE_H, NATIVE_W, 3), np.uint8)
-    depth = np.empty((n, NATIVE_H, NATIVE_W), np.float32)
-    for i in range(n):
-        images[i], depth[i] = render(spec.scene, spec.c2w[i], spec.K, NATIVE_W, NATIVE_H)
-    return Clip(images, depth, spec.c2w, spec.K, spec.kind)
 
 
 def spec_loop(q, stop, first_seed: int, seed_step: int, n: int = CLIP_FRAMES) -> None:
@@ -208,5 +189,5 @@ def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = 
     return [make_sequence(name, n_frames, width, height, seed, device=device) for name, seed in HELD_OUT]
 
 
-__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "Clip", "ClipSpec", "clip_spec", "make_clip", "spec_loop",
+__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "ClipSpec", "clip_spec", "spec_loop",
            "random_scene", "random_path", "random_intrinsics", "held_out_sequences"]

@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cli import install_signal_handlers
+from ..signals import install_signal_handlers
 from ..model.camera import quat_to_rotmat
 from ..model.config import PATCH_SIZE, get_config
 from ..model.loading import save_hub_layout
@@ -121,9 +121,8 @@ def forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype],
     """The network's own forward pieces (reference = view 0, as at inference after the
     reference reorder); heads and camera decoder in fp32. images (B, S, 3, H, W).
     `match`: also return "match_logits" (B, S, P, P) of the taught head (see losses)."""
-    B, S, _, H, W = images.shape
+    S, H, W = images.shape[1], images.shape[3], images.shape[4]
     vit = net.vit
-    dev = images.device.type
     store: dict = {}
     handle = None
     if match and S > 1:
@@ -327,16 +326,17 @@ def sample_batch(specs: Sequence[ClipSpec], S: int, rng: random.Random, easy: bo
     """One window of S views per clip spec, rendered on `device`. Returns images
     (B, S, h, w, 3) uint8, depth (B, S, h, w) metres, c2w (B, S, 4, 4), K (B, S, 3, 3)
     renderer pixels."""
-    scenes, c2w, Ks = [], [], []
+    c2w, Ks = [], []
     for spec in specs:
         idx = window_indices(spec.c2w.shape[0], S, rng, easy)
-        scenes += [spec.scene] * S
         c2w.append(torch.from_numpy(spec.c2w[idx]))
         Ks.append(torch.from_numpy(spec.K).expand(S, 3, 3))
     c2w_t, K_t = torch.cat(c2w).to(device), torch.cat(Ks).to(device)
+    # one scene per window, repeated for its S views on the device
+    scenes = {k: v.repeat_interleave(S, dim=0) for k, v in scene_tensors([sp.scene for sp in specs], device=device).items()}
     ims, ds = [], []
-    for i in range(0, len(scenes), chunk):
-        im, d = render_batch(scene_tensors(scenes[i:i + chunk], device=device), c2w_t[i:i + chunk],
+    for i in range(0, len(c2w_t), chunk):
+        im, d = render_batch({k: v[i:i + chunk] for k, v in scenes.items()}, c2w_t[i:i + chunk],
                              K_t[i:i + chunk], NATIVE_W, NATIVE_H)
         ims.append(im)
         ds.append(d)
