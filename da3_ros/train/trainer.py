@@ -90,7 +90,7 @@ def new_model(seed: int = 0) -> DA3Net:
 
 
 #: the attention head taught correspondences (`losses.match_loss`): head 0 of the first
-#: cross-view block
+#: `--match-blocks` cross-view blocks
 MATCH_HEAD = 0
 
 
@@ -99,8 +99,17 @@ def first_cross_view_block(alt_start: int) -> int:
     return alt_start if alt_start % 2 == 1 else alt_start + 1
 
 
-def _capture_match_logits(store: dict, S: int, P: int):
-    """Forward pre-hook on a cross-view block's attention: keep head MATCH_HEAD's logits
+def cross_view_blocks(net: DA3Net, n: int) -> List[int]:
+    """Indices of the first `n` cross-view blocks (every second block from the first)."""
+    first = first_cross_view_block(net.vit.alt_start)
+    blocks = list(range(first, len(net.vit.blocks), 2))
+    if n > len(blocks):
+        raise ValueError(f"{n} match blocks asked for; the network has {len(blocks)} cross-view blocks")
+    return blocks[:n]
+
+
+def _capture_match_logits(store: list, S: int, P: int):
+    """Forward pre-hook on a cross-view block's attention: append head MATCH_HEAD's logits
     of view v's patch queries over view 0's patch keys, (B, S, P, P), as SDPA sees them."""
     def hook(attn, args):
         x, rope = args[0], args[1] if len(args) > 1 else None
@@ -112,30 +121,37 @@ def _capture_match_logits(store: dict, S: int, P: int):
         T = N // S
         q = q.view(Bn, S, T, -1)[:, :, T - P:]
         k0 = k.view(Bn, S, T, -1)[:, 0, T - P:]
-        store["logits"] = (q.float() @ k0.float().transpose(-1, -2)[:, None]) / attn.head_dim ** 0.5
+        store.append((q.float() @ k0.float().transpose(-1, -2)[:, None]) / attn.head_dim ** 0.5)
     return hook
 
 
 def forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype],
-                  match: bool = False) -> Dict[str, torch.Tensor]:
+                  match: int = 0) -> Dict[str, torch.Tensor]:
     """The network's own forward pieces (reference = view 0, as at inference after the
     reference reorder); heads and camera decoder in fp32. images (B, S, 3, H, W).
-    `match`: also return "match_logits" (B, S, P, P) of the taught head (see losses)."""
+    `match` > 0: also return "match_logits", a list of (B, S, P, P) logits of the taught
+    head of the first `match` cross-view blocks (see losses.match_loss)."""
     S, H, W = images.shape[1], images.shape[3], images.shape[4]
-    vit = net.vit
-    store: dict = {}
-    handle = None
+    store: list = []
+    handles = []
     if match and S > 1:
         P = (H // PATCH_SIZE) * (W // PATCH_SIZE)
-        handle = vit.blocks[first_cross_view_block(vit.alt_start)].attn.register_forward_pre_hook(_capture_match_logits(store, S, P))
+        handles = [net.vit.blocks[b].attn.register_forward_pre_hook(_capture_match_logits(store, S, P))
+                   for b in cross_view_blocks(net, int(match))]
     try:
         out = _forward_train(net, images, amp)
     finally:
-        if handle is not None:
-            handle.remove()
-    if "logits" in store:
-        out["match_logits"] = store["logits"]
+        for h in handles:
+            h.remove()
+    if store:
+        out["match_logits"] = store
     return out
+
+
+def matching(logits: Sequence[torch.Tensor], target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over the taught blocks, and the first block's top-1 accuracy."""
+    res = [match_loss(lg, target) for lg in logits]
+    return torch.stack([ce for ce, _ in res]).mean(), res[0][1]
 
 
 def _forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:
@@ -381,10 +397,10 @@ def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
     acc: Dict[str, List[float]] = {}
     for name, ims, d, c, K in windows:
         x, dd, Kn = to_network(ims, d, K)
-        pred = forward_train(net, x, amp, match=True)
+        pred = forward_train(net, x, amp, match=1)
         tgt = targets(dd, c, Kn, NET_HW, pred["ray"].shape[2:4])
         ls = losses(pred, tgt)
-        _, ls["match_acc"] = match_loss(pred["match_logits"], patch_correspondence(dd, c, Kn, GRID_HW))
+        _, ls["match_acc"] = matching(pred["match_logits"], patch_correspondence(dd, c, Kn, GRID_HW))
         R = quat_to_rotmat(pred["pose_enc"][..., 3:7])
         vals = {"val_total": ls["total"], "val_cam_t": ls["cam_t"], "val_ray_l1": ls["ray_l1"],
                 "val_abs_rel": abs_rel_median(pred["depth"], tgt["depth"], tgt["valid"]),
@@ -453,20 +469,23 @@ def train(a) -> dict:
     total_s = a.total_minutes * 60.0
     deadline = t_start + a.minutes * 60.0 - a.reserve
     step, trained0, t_loop = meta["step"], meta["train_seconds"], time.time()
-    last_ckpt, acc, n_acc = time.time(), {}, 0
+    last_ckpt, acc, n_acc, wait_s = time.time(), {}, 0, 0.0
     while time.time() < deadline and (a.max_steps <= 0 or step < meta["step"] + a.max_steps):
         trained = trained0 + (time.time() - t_loop)
         lr = lr_at(trained / total_s, step, a.lr, a.warmup)
         for gi, g in enumerate(opt.param_groups):
             g["lr"] = lr
         S, easy = window_kind(rng, a.short)
-        ims, ds, cs, Ks = sample_batch(feeder.take(max(1, a.frames // S)), S, rng, easy, device=dev)
+        t_take = time.time()
+        specs = feeder.take(max(1, a.frames // S))
+        wait_s += time.time() - t_take
+        ims, ds, cs, Ks = sample_batch(specs, S, rng, easy, device=dev)
         x, d, Kn = to_network(ims, ds, Ks, augment=True, gen=gen)
-        pred = forward_train(net, x, amp, match=a.w_match > 0)
+        pred = forward_train(net, x, amp, match=a.match_blocks if a.w_match > 0 else 0)
         tgt = targets(d, cs, Kn, NET_HW, pred["ray"].shape[2:4])
         ls = losses(pred, tgt, a.w_t, a.w_q)
         if "match_logits" in pred:
-            ls["match"], ls["match_acc"] = match_loss(pred["match_logits"], patch_correspondence(d, cs, Kn, GRID_HW))
+            ls["match"], ls["match_acc"] = matching(pred["match_logits"], patch_correspondence(d, cs, Kn, GRID_HW))
             ls["total"] = ls["total"] + a.w_match * ls["match"]
         opt.zero_grad(set_to_none=True)
         ls["total"].backward()
@@ -477,7 +496,10 @@ def train(a) -> dict:
             acc[k] = acc.get(k, 0.0) + v.detach()
         n_acc += 1
         if step % a.log_every == 0:
-            rec = {"step": step, "lr": lr, "gnorm": float(gn), "trained_s": round(trained, 1), "clips": feeder.drawn}
+            # data_wait_s: time blocked on the spec workers since the last log (data-bound if large)
+            rec = {"step": step, "lr": lr, "gnorm": float(gn), "trained_s": round(trained, 1), "clips": feeder.drawn,
+                   "data_wait_s": round(wait_s, 2)}
+            wait_s = 0.0
             rec.update({k: round(float(v) / n_acc, 5) for k, v in acc.items()})
             acc, n_acc = {}, 0
             if step % (a.log_every * a.val_every) == 0:
@@ -533,6 +555,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--w-t", type=float, default=10.0, help="weight of the camera-centre loss")
     p.add_argument("--w-q", type=float, default=20.0, help="weight of the quaternion loss")
     p.add_argument("--w-match", type=float, default=0.5, help="weight of the correspondence loss (0: off)")
+    p.add_argument("--match-blocks", type=int, default=1,
+                   help="teach head 0 of this many cross-view blocks, first ones first")
     p.add_argument("--short", type=float, default=0.5, help="share of short-baseline batches (2-4 views, stride 1-2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")

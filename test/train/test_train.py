@@ -12,8 +12,8 @@ import torch
 
 from da3_ros.train import data
 from da3_ros.train.losses import losses, targets
-from da3_ros.train.trainer import (export, forward_train, load_state, new_model, sample_batch, save_state,
-                                   to_network)
+from da3_ros.train.trainer import (cross_view_blocks, export, forward_train, load_state, matching, new_model,
+                                   sample_batch, save_state, to_network)
 
 
 def test_held_out_seeds_are_never_training_seeds():
@@ -158,7 +158,7 @@ def test_patch_correspondence_matches_the_rotation_homography():
     """Zero baseline: the match of a patch centre is K R K^-1 of it, whatever the depth;
     and the correspondence loss reaches the taught head's logits."""
     from da3_ros.synthetic import make_sequence
-    from da3_ros.train.losses import match_loss, patch_correspondence
+    from da3_ros.train.losses import patch_correspondence
 
     seq = make_sequence("rotation", n_frames=40, width=126, height=98, seed=3)
     idx = [0, 2]
@@ -181,9 +181,13 @@ def test_patch_correspondence_matches_the_rotation_homography():
     # the taught head's logits have the loss's shape and carry its gradient
     net = new_model().train()
     x = torch.randn(1, 2, 3, ph * 14, pw * 14)
-    pred = forward_train(net, x, None, match=True)
-    assert pred["match_logits"].shape == (1, 2, ph * pw, ph * pw)
-    ce, acc = match_loss(pred["match_logits"], m[None, None].expand(1, 2, -1).clone().index_fill_(1, torch.tensor([0]), -1))
+    pred = forward_train(net, x, None, match=2)  # head 0 of cross-view blocks 5 and 7
+    assert [lg.shape for lg in pred["match_logits"]] == [(1, 2, ph * pw, ph * pw)] * 2
+    ce, acc = matching(pred["match_logits"], m[None, None].expand(1, 2, -1).clone().index_fill_(1, torch.tensor([0]), -1))
     ce.backward()
     assert torch.isfinite(ce) and 0 <= float(acc) <= 1
     assert net.vit.blocks[5].attn.qkv.weight.grad.abs().sum() > 0
+    assert net.vit.blocks[7].attn.qkv.weight.grad.abs().sum() > 0
+    assert net.vit.blocks[9].attn.qkv.weight.grad is None  # not taught, and after the last taught one
+    with pytest.raises(ValueError, match="4 cross-view blocks"):
+        cross_view_blocks(net, 5)
