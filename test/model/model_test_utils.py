@@ -10,7 +10,8 @@ import torch
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a.double() - b.double()).abs().max() / a.double().abs().max().clamp_min(1e-12))
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
 
 
 def run_official(net, images, **kw):
