@@ -2,6 +2,7 @@
 
   images   ROS image buffers <-> arrays (replaces cv_bridge)
   sources  image folder / video / rosbag2 -> SourceFrame stream (`open_source`)
+  camera_info  sensor_msgs/CameraInfo -> K of the image (K or P, binning, ROI)
   writers  PLY, TUM trajectories, millimetre depth PNG, JSON
   bags     rosbag2 reading/writing helpers and message builders on `rosbags`
 """

@@ -40,6 +40,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import bags
+from .camera_info import CameraInfoError, camera_info_intrinsics
 from .images import ImageDecodeError, decode_compressed, decode_image, pil_to_rgb
 
 log = logging.getLogger(__name__)
@@ -121,15 +122,17 @@ def open_source(
     image_topic: Optional[str] = None,
     camera_info_topic: Optional[str] = None,
     max_frames: Optional[int] = None,
+    rectified: bool = False,
 ) -> Source:
-    """Open an image folder, a video file or a rosbag2 as a Source (see module doc)."""
+    """Open an image folder, a video file or a rosbag2 as a Source (see module doc).
+    `rectified`: a bag's images are rectified (their intrinsics are CameraInfo's P)."""
     p = Path(path)
     if not p.exists():
         raise SourceError(f"{p}: no such file or directory")
     if bags.is_bag_path(p):
-        return BagSource(p, image_topic, camera_info_topic, max_frames)
-    if image_topic is not None or camera_info_topic is not None:
-        raise SourceError(f"{p}: image_topic/camera_info_topic are only for rosbag2 inputs")
+        return BagSource(p, image_topic, camera_info_topic, max_frames, rectified=rectified)
+    if image_topic is not None or camera_info_topic is not None or rectified:
+        raise SourceError(f"{p}: image_topic/camera_info_topic/rectified are only for rosbag2 inputs")
     if p.is_dir():
         return FolderSource(p, max_frames)
     if p.suffix.lower() in VIDEO_SUFFIXES:
@@ -305,19 +308,6 @@ def _decode_image_msg(msg, msgtype: str) -> np.ndarray:
     return np.array(image, order="C", copy=True)
 
 
-def _camera_info_K(msg, image_size: Tuple[int, int]) -> Optional[np.ndarray]:
-    """K of a CameraInfo, rescaled if the image was published at another resolution."""
-    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3).copy()
-    if K[0, 0] <= 0 or K[1, 1] <= 0 or not np.all(np.isfinite(K)):
-        return None  # an uncalibrated camera publishes K = 0
-    width, height = image_size
-    if msg.width and msg.height and (msg.width, msg.height) != (width, height):
-        sx, sy = width / msg.width, height / msg.height
-        K[0, :] *= sx
-        K[1, :] *= sy
-    return K
-
-
 class BagSource(Source):
     kind = "bag"
 
@@ -328,9 +318,12 @@ class BagSource(Source):
         camera_info_topic: Optional[str] = None,
         max_frames: Optional[int] = None,
         distro: str = "humble",
+        rectified: bool = False,
     ):
         super().__init__(path, max_frames)
         self.typestore = bags.get_typestore(distro)
+        self.rectified = rectified
+        self._camera_info_told: set = set()
         try:
             with bags.open_reader(self.path) as reader:
                 listed = bags.list_topics(reader)
@@ -366,6 +359,19 @@ class BagSource(Source):
         infos.sort(key=lambda item: item[0])
         return [s for s, _ in infos], [msg for _, msg in infos]
 
+    def _intrinsics(self, info, width: int, height: int) -> Optional[np.ndarray]:
+        """K of the image from its CameraInfo (None: unusable, then estimated); what is
+        wrong or remarkable is logged once per distinct text."""
+        try:
+            K, notes = camera_info_intrinsics(info, width, height, self.rectified)
+        except CameraInfoError as exc:
+            K, notes = None, [f"ignoring CameraInfo, estimating intrinsics instead: {exc}"]
+        for note in notes:
+            if note not in self._camera_info_told and len(self._camera_info_told) < 64:
+                self._camera_info_told.add(note)
+                log.warning("%s: %s", self.path, note)
+        return K
+
     def _frames(self) -> Iterator[SourceFrame]:
         with bags.open_reader(self.path) as reader:
             info_stamps, infos = self._camera_infos(reader)
@@ -388,7 +394,7 @@ class BagSource(Source):
                 K = None
                 i = bisect.bisect_right(info_stamps, stamp_ns) - 1
                 if i >= 0:
-                    K = _camera_info_K(infos[i], (image.shape[1], image.shape[0]))
+                    K = self._intrinsics(infos[i], image.shape[1], image.shape[0])
                 yield SourceFrame(stamp=stamp_ns * 1e-9, image=image, intrinsics=K)
             if skipped > MAX_SKIP_WARNINGS:
                 log.warning("%s: skipped %d bad messages on %s in all", self.path, skipped, self.image_topic)

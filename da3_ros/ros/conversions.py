@@ -22,10 +22,6 @@ from da3_ros.io import images as image_codec
 from da3_ros.io.bags import stamp_to_ns, stamp_to_sec  # noqa: F401 - part of this module's API
 
 
-class CameraInfoError(ValueError):
-    """A CameraInfo that cannot describe the images it comes with."""
-
-
 # ---------------------------------------------------------------- time
 
 
@@ -68,27 +64,7 @@ def image_to_depth(msg: Image) -> np.ndarray:
 
 # ---------------------------------------------------------------- camera info
 
-
-def camera_info_to_intrinsics(msg: CameraInfo, width: int, height: int) -> np.ndarray:
-    """The 3x3 K of a CameraInfo, checked against the image it describes.
-
-    Raises CameraInfoError when K is unusable (zeros, NaN, negative focal
-    lengths) or the CameraInfo is for another image size (a different
-    resolution mode of the camera: its K would be wrong for these pixels)."""
-    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(K)):
-        raise CameraInfoError(f"CameraInfo K has non-finite entries: {K.ravel().tolist()}")
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    if fx <= 0 or fy <= 0:
-        raise CameraInfoError(f"CameraInfo K has non-positive focal lengths fx={fx}, fy={fy} (uncalibrated camera?)")
-    if (msg.width, msg.height) != (width, height):
-        raise CameraInfoError(
-            f"CameraInfo is for {msg.width}x{msg.height} images but the image is {width}x{height}")
-    if not (0 <= cx <= width and 0 <= cy <= height):
-        raise CameraInfoError(f"CameraInfo principal point ({cx}, {cy}) lies outside the {width}x{height} image")
-    if K[2, 2] != 1 or K[1, 0] or K[2, 0] or K[2, 1]:
-        raise CameraInfoError(f"CameraInfo K is not an upper-triangular pinhole matrix: {K.ravel().tolist()}")
-    return K
+# reading one (binning, ROI, K or P): da3_ros.io.camera_info, shared with the bag reader
 
 
 def intrinsics_to_camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:

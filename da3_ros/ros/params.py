@@ -63,7 +63,10 @@ PARAMETERS: Dict[str, Spec] = {
     "input_reliability": Spec("best_effort", "QoS reliability of the image and camera_info subscriptions "
                                              "(camera drivers publish best effort)",
                               choices=("best_effort", "reliable")),
-    "use_camera_info": Spec(True, "use intrinsics from camera_info when it arrives (else they are estimated)"),
+    "use_camera_info": Spec(True, "use intrinsics from camera_info when it arrives (else they are estimated); "
+                                  "binning and ROI are applied"),
+    "input_rectified": Spec(False, "the images are rectified (e.g. image_proc's image_rect): their intrinsics "
+                                   "are camera_info's P, not K"),
     "external_odometry_topic": Spec("", "nav_msgs/Odometry topic of an external odometry (wheel / VIO); when set, "
                                         "its poses condition the network and fix frame and scale (pose-conditioned mode)"),
     "external_odometry_max_dt": Spec(0.05, "largest stamp difference between an image and the odometry used for it, "
@@ -118,6 +121,7 @@ class NodeConfig:
     use_compressed: bool
     input_reliability: str
     use_camera_info: bool
+    input_rectified: bool
     external_odometry_topic: str
     external_odometry_max_dt: float
     publish_depth: bool

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-variant", default=None, help="variant name for a bare .safetensors file")
     p.add_argument("--image-topic", default=None, help="rosbag2 image topic (default: the only image topic)")
     p.add_argument("--camera-info-topic", default=None, help="rosbag2 CameraInfo topic")
+    p.add_argument("--rectified", action="store_true",
+                   help="the bag's images are rectified (image_rect): intrinsics from CameraInfo's P, not K")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--ignore-intrinsics", action="store_true", help="estimate intrinsics even if the input has them")
     p.add_argument("--min-confidence", type=float, default=StreamConfig.min_confidence)
@@ -135,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         source = open_source(args.input, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                             max_frames=args.max_frames)
+                             max_frames=args.max_frames, rectified=args.rectified)
     except (ValueError, OSError) as exc:
         print(f"run-offline: cannot open input: {exc}", file=sys.stderr)
         return 2

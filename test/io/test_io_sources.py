@@ -184,6 +184,34 @@ def test_bag_camera_info_at_other_resolution_is_rescaled(tmp_path):
     np.testing.assert_allclose(frame.intrinsics, [[120, 0, 8], [0, 118, 6], [0, 0, 1]])
 
 
+def test_bag_rectified_images_take_p_and_other_aspect_is_refused(tmp_path, caplog):
+    import dataclasses
+
+    path = tmp_path / "bag"
+    images = frames_rgb(1, 24, 32)
+    P = np.zeros((3, 4))
+    P[:, :3] = [[30.0, 0, 15], [0, 30.0, 12], [0, 0, 1]]
+
+    def extra(writer):  # raw K1 and rectified P; and a 16:9 info for these 4:3 images
+        conn = bags.add_topic(writer, "/cam/camera_info_p", bags.CAMERA_INFO, TS)
+        msg = dataclasses.replace(bags.camera_info_msg(TS, K1, 32, 24, T0), p=P.reshape(12))
+        writer.write(conn, int(T0 * 1e9), bags.serialize(TS, msg))
+        conn = bags.add_topic(writer, "/cam/camera_info_wide", bags.CAMERA_INFO, TS)
+        writer.write(conn, int(T0 * 1e9), bags.serialize(TS, bags.camera_info_msg(TS, K1, 64, 36, T0)))
+
+    write_camera_bag(path, "mcap", images, [T0], extra=extra)
+    (frame,) = open_source(path, camera_info_topic="/cam/camera_info_p", rectified=True)
+    np.testing.assert_array_equal(frame.intrinsics, P[:, :3])
+    (frame,) = open_source(path, camera_info_topic="/cam/camera_info_p")
+    np.testing.assert_array_equal(frame.intrinsics, K1)
+    with caplog.at_level(logging.WARNING, logger="da3_ros.io.sources"):
+        (frame,) = open_source(path, camera_info_topic="/cam/camera_info_wide")
+    assert frame.intrinsics is None  # estimated downstream
+    assert "ignoring CameraInfo" in caplog.text and "another aspect ratio" in caplog.text
+    with pytest.raises(SourceError, match="only for rosbag2"):
+        open_source(tmp_path, rectified=True)
+
+
 def test_bag_bgr8_and_mono8(tmp_path):
     images = frames_rgb(2)
     write_camera_bag(tmp_path / "bgr", "mcap", images, [T0, T0 + 1], encoding="bgr8")

@@ -157,17 +157,14 @@ def test_bad_input_is_survived(rig, sequence):
     good_after(raw(5, width=0, height=0, step=0, data=b""), 6)       # zero size
     good_after(raw(7, step=10), 8)                                   # step smaller than a row
 
-    # CameraInfo with zeros, NaN, another size: ignored (estimated intrinsics instead)
+    # CameraInfo with zeros, NaN, another aspect ratio: ignored (estimated intrinsics instead)
     for i, bad_K in ((9, np.zeros((3, 3))), (10, np.full((3, 3), np.nan))):
         ns = stamp_ns(t[i])
         assert feed(camera, recorder, spinner, img[i], t[i], bad_K)
         assert spinner.wait_for(lambda: ns in recorder.stamps("camera_info/estimated"), 5.0), \
             "no camera_info/estimated while the given CameraInfo was unusable"
-    wrong_size = intrinsics_to_camera_info(K, 640, 480, header(t[11]))
-    for _ in range(20):
-        camera.info_pub.publish(wrong_size)
-        if spinner.wait_for(lambda: node.pipeline.camera_info.width == 640, 0.25):
-            break
+    wrong_size = intrinsics_to_camera_info(K, 640, 360, header(t[11]))  # 16:9 for 4:3 images
+    publish_info(camera, spinner, node, wrong_size)
     assert feed(camera, recorder, spinner, img[11], t[11])
     assert stamp_ns(t[11]) in recorder.stamps("camera_info/estimated")
 
@@ -187,6 +184,65 @@ def test_bad_input_is_survived(rig, sequence):
     odom = [m for m in recorder.by_topic["odometry"] if stamp_ns(t[3]) == stamp_to_ns(m.header.stamp)][-1]
     expected = T_BODY_OPTICAL @ inv_se3(sequence.c2w[2]) @ sequence.c2w[3]
     np.testing.assert_allclose(pose_to_matrix(odom.pose.pose)[:3, 3], expected[:3, 3], atol=1e-3)
+
+
+def publish_info(camera, spinner, node, info) -> None:
+    """Publish a CameraInfo until the node holds it (best effort may drop it)."""
+    for _ in range(20):
+        camera.info_pub.publish(info)
+        if spinner.wait_for(lambda: node.pipeline.camera_info == info, 0.25):
+            return
+    raise AssertionError("the node never received the CameraInfo")
+
+
+def test_camera_info_binning_and_roi(rig, sequence):
+    """A CameraInfo calibrated at full sensor resolution describes binned and cropped
+    images through binning and ROI (REP 104): the node must use exactly the
+    sequence's K (it publishes it on depth/camera_info); raw images take K, not P."""
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
+    img, K, t = sequence.images, sequence.intrinsics, sequence.stamps
+    w, h = sequence.width, sequence.height
+
+    binned = intrinsics_to_camera_info(np.diag([2.0, 2.0, 1.0]) @ K, 2 * w, 2 * h, header(t[0]))
+    binned.binning_x = binned.binning_y = 2
+    np.testing.assert_allclose(used_K(node, camera, recorder, spinner, img[0], t[0], binned), K, atol=1e-9)
+
+    K_full = K.copy()
+    K_full[:2, 2] += (40, 30)  # the image is the window at (40, 30) of a larger sensor
+    cropped = intrinsics_to_camera_info(K_full, w + 100, h + 80, header(t[1]))
+    cropped.roi.x_offset, cropped.roi.y_offset, cropped.roi.width, cropped.roi.height = 40, 30, w, h
+    np.testing.assert_allclose(used_K(node, camera, recorder, spinner, img[1], t[1], cropped), K, atol=1e-9)
+
+    # raw images: K, even where P differs
+    raw_K, rect = rectified_info(K, w, h, t[2])
+    np.testing.assert_allclose(used_K(node, camera, recorder, spinner, img[2], t[2], rect), raw_K, atol=1e-9)
+
+
+def test_rectified_input_takes_p(rig, sequence):
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True), input_rectified=True)
+    K, w, h, t = sequence.intrinsics, sequence.width, sequence.height, sequence.stamps
+    _, rect = rectified_info(K, w, h, t[0])
+    np.testing.assert_allclose(used_K(node, camera, recorder, spinner, sequence.images[0], t[0], rect), K, atol=1e-9)
+
+
+def rectified_info(K, w, h, seconds):
+    """(raw K, CameraInfo) of a camera whose raw K differs from its rectified P = [K | 0]."""
+    raw_K = K.copy()
+    raw_K[0, 0] *= 1.1
+    info = intrinsics_to_camera_info(raw_K, w, h, header(seconds))
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    info.p = P.ravel().tolist()
+    return raw_K, info
+
+
+def used_K(node, camera, recorder, spinner, rgb, seconds, info) -> np.ndarray:
+    """The K the node used for a frame sent after `info` (published on depth/camera_info)."""
+    publish_info(camera, spinner, node, info)
+    assert feed(camera, recorder, spinner, rgb, seconds), f"frame at {seconds} s unanswered"
+    ns = stamp_ns(seconds)
+    assert ns not in recorder.stamps("camera_info/estimated"), "the CameraInfo was not used"
+    return np.asarray(recorder.at("depth/camera_info", ns).k).reshape(3, 3)
 
 
 def test_corrupt_jpeg_then_good_jpeg(rig, sequence):
