@@ -293,7 +293,7 @@ def main(argv=None) -> int:
                "depth_scale_to_metres": scale, "abs_rel": dm.abs_rel, "delta1": dm.delta1,
                "depth_pixels": dm.n_pixels, "ate_rmse_m": ate_rmse, "ate_standing_still_m": ate_still,
                "ate_alignment": "sim3" if a_sim3 else "se3 after the depth scale",
-               "path_length_m": float(np.sum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1))),
+               "path_length_m": float(np.sum(np.linalg.norm(np.diff(centres, axis=0), axis=1))),
                "map_points": n_map, "wall_seconds": wall}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     short = "embedded da3-tiny" if "embedded" in desc else str(source)

@@ -96,15 +96,10 @@ def new_model(seed: int = 0) -> DA3Net:
 MATCH_HEAD = 0
 
 
-def first_cross_view_block(alt_start: int) -> int:
-    """Blocks from alt_start alternate per-view (even index) and cross-view (odd)."""
-    return alt_start if alt_start % 2 == 1 else alt_start + 1
-
-
 def cross_view_blocks(net: DA3Net, n: int) -> List[int]:
-    """Indices of the first `n` cross-view blocks (every second block from the first)."""
-    first = first_cross_view_block(net.vit.alt_start)
-    blocks = list(range(first, len(net.vit.blocks), 2))
+    """Indices of the first `n` cross-view blocks (the odd blocks from alt_start on, as
+    `vit.forward_late` runs them)."""
+    blocks = [i for i in range(net.vit.alt_start, len(net.vit.blocks)) if i % 2 == 1]
     if n > len(blocks):
         raise ValueError(f"{n} match blocks asked for; the network has {len(blocks)} cross-view blocks")
     return blocks[:n]
@@ -247,7 +242,6 @@ class SpecFeeder:
     the queue is full, so neither memory nor the parent's interpreter is flooded."""
 
     def __init__(self, workers: int, first_seed: int, frames_per_clip: int = CLIP_FRAMES, depth: int = 1024):
-        self.first_seed = first_seed
         self.frames_per_clip = frames_per_clip
         self.drawn = 0
         self.max_seed = first_seed - 1
