@@ -99,4 +99,28 @@ def camera_info_intrinsics(msg, width: int, height: int, rectified: bool = False
     return K, notes
 
 
-__all__ = ["CameraInfoError", "camera_info_intrinsics", "ASPECT_TOLERANCE"]
+class CameraInfoReader:
+    """`camera_info_intrinsics` for one stream, with each remark said once: `read`
+    returns only the notes (and `fresh` only the texts) not returned before, so a
+    setup remark is not repeated on every frame (at most `remember` texts kept)."""
+
+    def __init__(self, rectified: bool = False, remember: int = 64):
+        self.rectified = rectified
+        self._said: set = set()
+        self._remember = remember
+
+    def fresh(self, texts: List[str]) -> List[str]:
+        out = []
+        for t in texts:
+            if t not in self._said and len(self._said) < self._remember:
+                self._said.add(t)
+                out.append(t)
+        return out
+
+    def read(self, msg, width: int, height: int) -> Tuple[np.ndarray, List[str]]:
+        """(K, new notes); raises CameraInfoError like `camera_info_intrinsics`."""
+        K, notes = camera_info_intrinsics(msg, width, height, self.rectified)
+        return K, self.fresh(notes)
+
+
+__all__ = ["CameraInfoError", "CameraInfoReader", "camera_info_intrinsics", "ASPECT_TOLERANCE"]

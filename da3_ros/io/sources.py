@@ -40,7 +40,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import bags
-from .camera_info import CameraInfoError, camera_info_intrinsics
+from .camera_info import CameraInfoError, CameraInfoReader
 from .images import ImageDecodeError, decode_compressed, decode_image, pil_to_rgb
 
 log = logging.getLogger(__name__)
@@ -322,8 +322,7 @@ class BagSource(Source):
     ):
         super().__init__(path, max_frames)
         self.typestore = bags.get_typestore(distro)
-        self.rectified = rectified
-        self._camera_info_told: set = set()
+        self._camera_info = CameraInfoReader(rectified)
         try:
             with bags.open_reader(self.path) as reader:
                 listed = bags.list_topics(reader)
@@ -363,13 +362,11 @@ class BagSource(Source):
         """K of the image from its CameraInfo (None: unusable, then estimated); what is
         wrong or remarkable is logged once per distinct text."""
         try:
-            K, notes = camera_info_intrinsics(info, width, height, self.rectified)
+            K, notes = self._camera_info.read(info, width, height)
         except CameraInfoError as exc:
-            K, notes = None, [f"ignoring CameraInfo, estimating intrinsics instead: {exc}"]
+            K, notes = None, self._camera_info.fresh([f"ignoring CameraInfo, estimating intrinsics instead: {exc}"])
         for note in notes:
-            if note not in self._camera_info_told and len(self._camera_info_told) < 64:
-                self._camera_info_told.add(note)
-                log.warning("%s: %s", self.path, note)
+            log.warning("%s: %s", self.path, note)
         return K
 
     def _frames(self) -> Iterator[SourceFrame]:

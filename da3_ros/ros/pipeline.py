@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
-from da3_ros.io.camera_info import CameraInfoError, camera_info_intrinsics
+from da3_ros.io.camera_info import CameraInfoError, CameraInfoReader
 from da3_ros.io.images import ImageDecodeError
 from da3_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
 from da3_ros.ros.frames import T_BODY_OPTICAL, OdometryHistory, WorldAnchor
@@ -87,7 +87,7 @@ class FramePipeline:
         self._warmed: set = set()  # image sizes the model was warmed up for
         self._lookup_static = lookup_static
         self.camera_info: Optional[CameraInfo] = None
-        self._camera_info_told: set = set()
+        self._camera_info_reader = CameraInfoReader(cfg.input_rectified)  # setup remarks said once
         self.intrinsics_source = "none yet"
         self.resets = 0
         self.duplicates = 0
@@ -208,15 +208,12 @@ class FramePipeline:
         intrinsics = None
         if info is not None and self.cfg.use_camera_info:
             try:
-                intrinsics, notes = camera_info_intrinsics(info, width, height, self.cfg.input_rectified)
+                intrinsics, notes = self._camera_info_reader.read(info, width, height)
             except CameraInfoError as exc:
                 self._warn(f"ignoring camera_info, estimating intrinsics instead: {exc}")
             else:
                 for note in notes:
-                    # a remark on the setup, not bad input: once (bounded set)
-                    if note not in self._camera_info_told and len(self._camera_info_told) < 64:
-                        self._camera_info_told.add(note)
-                        self._notice(note)
+                    self._notice(note)
         self.intrinsics_source = "camera_info" if intrinsics is not None else "estimated"
         return intrinsics
 

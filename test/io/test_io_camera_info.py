@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from da3_ros.io import bags
-from da3_ros.io.camera_info import CameraInfoError, camera_info_intrinsics
+from da3_ros.io.camera_info import CameraInfoError, CameraInfoReader, camera_info_intrinsics
 
 TS = bags.get_typestore("humble")
 ROI = TS.types["sensor_msgs/msg/RegionOfInterest"]
@@ -73,6 +73,17 @@ def test_resized_stream_of_the_same_aspect_is_scaled_with_a_note():
         camera_info_intrinsics(info(), 640, 360)
     with pytest.raises(CameraInfoError, match=r"binning 2x2\) but the image is 640x480"):
         camera_info_intrinsics(info(width=1280, height=480, binning_x=2, binning_y=2), 640, 480)
+
+
+def test_reader_says_each_remark_once():
+    reader = CameraInfoReader()
+    K1, notes = reader.read(info(), 320, 240)
+    assert len(notes) == 1 and "scaled by 0.5" in notes[0]
+    K2, notes = reader.read(info(), 320, 240)
+    np.testing.assert_array_equal(K1, K2)
+    assert notes == []  # said already
+    assert reader.fresh(["a", "a", "b"]) == ["a", "b"]
+    assert reader.fresh(["a", "c"]) == ["c"]
 
 
 @pytest.mark.parametrize("msg, message", [
