@@ -325,7 +325,7 @@ def _is_oom(exc: BaseException) -> bool:
 def bench_variant(variant: str, args, device: torch.device, precision: str, use_official: bool,
                   log=print) -> List[Dict[str, Any]]:
     from da3_ros.model import load_model
-    from da3_ros.stream.da3_model import DA3WindowModel
+    from da3_ros.runtime.da3_model import DA3WindowModel
     from da3_ros.model.preprocess import map_to_native, preprocess
     from da3_ros.stream.interface import Frame
 

@@ -15,7 +15,7 @@ from .signals import install_signal_handlers
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
-    "run-offline": ("da3_ros.stream.offline", "main", "run the pipeline on images, a video or a bag; write depth, map, trajectory"),
+    "run-offline": ("da3_ros.runtime.offline", "main", "run the pipeline on images, a video or a bag; write depth, map, trajectory"),
     "replay": ("da3_ros.ros.replay", "main", "publish a rosbag2 (sqlite3 or MCAP) over DDS with /clock"),
     "process-bag": ("da3_ros.ros.process_bag", "main", "run the node's pipeline on a bag without DDS; write an output bag"),
     "bench": ("da3_ros.bench", "main", "GPU benchmark: incremental path vs the official network"),

@@ -26,8 +26,26 @@ import pathlib  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: synthetic sequences for the stream and runtime tests: 160x120, 200 frames (the
+#: geometry is resolution-independent; this keeps the suite fast on two cores)
+SEQ_W, SEQ_H, SEQ_N = 160, 120, 200
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def sequence_cache():
+    from da3_ros.synthetic import make_sequence
+
+    cache = {}
+
+    def get(name: str, n_frames: int = SEQ_N, width: int = SEQ_W, height: int = SEQ_H, seed: int = 0):
+        key = (name, n_frames, width, height, seed)
+        if key not in cache:
+            cache[key] = make_sequence(name, n_frames=n_frames, width=width, height=height, seed=seed)
+        return cache[key]
+
+    return get

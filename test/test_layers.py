@@ -1,5 +1,6 @@
-"""Imports point one way: model and geometry at the bottom, stream above them,
-ros (the only rclpy user) on top. Checked on the source text, so a lazy import
+"""Imports point one way: model (torch) and geometry (numpy) at the bottom, the
+numpy-only stream above geometry, runtime (the network bound to the stream, the
+offline runner) above both, ros (the only rclpy user) on top. Checked on the source text, so a lazy import
 inside a function counts too."""
 
 import ast
@@ -12,12 +13,17 @@ ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "nav_msgs", 
                "std_srvs", "rosgraph_msgs", "builtin_interfaces", "da3_ros.msg")
 #: the command-line layer sits beside ros, above every other layer
 ENTRY_POINTS = ("da3_ros.cli", "da3_ros.bench")
+#: above the numpy-only core: what binds a network (torch) to it, and what feeds it
+ABOVE_STREAM = ("da3_ros.runtime", "da3_ros.ros", "da3_ros.io", "da3_ros.synthetic", "da3_ros.train", "da3_ros.model",
+                "torch")
 # layer -> what it must never import
 FORBIDDEN = {
-    "model": ("da3_ros.stream", "da3_ros.ros", "da3_ros.io", "da3_ros.synthetic", "da3_ros.train") + ENTRY_POINTS + ROS_MODULES,
-    "geometry": ("da3_ros.stream", "da3_ros.ros", "da3_ros.model", "torch") + ENTRY_POINTS + ROS_MODULES,
-    "io": ("da3_ros.stream", "da3_ros.ros", "da3_ros.model", "torch") + ENTRY_POINTS + ROS_MODULES,
-    "stream": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
+    "model": ("da3_ros.stream", "da3_ros.runtime", "da3_ros.ros", "da3_ros.io", "da3_ros.synthetic", "da3_ros.train")
+    + ENTRY_POINTS + ROS_MODULES,
+    "geometry": ("da3_ros.stream", "da3_ros.runtime", "da3_ros.ros", "da3_ros.model", "torch") + ENTRY_POINTS + ROS_MODULES,
+    "io": ("da3_ros.stream", "da3_ros.runtime", "da3_ros.ros", "da3_ros.model", "torch") + ENTRY_POINTS + ROS_MODULES,
+    "stream": ABOVE_STREAM + ENTRY_POINTS + ROS_MODULES,
+    "runtime": ("da3_ros.ros", "da3_ros.train") + ENTRY_POINTS + ROS_MODULES,
     "synthetic": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
     "train": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
 }
@@ -44,3 +50,16 @@ def test_layer_imports_point_down(layer):
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer]):
                 bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_stream_modules_leave_torch_unimported():
+    """Importing every da3_ros.stream module in a fresh interpreter loads no torch."""
+    import subprocess
+    import sys
+
+    modules = sorted(p.stem for p in (PACKAGE / "stream").glob("*.py") if p.stem != "__init__")
+    code = ("import sys\n" + "".join(f"import da3_ros.stream.{m}\n" for m in modules)
+            + "bad = [m for m in ('torch', 'rclpy') if m in sys.modules]\n"
+            + "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
+    assert out.stdout.strip() == "", f"importing da3_ros.stream pulled in {out.stdout.strip()}"

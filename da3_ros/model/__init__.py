@@ -1,7 +1,7 @@
 """Depth Anything 3 in pure torch (no ROS): checkpoint-compatible port of the
 official network with a streaming split (per-frame encode, per-window cross-view
 pass) and a deterministic ray-to-pose solver. The streaming core's adapter
-around it is `da3_ros.stream.da3_model.DA3WindowModel`.
+around it is `da3_ros.runtime.da3_model.DA3WindowModel`.
 
     from da3_ros.model import load_model, infer
 """

@@ -12,6 +12,9 @@ from typing import Any, Dict, Optional, Tuple
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from da3_ros.runtime.models import ModelSettings
+from da3_ros.stream.config import StreamConfig
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -172,6 +175,36 @@ def declare_parameters(node: Node) -> NodeConfig:
     missing = {f.name for f in fields(NodeConfig)} ^ set(values)
     assert not missing, f"PARAMETERS and NodeConfig disagree on {missing}"
     return NodeConfig(**values)
+
+
+# ---------------------------------------------------------------- the typed mapping
+# Every parameter reaches its consumer here, by name, with no defaults: a
+# parameter added to NodeConfig and forgotten below fails the reach test
+# (test/ros/test_params.py), and a renamed one fails to run at all.
+
+
+def model_settings(cfg: NodeConfig) -> ModelSettings:
+    """What builds the window model."""
+    return ModelSettings(model=cfg.model, model_variant=cfg.model_variant, device=cfg.device,
+                         precision=cfg.precision, process_res=cfg.process_res, pose_source=cfg.pose_source,
+                         reference_strategy=cfg.reference_strategy)
+
+
+def stream_config(cfg: NodeConfig) -> StreamConfig:
+    """The streaming core's configuration. 0 switches a keyframe distance test off."""
+    return StreamConfig(
+        window_size=cfg.window_size,
+        stride=cfg.stride,
+        keyframe_translation=cfg.keyframe_translation or None,
+        keyframe_translation_depth_ratio=cfg.keyframe_depth_ratio or None,
+        keyframe_rotation_deg=cfg.keyframe_rotation_deg,
+        keyframe_max_seconds=cfg.keyframe_interval,
+        min_confidence=cfg.min_confidence,
+        depth_range=(cfg.min_depth, cfg.max_depth),
+        map_voxel_size=cfg.map_voxel_size,
+        map_max_points=cfg.map_max_points,
+        trajectory_cap=cfg.path_max_length,
+    )
 
 
 def default_config(**overrides) -> NodeConfig:

@@ -20,8 +20,9 @@ from da3_ros.io.images import ImageDecodeError
 from da3_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
 from da3_ros.ros.frames import T_BODY_OPTICAL, OdometryHistory, WorldAnchor
 from da3_ros.ros.messages import FrameOutputs, OutputBuilder, OutputOptions, map_cloud
-from da3_ros.ros.params import NodeConfig
+from da3_ros.ros.params import NodeConfig, model_settings, stream_config
 from da3_ros.stream.interface import Frame, WindowModel
+from da3_ros.stream.pipeline import Streamer
 
 DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
 
@@ -38,11 +39,9 @@ def output_options(cfg: NodeConfig) -> OutputOptions:
 def load_window_model(cfg: NodeConfig) -> WindowModel:
     """The model the `model` parameter names (hub id, directory, .safetensors,
     random:<variant>, oracle:<dir>), on the configured device and precision."""
-    from da3_ros.stream.factory import make_model
+    from da3_ros.runtime.models import make_window_model
 
-    return make_model(cfg.model, variant=cfg.model_variant or None, device=cfg.device, precision=cfg.precision,
-                      process_res=cfg.process_res, pose_from=cfg.pose_source,
-                      ref_view_strategy=cfg.reference_strategy)
+    return make_window_model(model_settings(cfg))
 
 
 @dataclass
@@ -73,11 +72,9 @@ class FramePipeline:
     def __init__(self, model: WindowModel, cfg: NodeConfig, warn: Callable[[str], None],
                  lookup_static: Callable[[str, str], Optional[np.ndarray]] = lambda target, source: None,
                  odometry: Optional[OdometryHistory] = None, notice: Optional[Callable[[str], None]] = None):
-        from da3_ros.stream.factory import make_streamer
-
         self.cfg = cfg
         self.model = model
-        self.streamer = make_streamer(model, cfg)
+        self.streamer = Streamer(model, stream_config(cfg))
         self.builder = OutputBuilder(output_options(cfg))
         self.anchor = WorldAnchor()
         self.odometry = odometry or OdometryHistory()

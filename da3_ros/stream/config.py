@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-REF_STRATEGIES = ("first", "middle", "newest", "model")
-
 
 @dataclass
 class StreamConfig:
@@ -25,10 +23,6 @@ class StreamConfig:
     keyframe_rotation_deg: float = 5.0
     #: ... or this long since the last keyframe, seconds
     keyframe_max_seconds: float = 1.0
-    #: which window view is put first (= the window frame for a model whose
-    #: reference strategy is "first"): "first" (oldest keyframe), "middle",
-    #: "newest", or "model" (chronological order, the model decides)
-    ref_strategy: str = "first"
     #: pixels below this DA3 confidence (>= 1) are left out of clouds, map, alignment
     min_confidence: float = 1.5
     #: depth range kept in clouds/map/alignment, metres (world units when not metric)
@@ -65,8 +59,6 @@ class StreamConfig:
             raise ValueError("window_size must be >= 2")
         if not 1 <= self.stride < self.window_size:
             raise ValueError("stride must be in [1, window_size - 1]")
-        if self.ref_strategy not in REF_STRATEGIES:
-            raise ValueError(f"ref_strategy must be one of {REF_STRATEGIES}")
         if self.map_from not in ("keyframes", "all", "none"):
             raise ValueError("map_from must be 'keyframes', 'all' or 'none'")
         lo, hi = self.depth_range

@@ -13,7 +13,7 @@ from .config import StreamConfig
 from .interface import Frame, WindowModel, WindowPrediction
 from .intrinsics import IntrinsicsEstimator
 from .result import AlignmentStatus, StreamResult
-from .window import WindowEntry, is_new_keyframe, reference_order, shared_to_decode
+from .window import WindowEntry, is_new_keyframe, shared_to_decode
 from .world import align_to_world
 from .world_map import Trajectory, TrajectoryBuffer, VoxelMap
 
@@ -162,7 +162,7 @@ class Streamer:
             Ks.append(np.asarray(K, np.float64))
         return np.stack(Ks), np.stack([np.asarray(e.frame.c2w_external, np.float64) for e in window])
 
-    def _bootstrap_intrinsics(self, window, frames, handles, pos) -> None:
+    def _bootstrap_intrinsics(self, window, frames, handles) -> None:
         """External poses from the very first window on but no intrinsics yet
         (no CameraInfo): conditioning needs both, so ask the model once,
         unconditioned and without depth, for its intrinsics. Without this the
@@ -176,7 +176,7 @@ class Streamer:
         self._check(probe, frames, [])
         for c, e in enumerate(window):
             if e.frame.intrinsics is None:
-                self._intr.add(np.asarray(probe.intrinsics, np.float64)[pos[c]], e.frame.width, e.frame.height)
+                self._intr.add(np.asarray(probe.intrinsics, np.float64)[c], e.frame.width, e.frame.height)
 
     def _check(self, pred: Any, frames: List[Frame], decode: List[int]) -> None:
         S = len(frames)
@@ -207,17 +207,14 @@ class Streamer:
         window = shared + new
         S = len(window)
         first_new = len(shared)
-        decode_chrono = shared_to_decode(shared, cfg.align_shared_decode) + list(range(first_new, S))
-        perm = reference_order(S, cfg.ref_strategy)
-        pos = {c: p for p, c in enumerate(perm)}
-        frames = [window[c].frame for c in perm]
-        handles = [window[c].handle for c in perm]
-        decode = sorted(pos[c] for c in decode_chrono)
+        decode = shared_to_decode(shared, cfg.align_shared_decode) + list(range(first_new, S))
+        frames = [e.frame for e in window]
+        handles = [e.handle for e in window]
         try:
-            self._bootstrap_intrinsics(window, frames, handles, pos)
+            self._bootstrap_intrinsics(window, frames, handles)
             cond = self._conditioning(window)
             if cond is not None:
-                pred = self.model.predict(frames, handles, decode, intrinsics=cond[0][perm], c2w=cond[1][perm])
+                pred = self.model.predict(frames, handles, decode, intrinsics=cond[0], c2w=cond[1])
             else:
                 pred = self.model.predict(frames, handles, decode)
             self._check(pred, frames, decode)
@@ -226,16 +223,11 @@ class Streamer:
                 e.release()
             raise
         del handles
-        # back to chronological order
-        c2w_win = np.empty((S, 4, 4))
-        c2w_win[perm] = np.asarray(pred.c2w, np.float64)
-        K_win = np.empty((S, 3, 3))
-        K_win[perm] = np.asarray(pred.intrinsics, np.float64)
-        pose_conf = np.ones(S)
-        if pred.pose_confidence is not None:
-            pose_conf[perm] = np.asarray(pred.pose_confidence, np.float64)
-        depth = {perm[p]: d for p, d in pred.depth.items() if p in decode}
-        conf = {perm[p]: c for p, c in pred.confidence.items() if p in decode}
+        c2w_win = np.asarray(pred.c2w, np.float64)
+        K_win = np.asarray(pred.intrinsics, np.float64)
+        pose_conf = np.ones(S) if pred.pose_confidence is None else np.asarray(pred.pose_confidence, np.float64)
+        depth = {i: pred.depth[i] for i in decode}
+        conf = {i: pred.confidence[i] for i in decode}
 
         inliers = float("nan")
         if self._world_mode is None:

@@ -1,6 +1,6 @@
 """The sliding window: keyframes kept for overlap, new frames waiting for the
-next inference, the per-frame model handles, the keyframe policy and the
-reference-view order."""
+next inference, the per-frame model handles and the keyframe policy. Views go
+to the model in chronological order: the model picks its reference view."""
 
 from __future__ import annotations
 
@@ -81,16 +81,6 @@ def is_new_keyframe(c2w_w: np.ndarray, stamp: float, last: Optional[WindowEntry]
             return True
     angle = float(rotation_angle_deg(last.c2w_world[:3, :3].T @ c2w_w[:3, :3]))
     return angle >= cfg.keyframe_rotation_deg
-
-
-def reference_order(n: int, strategy: str) -> List[int]:
-    """perm[p] = chronological index of the view put at model position p; the
-    chosen reference goes first (a DA3 with reference strategy "first" then uses
-    it as the window frame)."""
-    if strategy == "model" or n < 2:
-        return list(range(n))
-    ref = {"first": 0, "middle": n // 2, "newest": n - 1}[strategy]
-    return [ref] + [i for i in range(n) if i != ref]
 
 
 def shared_to_decode(shared: Sequence[WindowEntry], count: int) -> List[int]:

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    from ..stream.da3_model import DA3WindowModel
+    from ..runtime.da3_model import DA3WindowModel
     from .data import held_out_sequences
 
     spec = a.model

@@ -515,7 +515,7 @@ def train(a) -> dict:
     rec.update({k: round(v, 5) for k, v in validate(net, val, amp).items()})
     log(rec)
     if not a.no_eval:
-        from ..stream.da3_model import DA3WindowModel
+        from ..runtime.da3_model import DA3WindowModel
         from ..weights import EMBEDDED_PROCESS_RES
         from .data import held_out_sequences
         from .evaluate import evaluate

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from da3_ros.model import load_model
-from da3_ros.stream.da3_model import DA3WindowModel
+from da3_ros.runtime.da3_model import DA3WindowModel
 from da3_ros.model.fast import block_forward, block_params, resolve_compile
 from da3_ros.model.vit import Block
 from da3_ros.stream.interface import Frame

@@ -316,7 +316,6 @@ def check_ground_truth(out_path, seq):
     ("mcap", False, 5),  # 12 frames: the last 2 are answered by the flush at the end of the bag
 ])
 def test_process_bag_equals_ground_truth(tmp_path, sequence, storage, compressed, stride):
-    pytest.importorskip("da3_ros.stream.factory")
     from da3_ros.ros.params import default_config
     from da3_ros.ros.process_bag import run_process_bag
     from da3_ros.synthetic.oracle import OracleModel
@@ -353,7 +352,6 @@ def assert_self_describing(path):
 
 
 def test_process_bag_survives_a_corrupt_record(tmp_path, sequence, capsys):
-    pytest.importorskip("da3_ros.stream.factory")
     from da3_ros.ros.params import default_config
     from da3_ros.ros.process_bag import run_process_bag
     from da3_ros.synthetic.oracle import OracleModel
@@ -368,7 +366,6 @@ def test_process_bag_survives_a_corrupt_record(tmp_path, sequence, capsys):
 
 
 def test_process_bag_command_line(tmp_path, sequence, capsys):
-    pytest.importorskip("da3_ros.stream.factory")
     from da3_ros.cli import main
     from da3_ros.synthetic.sequence import write_sequence
 

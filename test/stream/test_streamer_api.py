@@ -20,8 +20,6 @@ def test_config_validation():
     with pytest.raises(ValueError):
         StreamConfig(window_size=4, stride=4)
     with pytest.raises(ValueError):
-        StreamConfig(ref_strategy="saddle")
-    with pytest.raises(ValueError):
         StreamConfig(depth_range=(5.0, 1.0))
     with pytest.raises(TypeError):
         Streamer(object())

@@ -18,8 +18,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .config import StreamConfig
-from .interface import Frame
+from ..stream.config import StreamConfig
+from ..stream.interface import Frame
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImportError as exc:
         print(f"run-offline: the input/output layer (da3_ros.io) is not available: {exc}", file=sys.stderr)
         return 2
-    from .factory import ModelUnavailable, make_model, make_streamer
+    from ..stream.pipeline import Streamer
+    from .models import ModelSettings, ModelUnavailable, make_window_model
 
     try:
         source = open_source(args.input, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
@@ -142,8 +143,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"run-offline: cannot open input: {exc}", file=sys.stderr)
         return 2
     try:
-        model = make_model(args.model, variant=args.model_variant, device=args.device, precision=args.precision,
-                           process_res=args.process_res)
+        model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "",
+                                                device=args.device, precision=args.precision,
+                                                process_res=args.process_res))
     except ModelUnavailable as exc:
         print(f"run-offline: {exc}", file=sys.stderr)
         return 2
@@ -157,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as exc:
         print(f"run-offline: {exc}", file=sys.stderr)
         return 2
-    streamer = make_streamer(model, cfg)
+    streamer = Streamer(model, cfg)
 
     out = Path(args.out)
     (out / "depth").mkdir(parents=True, exist_ok=True)

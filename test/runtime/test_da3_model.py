@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from da3_ros.model import infer
-from da3_ros.stream.da3_model import DA3WindowModel
+from da3_ros.runtime.da3_model import DA3WindowModel
 from da3_ros.model.config import DA3Config, HeadConfig, ViTConfig
 from da3_ros.model.net import DA3Net
 from da3_ros.stream.interface import Frame, WindowModel, WindowPrediction

@@ -2,13 +2,14 @@
 
 import pytest
 
-from da3_ros.stream.factory import ModelUnavailable, make_model, make_streamer
+from da3_ros.runtime.models import ModelSettings, ModelUnavailable, make_window_model
 from da3_ros.stream.interface import WindowModel
+from da3_ros.stream.pipeline import Streamer
 
 
 def test_auto_device_is_the_cpu_without_a_gpu():
     torch = pytest.importorskip("torch", reason="the DA3 network needs torch")
-    model = make_model("random:da3-small", device="auto", precision="auto", process_res=56)
+    model = make_window_model(ModelSettings("random:da3-small", device="auto", precision="auto", process_res=56))
     assert isinstance(model, WindowModel)
     assert model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert "da3-small" in model.name
@@ -18,13 +19,13 @@ def test_oracle_specs(tmp_path):
     from da3_ros.synthetic.sequence import make_sequence, write_sequence
 
     write_sequence(make_sequence("forward", n_frames=3, width=32, height=24), tmp_path / "seq")
-    exact = make_model(f"oracle:{tmp_path / 'seq'}")
-    metric = make_model(f"oracle-metric:{tmp_path / 'seq'}")
+    exact = make_window_model(ModelSettings(f"oracle:{tmp_path / 'seq'}"))
+    metric = make_window_model(ModelSettings(f"oracle-metric:{tmp_path / 'seq'}"))
     assert not exact.metric and metric.metric
-    make_streamer(exact)  # the node's path: a streamer over the model
+    Streamer(exact)  # the node's path: a streamer over the model
 
 
 def test_unknown_source_names_itself():
     with pytest.raises((ModelUnavailable, Exception)) as err:
-        make_model("no/such-model-id-anywhere", device="cpu")
+        make_window_model(ModelSettings("no/such-model-id-anywhere", device="cpu"))
     assert "no/such-model-id-anywhere" in str(err.value)

@@ -53,7 +53,7 @@ def held_out():
 def _model(spec, pose_from=POSE_FROM):
     import torch
 
-    from da3_ros.stream.da3_model import DA3WindowModel
+    from da3_ros.runtime.da3_model import DA3WindowModel
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return DA3WindowModel(spec, device="cpu", precision="fp32", process_res=EMBEDDED_PROCESS_RES, pose_from=pose_from)
@@ -109,12 +109,12 @@ def test_embedded_model_ray_poses_forward():
 def test_factory_default_resolves_to_embedded_without_hub(monkeypatch, capsys):
     """`model: default` with no hub in reach: the embedded checkpoint at its own input size, said out loud."""
     from da3_ros import weights
-    from da3_ros.stream.factory import make_model
+    from da3_ros.runtime.models import ModelSettings, make_window_model
 
     monkeypatch.delenv("DA3_DEFAULT_MODEL", raising=False)
     monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
     monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
-    m = make_model("default", device="cpu", process_res=504)
+    m = make_window_model(ModelSettings("default", device="cpu", process_res=504))
     assert m.net.variant == "da3-tiny" and m.process_res == EMBEDDED_PROCESS_RES
     assert "embedded da3-tiny" in capsys.readouterr().err
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from da3_ros.io.writers import read_depth_png_mm, read_ply, read_tum
-from da3_ros.stream import offline
+from da3_ros.runtime import offline
 from da3_ros.synthetic import write_sequence
 
 

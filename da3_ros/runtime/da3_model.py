@@ -23,7 +23,7 @@ from ..model.fast import FastPath, resolve_compile
 from ..model.loading import load_model
 from ..model.net import DA3Net, FrameTokens, NestedDA3Net, metric_depth
 from ..model.preprocess import DEFAULT_PROCESS_RES, intrinsics_to_native, intrinsics_to_processed, map_to_native, preprocess
-from .interface import Frame, WindowPrediction
+from ..stream.interface import Frame, WindowPrediction
 
 #: horizontal field of view assumed by monocular metric models when no intrinsics are known
 DEFAULT_HFOV_DEG = 60.0
