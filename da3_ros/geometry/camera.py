@@ -65,3 +65,47 @@ def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
     K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
     return K
+
+
+def resize_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W[, C]) image resized to (height, width), bilinear, pixel-centre
+    convention (as scale_intrinsics); the dtype is kept."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    y = np.clip((np.arange(height) + 0.5) * (h / height) - 0.5, 0, h - 1)
+    x = np.clip((np.arange(width) + 0.5) * (w / width) - 0.5, 0, w - 1)
+    y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (y - y0)[:, None], (x - x0)[None, :]
+    if image.ndim == 3:
+        wy, wx = wy[..., None], wx[..., None]
+    img = image.astype(np.float32)
+    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
+    bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
+    out = top * (1 - wy) + bottom * wy
+    if np.issubdtype(image.dtype, np.integer):
+        out = np.clip(np.rint(out), np.iinfo(image.dtype).min, np.iinfo(image.dtype).max)
+    return out.astype(image.dtype)
+
+
+def sample_bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Values of an (H, W) float image at sub-pixel (u, v) (pixel centres at
+    integers), float64; NaN outside the image or where a neighbour is not finite.
+    At integer (u, v) it is the pixel itself."""
+    h, w = image.shape
+    u = np.asarray(u, np.float64)
+    v = np.asarray(v, np.float64)
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    uc, vc = np.clip(u, 0, w - 1), np.clip(v, 0, h - 1)
+    u0, v0 = np.floor(uc).astype(np.int64), np.floor(vc).astype(np.int64)
+    u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
+    fu, fv = uc - u0, vc - v0
+    img = image.astype(np.float64, copy=False)
+    out = ((img[v0, u0] * (1 - fu) + img[v0, u1] * fu) * (1 - fv)
+           + (img[v1, u0] * (1 - fu) + img[v1, u1] * fu) * fv)
+    # a zero weight must not let a non-finite neighbour through (0 * inf)
+    exact = (fu == 0) & (fv == 0)
+    out[exact] = img[v0[exact], u0[exact]]
+    out[~inside] = np.nan
+    return out

@@ -13,6 +13,16 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 
+#: REP 103: an optical frame (x right, y down, z forward) seen from its camera
+#: body frame (x forward, y left, z up); maps optical coordinates into the body.
+T_BODY_OPTICAL = np.array([
+    [0.0, 0.0, 1.0, 0.0],
+    [-1.0, 0.0, 0.0, 0.0],
+    [0.0, -1.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
+
+
 def inv_se3(T: np.ndarray) -> np.ndarray:
     """Inverse of one (4,4) or a stack (...,4,4) of rigid transforms."""
     T = np.asarray(T, dtype=np.float64)

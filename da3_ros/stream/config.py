@@ -49,6 +49,13 @@ class StreamConfig:
     map_pixel_stride: int = 4
     #: which answered frames feed the map: "keyframes", "all" or "none"
     map_from: str = "keyframes"
+    #: True: push() only marks results for the map (StreamResult.in_map) and the
+    #: caller inserts them with Streamer.insert_map (the node does it on its
+    #: output thread, and only while map/points has a subscriber)
+    map_deferred: bool = False
+    #: a stamp this far (seconds) past the last one is held until the next frame
+    #: confirms the jump (a single corrupt stamp must not derail the timeline)
+    max_forward_jump_s: float = 10.0
     #: answered poses kept for trajectory() (oldest dropped beyond this)
     trajectory_cap: int = 10_000
     #: model intrinsics estimates kept for the running median
@@ -66,5 +73,15 @@ class StreamConfig:
             raise ValueError("depth_range must be (near, far) with 0 <= near < far")
         if self.map_voxel_size <= 0 or self.map_max_points < 1 or self.trajectory_cap < 1:
             raise ValueError("map_voxel_size, map_max_points and trajectory_cap must be positive")
+        if not self.max_forward_jump_s > 0:
+            raise ValueError("max_forward_jump_s must be positive")
+        if self.min_confidence < 0:
+            raise ValueError("min_confidence must be >= 0")
+        for name in ("keyframe_translation", "keyframe_translation_depth_ratio"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None (off)")
+        if self.keyframe_rotation_deg < 0 or self.keyframe_max_seconds < 0:
+            raise ValueError("keyframe_rotation_deg and keyframe_max_seconds must be >= 0")
         if self.align_shared_decode < 0:
             raise ValueError("align_shared_decode must be >= 0")

@@ -32,6 +32,12 @@ class Frame:
     intrinsics: 3x3 pixels at native resolution when known (CameraInfo), else None.
     c2w_external: 4x4 camera-to-world of the optical frame from an external
         odometry source (metres, its own world frame), else None.
+    T_base_optical: 4x4 fixed transform of the optical frame in the robot's base
+        frame (maps optical coordinates into the base; from /tf_static), else
+        None (the camera's own REP 103 body frame is the base). The first
+        answered frame's base becomes the published world's origin.
+    meta: the caller's own data for this frame (header, arrival time), handed
+        back unchanged in its StreamResult.
     """
 
     index: int
@@ -39,6 +45,8 @@ class Frame:
     image: np.ndarray
     intrinsics: Optional[np.ndarray] = None
     c2w_external: Optional[np.ndarray] = None
+    T_base_optical: Optional[np.ndarray] = None
+    meta: Any = None
 
     @property
     def width(self) -> int:

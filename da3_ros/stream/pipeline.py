@@ -1,20 +1,29 @@
 """The streaming core: frames in, per-frame depth / pose / intrinsics out, in
-one world frame and one scale, with bounded memory. No ROS, no torch."""
+one world frame and one scale, with bounded memory. No ROS, no torch.
+
+Every per-frame decision lives here, once, for the node, process-bag and
+run-offline alike: which stamps continue the timeline (duplicates, outliers,
+restarts: `timeline.Timeline`), when the world resets, which frames become
+keyframes, how a window is placed in the world, what goes into the map."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from dataclasses import replace
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ..geometry.camera import depth_to_points
+from ..geometry.camera import depth_to_points, resize_bilinear, scale_intrinsics
 from ..geometry.transforms import Sim3, is_rigid
 from .config import StreamConfig
 from .interface import Frame, WindowModel, WindowPrediction
 from .intrinsics import IntrinsicsEstimator
 from .result import AlignmentStatus, StreamResult
+from .timeline import Timeline
 from .window import WindowEntry, is_new_keyframe, shared_to_decode
-from .world import align_to_world
+from .world import WorldAnchor, align_to_world
 from .world_map import Trajectory, TrajectoryBuffer, VoxelMap
 
 
@@ -32,11 +41,19 @@ class Streamer:
     """Sliding-window streaming over a `WindowModel`.
 
     push(frame) -> results for the frames answered by this call (every
-    `stride`-th push answers `stride` frames; call flush() at the end of a
-    finite sequence). The world is the first window's reference camera
-    (identity pose, the first window's scale; metres when the model is metric)
-    or, in pose-conditioned mode, the external odometry frame.
+    `stride`-th taken frame answers `stride` frames; call flush() at the end of
+    a finite sequence). Poses come in two frames (see `world`): `c2w` in the
+    stream frame (the first window's reference camera, scale of the first
+    window, metres when the model is metric; or the external odometry frame in
+    pose-conditioned mode) and `T_world_optical` in the published world.
+
+    Thread use: push/flush/reset from one thread; `insert_map` and `map_points`
+    may be called from another (the map has its own lock).
     """
+
+    #: StreamConfig fields that may change while streaming (thresholds)
+    RUNTIME_FIELDS = ("min_confidence", "depth_range", "keyframe_translation", "keyframe_translation_depth_ratio",
+                      "keyframe_rotation_deg", "keyframe_max_seconds", "map_from", "map_deferred")
 
     def __init__(self, model: WindowModel, config: Optional[StreamConfig] = None):
         if not isinstance(model, WindowModel):
@@ -45,48 +62,82 @@ class Streamer:
         self.config = config or StreamConfig()
         cfg = self.config
         self._map = VoxelMap(cfg.map_voxel_size, cfg.map_max_points)
+        self._map_lock = threading.Lock()
         self._traj = TrajectoryBuffer(cfg.trajectory_cap)
         self._intr = IntrinsicsEstimator(cfg.intrinsics_history)
-        self._reset_state()
+        self._timeline: Timeline[Frame] = Timeline(cfg.max_forward_jump_s)
+        self.anchor = WorldAnchor()
+        #: frames dropped by the timeline and resets, by reason (for diagnostics)
+        self.counts: Counter = Counter()
+        #: increases at every reset; results carry the epoch they were answered in
+        self.epoch = 0
         self._reset_reason: Optional[str] = None
-        self.n_resets = 0
+        self._reset_state()
 
     # -- public -------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget everything (window, world, map, trajectory, intrinsics)."""
+    def reset(self, reason: str = "reset_called") -> None:
+        """Forget everything (window, world, map, trajectory, intrinsics); the
+        next result says `reason` in its `reset` field."""
         self._reset_state()
-        self._reset_reason = "reset_called"
-        self.n_resets += 1
+        self._timeline.clear()
+        self._reset_reason = reason
+        self.counts["resets"] += 1
+        self.counts[f"reset_{reason}"] += 1
+        self.epoch += 1
+
+    @property
+    def n_resets(self) -> int:
+        return self.counts["resets"]
+
+    def update_config(self, **changes) -> None:
+        """Change thresholds while streaming (RUNTIME_FIELDS); the next window,
+        result and map insertion use them. Raises ValueError for another field or
+        an invalid value, changing nothing."""
+        fixed = set(changes) - set(self.RUNTIME_FIELDS)
+        if fixed:
+            raise ValueError(f"cannot change {sorted(fixed)} while streaming")
+        self.config = replace(self.config, **changes)  # __post_init__ validates
 
     def push(self, frame: Frame) -> List[StreamResult]:
+        """Take one frame. Raises FrameError (before any state changes) for a frame
+        the stream cannot take."""
         self._validate(frame)
-        reason = None
-        if self._last_stamp is not None and frame.stamp < self._last_stamp:
-            reason = "time_backwards"  # e.g. a looping bag
-        elif self._resolution is not None and (frame.width, frame.height) != self._resolution:
-            reason = "resolution_change"
-        if reason is not None:
-            self._reset_state()
-            self._reset_reason = reason
-            self.n_resets += 1
-        handle = self.model.encode(frame)
-        self._last_stamp = float(frame.stamp)
-        self._resolution = (frame.width, frame.height)
-        self._pending.append(WindowEntry(frame, handle))
-        if len(self._pending) < self.config.stride:
-            return []
-        return self._run_window()
+        decision = self._timeline.decide(float(frame.stamp), frame)
+        self.counts.update(decision.dropped)
+        if decision.restart:  # time really went backwards (a looping bag, a restarted driver)
+            self.reset("time_backwards")
+            self._timeline.last = float(decision.take[-1].stamp)
+        results: List[StreamResult] = []
+        for taken in decision.take:
+            results += self._take(taken)
+        return results
 
     def flush(self) -> List[StreamResult]:
         """Answer the frames still waiting for a full stride (end of input)."""
         return self._run_window() if self._pending else []
 
-    def map_points(self) -> Tuple[np.ndarray, np.ndarray]:
-        """World map: (xyz (M,3) float32 world units, rgb (M,3) uint8)."""
-        return self._map.points()
+    def insert_map(self, result: StreamResult) -> None:
+        """Add a result's valid points to the world map (push does it itself
+        unless `map_deferred`). A result from before a reset is ignored."""
+        if result.epoch != self.epoch:
+            return
+        cfg = self.config
+        mask = result.valid_mask()
+        xyz, flat = depth_to_points(result.depth, result.intrinsics, result.c2w, mask, cfg.map_pixel_stride)
+        with self._map_lock:
+            self._map.insert(xyz, result.image.reshape(-1, 3)[flat], result.confidence.ravel()[flat], self.n_windows)
+
+    def map_points(self, frame: str = "stream") -> Tuple[np.ndarray, np.ndarray]:
+        """World map: (xyz (M,3), rgb (M,3) uint8) in the "stream" frame (float32)
+        or the published "world" (float64)."""
+        with self._map_lock:
+            xyz, rgb = self._map.points()
+        if frame == "world":
+            return self.anchor.points_to_world(xyz), rgb
+        return xyz, rgb
 
     def trajectory(self) -> Trajectory:
-        """Answered poses (at most trajectory_cap, oldest dropped first)."""
+        """Answered poses in the stream frame (at most trajectory_cap, oldest dropped first)."""
         return self._traj.get()
 
     @property
@@ -117,12 +168,38 @@ class Streamer:
         self._world_mode: Optional[str] = None
         self._world_metric = False
         self._prev_scale = 1.0
-        self._last_stamp: Optional[float] = None
         self._resolution: Optional[Tuple[int, int]] = None
-        self._map.clear()
+        with self._map_lock:
+            self._map.clear()
         self._traj.clear()
         self._intr.reset()
+        self.anchor.reset()
         self.n_windows = 0
+
+    def _take(self, frame: Frame) -> List[StreamResult]:
+        results: List[StreamResult] = []
+        size = (frame.width, frame.height)
+        if self._resolution is not None and size != self._resolution:
+            # the camera was reconfigured: answer what waits at the old size, then
+            # bring the keyframes to the new one; the world is kept
+            results += self.flush()
+            self._resize_keyframes(*size)
+            self.counts["resolution_changes"] += 1
+        self._resolution = size
+        self._pending.append(WindowEntry(frame, self.model.encode(frame)))
+        if len(self._pending) >= self.config.stride:
+            results += self._run_window()
+        return results
+
+    def _resize_keyframes(self, width: int, height: int) -> None:
+        """Re-encode the kept keyframes at width x height so the next window can
+        share them with the new frames (a window's views have one size)."""
+        for e in self._keyframes:
+            old = e.frame
+            sx, sy = width / old.width, height / old.height
+            K = None if old.intrinsics is None else scale_intrinsics(old.intrinsics, sx, sy)
+            frame = replace(old, image=resize_bilinear(old.image, width, height), intrinsics=K)
+            e.resize(frame, self.model.encode(frame))
 
     @staticmethod
     def _validate(frame: Any) -> None:
@@ -145,8 +222,10 @@ class Streamer:
             K = np.asarray(frame.intrinsics)
             if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
                 raise FrameError("intrinsics must be a finite 3x3 matrix with positive focal lengths")
-        if frame.c2w_external is not None and not is_rigid(np.asarray(frame.c2w_external, dtype=np.float64), tol=1e-3):
-            raise FrameError("c2w_external must be a finite 4x4 rigid transform")
+        for name in ("c2w_external", "T_base_optical"):
+            T = getattr(frame, name)
+            if T is not None and not is_rigid(np.asarray(T, dtype=np.float64), tol=1e-3):
+                raise FrameError(f"{name} must be a finite 4x4 rigid transform")
 
     def _conditioning(self, window: List[WindowEntry]):
         """(intrinsics (S,3,3), c2w (S,4,4)) when the window can be pose-conditioned."""
@@ -205,79 +284,14 @@ class Streamer:
         n_shared = cfg.window_size - len(new)
         shared = self._keyframes[-n_shared:] if n_shared > 0 and self._keyframes else []
         window = shared + new
-        S = len(window)
-        first_new = len(shared)
-        decode = shared_to_decode(shared, cfg.align_shared_decode) + list(range(first_new, S))
-        frames = [e.frame for e in window]
-        handles = [e.handle for e in window]
         try:
-            self._bootstrap_intrinsics(window, frames, handles)
-            cond = self._conditioning(window)
-            if cond is not None:
-                pred = self.model.predict(frames, handles, decode, intrinsics=cond[0], c2w=cond[1])
-            else:
-                pred = self.model.predict(frames, handles, decode)
-            self._check(pred, frames, decode)
+            pred, cond = self._predict(window, first_new=len(shared))
         except Exception:
             for e in new:
                 e.release()
             raise
-        del handles
-        c2w_win = np.asarray(pred.c2w, np.float64)
-        K_win = np.asarray(pred.intrinsics, np.float64)
-        pose_conf = np.ones(S) if pred.pose_confidence is None else np.asarray(pred.pose_confidence, np.float64)
-        depth = {i: pred.depth[i] for i in decode}
-        conf = {i: pred.confidence[i] for i in decode}
-
-        inliers = float("nan")
-        if self._world_mode is None:
-            # the first window defines the world
-            self._world_mode = "external" if cond is not None else "model"
-            self._world_metric = cond is not None or bool(pred.metric)
-            sim, status = Sim3.identity(), (AlignmentStatus.EXTERNAL if cond is not None else AlignmentStatus.FIRST_WINDOW)
-        elif cond is not None:
-            sim, status = Sim3.identity(), AlignmentStatus.EXTERNAL
-        else:
-            with_scale = not (self._world_metric and pred.metric)
-            al = align_to_world(
-                [(j, shared[j]) for j in range(first_new)], list(range(first_new, S)),
-                c2w_win, K_win, depth, conf, pose_conf, cfg, with_scale, self._prev_scale,
-            )
-            sim, status, inliers = al.sim3, al.status, al.inliers
-        self._prev_scale = sim.scale
-        self.n_windows += 1
-
-        results: List[StreamResult] = []
-        for i in range(first_new, S):
-            e = window[i]
-            f = e.frame
-            c2w_w = sim.apply_c2w(c2w_win[i])
-            depth_w = (depth[i] * np.float32(sim.scale)).astype(np.float32, copy=False)
-            if f.intrinsics is not None:
-                K_pub, source = np.asarray(f.intrinsics, np.float64).copy(), "camera_info"
-            else:
-                self._intr.add(K_win[i], f.width, f.height)
-                K_pub, source = self._intr.estimate(), "estimated"
-            last_kf = self._keyframes[-1] if self._keyframes else None
-            e.keyframe = is_new_keyframe(c2w_w, f.stamp, last_kf, cfg)
-            e.c2w_world = c2w_w
-            if e.keyframe:
-                e.store_sample(depth_w, conf[i], K_win[i], c2w_w, cfg)
-                self._keyframes.append(e)
-            r = StreamResult(
-                stamp=float(f.stamp), index=int(f.index), c2w=c2w_w, intrinsics=K_pub, intrinsics_source=source,
-                depth=depth_w, confidence=np.asarray(conf[i], np.float32), image=f.image, metric=self._world_metric,
-                keyframe=e.keyframe, alignment=status, alignment_scale=float(sim.scale), alignment_inliers=inliers,
-                window_fill=S, window_size=cfg.window_size, reset=self._reset_reason,
-                min_confidence=cfg.min_confidence, depth_range=tuple(cfg.depth_range),
-            )
-            self._reset_reason = None
-            results.append(r)
-            self._traj.append(r.stamp, c2w_w, r.index, r.keyframe)
-            if cfg.map_from == "all" or (cfg.map_from == "keyframes" and r.keyframe):
-                mask = r.valid_mask()
-                xyz, flat = depth_to_points(r.depth, r.intrinsics, r.c2w, mask, cfg.map_pixel_stride)
-                self._map.insert(xyz, r.image.reshape(-1, 3)[flat], r.confidence.ravel()[flat], self.n_windows)
+        sim, status, inliers = self._place(pred, cond, shared, len(window))
+        results = [self._answer(window[i], pred, i, sim, status, inliers, len(window)) for i in range(len(shared), len(window))]
         # evict: keep the newest keyframes that fit beside `stride` new frames
         max_kf = cfg.window_size - cfg.stride
         while len(self._keyframes) > max_kf:
@@ -286,3 +300,79 @@ class Streamer:
             if not e.keyframe:
                 e.release()
         return results
+
+    def _predict(self, window: List[WindowEntry], first_new: int) -> Tuple[WindowPrediction, Any]:
+        """The model's answer for the window (views in chronological order: the
+        model picks its reference view), checked against the contract."""
+        S = len(window)
+        decode = shared_to_decode(window[:first_new], self.config.align_shared_decode) + list(range(first_new, S))
+        frames = [e.frame for e in window]
+        handles = [e.handle for e in window]
+        self._bootstrap_intrinsics(window, frames, handles)
+        cond = self._conditioning(window)
+        if cond is not None:
+            pred = self.model.predict(frames, handles, decode, intrinsics=cond[0], c2w=cond[1])
+        else:
+            pred = self.model.predict(frames, handles, decode)
+        self._check(pred, frames, decode)
+        pred.depth = {i: pred.depth[i] for i in decode}
+        pred.confidence = {i: pred.confidence[i] for i in decode}
+        return pred, cond
+
+    def _place(self, pred: WindowPrediction, cond, shared: List[WindowEntry], S: int) -> Tuple[Sim3, str, float]:
+        """The window -> stream Sim(3), how it was found, and its inlier fraction."""
+        cfg = self.config
+        inliers = float("nan")
+        if self._world_mode is None:  # the first window defines the stream frame
+            self._world_mode = "external" if cond is not None else "model"
+            self._world_metric = cond is not None or bool(pred.metric)
+            sim, status = Sim3.identity(), (AlignmentStatus.EXTERNAL if cond is not None else AlignmentStatus.FIRST_WINDOW)
+        elif cond is not None:
+            sim, status = Sim3.identity(), AlignmentStatus.EXTERNAL
+        else:
+            pose_conf = np.ones(S) if pred.pose_confidence is None else np.asarray(pred.pose_confidence, np.float64)
+            first_new = len(shared)
+            al = align_to_world(
+                list(enumerate(shared)), list(range(first_new, S)), np.asarray(pred.c2w, np.float64),
+                np.asarray(pred.intrinsics, np.float64), pred.depth, pred.confidence, pose_conf, cfg,
+                not (self._world_metric and pred.metric), self._prev_scale,
+            )
+            sim, status, inliers = al.sim3, al.status, al.inliers
+        self._prev_scale = sim.scale
+        self.n_windows += 1
+        return sim, status, inliers
+
+    def _answer(self, e: WindowEntry, pred: WindowPrediction, i: int, sim: Sim3, status: str, inliers: float,
+                S: int) -> StreamResult:
+        """The result for window view i (a new frame), and the bookkeeping it
+        feeds: intrinsics estimate, keyframes, trajectory, anchor, map."""
+        cfg, f = self.config, e.frame
+        c2w = sim.apply_c2w(np.asarray(pred.c2w[i], np.float64))
+        K_win = np.asarray(pred.intrinsics[i], np.float64)
+        depth = (pred.depth[i] * np.float32(sim.scale)).astype(np.float32, copy=False)
+        confidence = np.asarray(pred.confidence[i], np.float32)
+        if f.intrinsics is not None:
+            K_pub, source = np.asarray(f.intrinsics, np.float64).copy(), "camera_info"
+        else:
+            self._intr.add(K_win, f.width, f.height)
+            K_pub, source = self._intr.estimate(), "estimated"
+        e.keyframe = is_new_keyframe(c2w, f.stamp, self._keyframes[-1] if self._keyframes else None, cfg)
+        e.c2w_world = c2w
+        if e.keyframe:
+            e.store_sample(depth, confidence, K_win, c2w, cfg)
+            self._keyframes.append(e)
+        if self.anchor.T_world_stream is None:
+            self.anchor.anchor(c2w, f.T_base_optical, external=self._world_mode == "external")
+        r = StreamResult(
+            stamp=float(f.stamp), index=int(f.index), c2w=c2w, T_world_optical=self.anchor.to_world(c2w),
+            intrinsics=K_pub, intrinsics_source=source, depth=depth, confidence=confidence, image=f.image,
+            metric=self._world_metric, keyframe=e.keyframe, alignment=status, alignment_scale=float(sim.scale),
+            alignment_inliers=inliers, window_fill=S, window_size=cfg.window_size, reset=self._reset_reason,
+            min_confidence=cfg.min_confidence, depth_range=tuple(cfg.depth_range), epoch=self.epoch, meta=f.meta,
+            in_map=cfg.map_from == "all" or (cfg.map_from == "keyframes" and e.keyframe),
+        )
+        self._reset_reason = None
+        self._traj.append(r.stamp, c2w, r.index, r.keyframe)
+        if r.in_map and not cfg.map_deferred:
+            self.insert_map(r)
+        return r

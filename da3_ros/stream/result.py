@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -33,13 +33,15 @@ class AlignmentStatus:
 
 @dataclass
 class StreamResult:
-    """One answered frame. Poses are c2w of the optical frame (x right, y down,
-    z forward) in the stream's world frame (the first window's reference camera,
-    or the external odometry frame in pose-conditioned mode)."""
+    """One answered frame. Poses are of the optical frame (x right, y down,
+    z forward): `c2w` in the stream frame (the first window's reference camera,
+    or the external odometry frame in pose-conditioned mode), `T_world_optical`
+    in the published world (see stream.world)."""
 
     stamp: float  # seconds, the frame's capture stamp
     index: int  # the Frame's index
-    c2w: np.ndarray  # (4,4) float64, optical frame -> world
+    c2w: np.ndarray  # (4,4) float64, optical frame -> stream frame
+    T_world_optical: np.ndarray  # (4,4) float64, optical frame -> published world
     intrinsics: np.ndarray  # (3,3) float64, pixels at native resolution
     #: "camera_info" (true intrinsics given with the frame) or "estimated"
     #: (running median of the model's answers)
@@ -57,10 +59,16 @@ class StreamResult:
     window_fill: int  # frames in the window that answered
     window_size: int
     #: why the stream was reset before this frame ("time_backwards",
-    #: "resolution_change", "external_reset"), else None
+    #: "reset_called", or the reason given to Streamer.reset), else None
     reset: Optional[str] = None
     min_confidence: float = 1.0
     depth_range: Tuple[float, float] = (0.0, np.inf)
+    #: the Streamer's reset count when answered (a result from before a reset is stale)
+    epoch: int = 0
+    #: the Frame's `meta`, unchanged
+    meta: Any = None
+    #: this result feeds the world map (StreamConfig.map_from)
+    in_map: bool = False
     extras: dict = field(default_factory=dict)
 
     @property

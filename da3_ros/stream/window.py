@@ -25,9 +25,10 @@ class WindowEntry:
     keyframe: bool = False
     #: world pose of the optical frame, once answered
     c2w_world: Optional[np.ndarray] = None
-    #: point-map sample kept for aligning later windows (world frame): flat
-    #: pixel indices (M,), points (M,3), z-depth (M,) world units, confidence (M,)
-    sample_pix: Optional[np.ndarray] = None
+    #: point-map sample kept for aligning later windows (stream frame): pixel
+    #: coordinates (M,2) (u, v; sub-pixel after a resize), points (M,3), z-depth
+    #: (M,) world units, confidence (M,)
+    sample_uv: Optional[np.ndarray] = None
     sample_xyz: Optional[np.ndarray] = None
     sample_depth: Optional[np.ndarray] = None
     sample_conf: Optional[np.ndarray] = None
@@ -41,7 +42,15 @@ class WindowEntry:
     def release(self) -> None:
         """Drop the model's cache (and the sample) so they can be freed."""
         self.handle = None
-        self.sample_pix = self.sample_xyz = self.sample_depth = self.sample_conf = None
+        self.sample_uv = self.sample_xyz = self.sample_depth = self.sample_conf = None
+
+    def resize(self, frame: Frame, handle: Any) -> None:
+        """The same keyframe at another image size (re-encoded): its point-map
+        sample's pixel coordinates follow the image (pixel-centre convention)."""
+        if self.sample_uv is not None:
+            scale = np.array([frame.width / self.frame.width, frame.height / self.frame.height])
+            self.sample_uv = (self.sample_uv + 0.5) * scale - 0.5
+        self.frame, self.handle = frame, handle
 
     def store_sample(self, depth_w: np.ndarray, conf: np.ndarray, K: np.ndarray, c2w_w: np.ndarray, cfg: StreamConfig) -> None:
         """Keep a sparse grid of this frame's world points for alignment."""
@@ -58,7 +67,7 @@ class WindowEntry:
         pix, d, c = pix[ok], d[ok].astype(np.float64), c[ok]
         u = (pix % w).astype(np.float64)
         v = (pix // w).astype(np.float64)
-        self.sample_pix = pix
+        self.sample_uv = np.stack([u, v], axis=1)
         self.sample_xyz = transform_points(c2w_w, backproject(d, u, v, K))
         self.sample_depth = d
         self.sample_conf = c.astype(np.float64)
@@ -88,5 +97,5 @@ def shared_to_decode(shared: Sequence[WindowEntry], count: int) -> List[int]:
     sample, at most `count`: their depth is decoded again to align the window."""
     if count <= 0:
         return []
-    have = [i for i, e in enumerate(shared) if e.sample_pix is not None and len(e.sample_pix) > 0]
+    have = [i for i, e in enumerate(shared) if e.sample_uv is not None and len(e.sample_uv) > 0]
     return have[-count:]

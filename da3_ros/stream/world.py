@@ -1,5 +1,19 @@
-"""Placing a window in the world: a confidence-weighted robust Sim(3) from the
-frames it shares with earlier windows, with fallbacks for degenerate overlap.
+"""Where things are: the one module that places a window in the stream's frame,
+and the stream's frame in the published world.
+
+Frames, from the network out:
+  * window frame: whatever frame the model answered a window in (DA3: its
+    reference view), arbitrary scale;
+  * stream frame: the first window's frame (or, with external poses, the
+    external odometry's frame); every later window is placed in it by a Sim(3)
+    (`align_to_world`), so poses and depth keep one scale;
+  * published world (`world_frame`, REP 105 odom): the stream frame moved so
+    that it starts at the body frame of the first answered camera
+    (`WorldAnchor`): x forward, y left, z up, or the robot's base frame when its
+    transform to the camera is known; identity with external odometry.
+
+Window -> stream: a confidence-weighted robust Sim(3) from the frames a window
+shares with earlier windows, with fallbacks for degenerate overlap.
 
 Correspondences (window -> world):
   * depth points: the same pixels of a shared keyframe, back-projected with
@@ -19,13 +33,13 @@ the previous window's scale, each case reported by its status.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..geometry.align import DegenerateAlignment, robust_sim3, spread_ratios
-from ..geometry.camera import backproject, transform_points
-from ..geometry.transforms import Sim3, inv_se3, project_to_so3
+from ..geometry.camera import backproject, sample_bilinear, transform_points
+from ..geometry.transforms import T_BODY_OPTICAL, Sim3, inv_se3, project_to_so3
 from .config import StreamConfig
 from .result import AlignmentStatus
 from .window import WindowEntry
@@ -44,17 +58,15 @@ class Alignment:
 def _depth_correspondences(shared, c2w_win, K_win, depth, conf, cfg):
     src, dst, w, norm = [], [], [], []
     for j, e in shared:
-        if j not in depth or e.sample_pix is None or len(e.sample_pix) == 0:
+        if j not in depth or e.sample_uv is None or len(e.sample_uv) == 0:
             continue
-        d_map = depth[j]
-        W = d_map.shape[1]
-        d = d_map.ravel()[e.sample_pix].astype(np.float64)
-        c = conf[j].ravel()[e.sample_pix].astype(np.float64)
+        u, v = e.sample_uv[:, 0], e.sample_uv[:, 1]
+        d = sample_bilinear(depth[j], u, v)
+        c = sample_bilinear(conf[j], u, v)
         ok = np.isfinite(d) & (d > 0) & (c >= cfg.min_confidence)
         if not np.any(ok):
             continue
-        pix = e.sample_pix[ok]
-        x = transform_points(c2w_win[j], backproject(d[ok], (pix % W).astype(np.float64), (pix // W).astype(np.float64), K_win[j]))
+        x = transform_points(c2w_win[j], backproject(d[ok], u[ok], v[ok], K_win[j]))
         src.append(x)
         dst.append(e.sample_xyz[ok])
         w.append(np.sqrt(c[ok] * e.sample_conf[ok]))
@@ -158,3 +170,34 @@ def _scale_from_reprojection(shared, new, c2w_win, K_win, depth, R, c_win, c_wor
         return None
     s = float(np.median(r))
     return s if np.isfinite(s) and s > 0 else None
+
+
+class WorldAnchor:
+    """The stream frame in the published world: T_world_stream, set by the first
+    answered frame and kept until a reset."""
+
+    def __init__(self):
+        self.T_world_stream: Optional[np.ndarray] = None
+
+    def reset(self) -> None:
+        self.T_world_stream = None
+
+    def anchor(self, c2w_stream_first: np.ndarray, T_base_optical: Optional[np.ndarray], external: bool) -> None:
+        """Anchor at the first answered frame: its base (or REP 103 camera body)
+        frame becomes the world origin; with external poses the stream frame
+        already is the world."""
+        if external:
+            self.T_world_stream = np.eye(4)
+        else:
+            T_base = T_BODY_OPTICAL if T_base_optical is None else np.asarray(T_base_optical, np.float64)
+            self.T_world_stream = T_base @ inv_se3(c2w_stream_first)
+
+    def to_world(self, c2w_stream: np.ndarray) -> np.ndarray:
+        """A pose in the stream frame -> the same pose in the published world."""
+        T = np.eye(4) if self.T_world_stream is None else self.T_world_stream
+        return T @ c2w_stream
+
+    def points_to_world(self, xyz_stream: np.ndarray) -> np.ndarray:
+        """(N,3) stream-frame points -> published world, float64."""
+        T = np.eye(4) if self.T_world_stream is None else self.T_world_stream
+        return transform_points(T, np.asarray(xyz_stream, np.float64).reshape(-1, 3))

@@ -1,4 +1,4 @@
-"""Streamer behaviour at its edges: bad frames, time going backwards,
+"""Streamer behaviour at its edges: bad frames (stamps: test_timeline.py),
 resolution changes, reset, a misbehaving model, the keyframe policy, handles."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+from da3_ros.geometry.transforms import inv_se3
 
 from da3_ros.stream import AlignmentStatus, Frame, FrameError, ModelOutputError, StreamConfig, Streamer
 from da3_ros.synthetic import OracleModel
@@ -56,39 +58,26 @@ def test_bad_frames_rejected_without_corrupting_state(sequence_cache, bad):
     assert all(r.reset is None for r in got)
 
 
-def test_time_backwards_resets(sequence_cache):
-    seq = sequence_cache("forward", n_frames=30, width=64, height=48)
-    st = Streamer(OracleModel(seq), StreamConfig(window_size=4))
-    fr = frames_of(seq)
-    out = [r for f in fr[:20] for r in st.push(f)]
-    assert len(st.trajectory()) == 20 and st.map_size > 0
-    # the bag loops: frame 5 comes again after frame 19
-    again = [r for f in fr[5:15] for r in st.push(dataclasses.replace(f, index=100 + f.index))]
-    assert again[0].reset == "time_backwards" and all(r.reset is None for r in again[1:])
-    assert again[0].alignment == AlignmentStatus.FIRST_WINDOW
-    np.testing.assert_allclose(again[0].c2w, np.eye(4), atol=1e-12)  # a new world at the new first frame
-    assert len(st.trajectory()) == 10 and st.n_resets == 1
-    assert out[0].reset is None
-
-
-def test_resolution_change_resets(sequence_cache):
-    a = sequence_cache("orbit", n_frames=10, width=64, height=48)
+def test_resolution_change_keeps_the_world(sequence_cache):
+    """A camera reconfigured to half resolution mid-stream: the keyframes are
+    re-encoded at the new size and the next window is placed in the same world."""
+    a = sequence_cache("orbit", n_frames=12, width=64, height=48)
     st = Streamer(OracleModel(a), StreamConfig(window_size=4))
-    for f in frames_of(a)[:5]:
-        st.push(f)
-    f = frames_of(a)[5]
-    small = dataclasses.replace(f, image=np.ascontiguousarray(f.image[::2, ::2]))
+    before = [r for f in frames_of(a)[:6] for r in st.push(f)]
+    map_before = st.map_size
 
-    class Resize(OracleModel):  # the oracle at half resolution (same stamps)
-        def predict(self, frames, handles, decode, intrinsics=None, c2w=None):
-            p = super().predict(frames, handles, decode, intrinsics, c2w)
-            p.depth = {k: np.ascontiguousarray(v[::2, ::2]) for k, v in p.depth.items()}
-            p.confidence = {k: np.ascontiguousarray(v[::2, ::2]) for k, v in p.confidence.items()}
-            return p
-
-    st.model = Resize(a)
-    res = st.push(small)
-    assert res[0].reset == "resolution_change" and res[0].depth.shape == (24, 32)
+    small = sequence_cache("orbit", n_frames=12, width=32, height=24)  # the same scene and path, rendered smaller
+    st.model = OracleModel(small)
+    after = [r for f in frames_of(small)[6:] for r in st.push(f)]
+    assert [r.index for r in after] == list(range(6, 12)) and all(r.reset is None for r in after)
+    assert after[0].depth.shape == (24, 32) and st.counts["resolution_changes"] == 1 and st.n_resets == 0
+    assert len(st.trajectory()) == 12 and st.map_size >= map_before
+    # the same world: poses continue the ground truth relative to frame 0, at the first window's scale
+    scale = float(np.median(a.depth[0] / before[0].depth))
+    rel = inv_se3(a.c2w[0]) @ a.c2w
+    for r in after:
+        np.testing.assert_allclose(r.c2w[:3, :3], rel[r.index][:3, :3], atol=2e-3)
+        assert np.linalg.norm(r.c2w[:3, 3] * scale - rel[r.index][:3, 3]) < 0.01 * np.linalg.norm(rel[r.index][:3, 3]) + 1e-3
 
 
 def test_reset_clears_everything(sequence_cache):

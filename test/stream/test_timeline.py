@@ -1,0 +1,137 @@
+"""One bad stamp never erases the world; a real restart of time does.
+
+Unit tests of `Timeline` (the one place that decides), then the same cases
+through the Streamer with the exact oracle: the trajectory and the map survive
+an outlier, and are reset only when the frames after a jump continue the new
+timeline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from da3_ros.stream import StreamConfig, Streamer
+from da3_ros.stream.timeline import Timeline, Verdict
+from da3_ros.synthetic import OracleModel
+
+
+def test_in_order_stamps_are_taken():
+    t = Timeline()
+    for s in (1.0, 1.1, 1.2):
+        d = t.decide(s, s)
+        assert d.verdict == Verdict.TAKE and d.take == [s] and not d.restart and not d.dropped
+
+
+def test_duplicate_is_dropped():
+    t = Timeline()
+    t.decide(1.0, "a")
+    d = t.decide(1.0, "b")
+    assert d.verdict == Verdict.DUPLICATE and d.take == [] and d.dropped == ["duplicate_stamp"]
+
+
+@pytest.mark.parametrize("outlier", [0.5, 1e6])
+def test_single_outlier_is_dropped_and_the_old_timeline_goes_on(outlier):
+    t = Timeline(max_forward_jump_s=10.0)
+    t.decide(100.0, "a")
+    assert t.decide(outlier, "bad").verdict == Verdict.HELD
+    d = t.decide(100.1, "b")
+    assert d.take == ["b"] and not d.restart
+    assert d.dropped == ["stamp_backwards_outlier" if outlier < 100 else "stamp_forward_outlier"]
+    assert t.last == 100.1
+
+
+def test_backwards_jump_confirmed_by_the_next_frame_restarts():
+    t = Timeline()
+    for s in (100.0, 100.1, 100.2):
+        t.decide(s, s)
+    assert t.decide(50.0, 50.0).verdict == Verdict.HELD
+    d = t.decide(50.1, 50.1)
+    assert d.restart and d.take == [50.0, 50.1] and not d.dropped and t.last == 50.1
+
+
+def test_forward_jump_confirmed_keeps_the_timeline():
+    t = Timeline(max_forward_jump_s=10.0)
+    t.decide(100.0, "a")
+    assert t.decide(200.0, "b").verdict == Verdict.HELD
+    d = t.decide(200.1, "c")
+    assert d.take == ["b", "c"] and not d.restart and not d.dropped
+
+
+def test_two_outliers_in_a_row_are_each_judged():
+    t = Timeline()
+    t.decide(100.0, "a")
+    t.decide(3.0, "x")
+    d = t.decide(7e5, "y")  # neither continues 3.0's timeline nor the old one: x dropped, y held in turn
+    assert d.verdict == Verdict.HELD and d.take == [] and d.dropped == ["stamp_backwards_outlier"]
+    d = t.decide(100.3, "b")
+    assert d.take == ["b"] and d.dropped == ["stamp_forward_outlier"] and t.last == 100.3
+    t2 = Timeline()
+    t2.decide(100.0, "a")
+    t2.decide(3.0, "x")
+    d = t2.decide(100.2, "b")
+    assert d.take == ["b"] and d.dropped == ["stamp_backwards_outlier"]
+
+
+# ---------------------------------------------------------------- through the Streamer
+
+def stream(seq_frames, cfg=None):
+    st = Streamer(OracleModel(SEQ), cfg or StreamConfig(window_size=4))
+    out = []
+    for f in seq_frames:
+        out += st.push(f)
+    return st, out
+
+
+SEQ = None
+
+
+@pytest.fixture(autouse=True)
+def _seq(sequence_cache):
+    global SEQ
+    SEQ = sequence_cache("forward", n_frames=30, width=64, height=48)
+    yield
+    SEQ = None
+
+
+def frames():
+    return list(SEQ.frames())
+
+
+@pytest.mark.parametrize("bad_stamp", [-1e3, 0.0, 1e9])
+def test_one_outlier_stamp_keeps_map_and_path(bad_stamp):
+    """A frame stamped far in the past or the future between good frames: dropped,
+    counted; the world, map and path go on as if it never came."""
+    fr = frames()
+    st, out = stream(fr[:15])
+    map_size, n_traj = st.map_size, len(st.trajectory())
+    bad = dataclasses.replace(fr[15], stamp=bad_stamp, index=999)
+    assert st.push(bad) == []
+    rest = [r for f in fr[16:] for r in st.push(f)]
+    assert [r.index for r in rest] == list(range(16, 30))
+    assert all(r.reset is None for r in rest) and st.n_resets == 0
+    assert sum(v for k, v in st.counts.items() if k.endswith("_outlier")) == 1
+    assert len(st.trajectory()) == n_traj + 14 and st.map_size >= map_size
+    # the poses continue the same world: the exact oracle's trajectory still equals
+    # ground truth relative to frame 0 (up to the first window's scale)
+    rel = np.linalg.inv(SEQ.c2w[0]) @ SEQ.c2w
+    np.testing.assert_allclose(rest[-1].c2w[:3, :3], rel[29][:3, :3], atol=1e-6)
+
+
+def test_duplicate_stamp_is_dropped_and_counted():
+    fr = frames()
+    st, out = stream(fr[:10])
+    assert st.push(dataclasses.replace(fr[9], index=500)) == []
+    assert st.counts["duplicate_stamp"] == 1 and len(st.trajectory()) == 10
+
+
+def test_looping_bag_resets_once_and_continues_the_new_timeline():
+    fr = frames()
+    st, _ = stream(fr[:20])
+    again = [r for f in fr[:10] for r in st.push(dataclasses.replace(f, index=100 + f.index))]
+    assert [r.index for r in again] == list(range(100, 110))  # the held first frame is answered too
+    assert again[0].reset == "time_backwards" and all(r.reset is None for r in again[1:])
+    assert st.n_resets == 1 and st.counts["reset_time_backwards"] == 1
+    assert len(st.trajectory()) == 10
+    np.testing.assert_allclose(again[0].c2w, np.eye(4), atol=1e-12)  # the new world starts at the new first frame
