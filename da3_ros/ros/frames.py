@@ -1,4 +1,5 @@
-"""Frames: where the node's world is, and the fixed transforms it reads from /tf_static.
+"""The transforms the node reads: fixed ones from /tf_static, and the external
+odometry's poses by stamp. (Where the node's world is: stream/world.py.)
 
 tf2_ros is not installable everywhere this package is tested, and the node needs
 only fixed (static) transforms: base_frame -> camera optical frame. So it keeps
@@ -18,15 +19,6 @@ from tf2_msgs.msg import TFMessage
 
 from da3_ros.geometry.transforms import inv_se3
 from da3_ros.ros.conversions import transform_to_matrix
-
-# REP 103: an optical frame (x right, y down, z forward) seen from its body
-# frame (x forward, y left, z up). T_body_optical maps optical coordinates to body.
-T_BODY_OPTICAL = np.array([
-    [0.0, 0.0, 1.0, 0.0],
-    [-1.0, 0.0, 0.0, 0.0],
-    [0.0, -1.0, 0.0, 0.0],
-    [0.0, 0.0, 0.0, 1.0],
-])
 
 TF_STATIC_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
@@ -75,34 +67,6 @@ class StaticTransforms(StaticTree):
     def __init__(self, node: Node):
         super().__init__()
         node.create_subscription(TFMessage, "/tf_static", self.add, TF_STATIC_QOS)
-
-
-class WorldAnchor:
-    """Maps the streaming core's world into the published world frame.
-
-    The published world (REP 105 `odom`) starts at the body frame of the first
-    answered frame: with `base_frame` set, that is the robot base at start;
-    otherwise the camera's own body frame (x forward, y left, z up), so RViz
-    shows the world upright instead of lying on the optical axes. With external
-    odometry the streaming core already works in the odometry's frame and the
-    anchor is the identity.
-    """
-
-    def __init__(self):
-        self.T_world_stream: Optional[np.ndarray] = None
-
-    def reset(self) -> None:
-        self.T_world_stream = None
-
-    def set_identity(self) -> None:
-        self.T_world_stream = np.eye(4)
-
-    def anchor(self, c2w_stream_first: np.ndarray, T_body_optical: np.ndarray) -> None:
-        self.T_world_stream = T_body_optical @ inv_se3(c2w_stream_first)
-
-    def world_pose(self, c2w_stream: np.ndarray) -> np.ndarray:
-        """Optical frame pose in the published world (T_world_optical)."""
-        return self.T_world_stream @ c2w_stream
 
 
 class OdometryHistory:

@@ -1,54 +1,56 @@
 """da3_node: live depth, point clouds and camera poses from a camera stream.
 
 Data flow: image callback -> one-slot buffer (newest frame wins, the rest are
-counted as dropped) -> worker thread: decode, Frame, streaming core (window,
-network, world frame) -> StreamResult -> messages. Callbacks only store; all
-inference happens on the worker, so the executor is never blocked by it.
+counted as dropped) -> inference thread: decode, Frame, streaming core (window,
+network, world frame) -> bounded queue -> output thread: map insertion and the
+messages of the outputs someone subscribes to, published. Callbacks only store;
+the network never waits for message building, so frame t's host work overlaps
+frame t+1's network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
+import queue
+import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, FrozenSet, NamedTuple, Optional
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from nav_msgs.msg import Odometry, Path
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import ClockChange, JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
 from da3_ros.io.writers import write_ply, write_tum
-from da3_ros.msg import Keyframe
 from da3_ros.ros.conversions import pose_to_matrix, stamp_to_sec
+from da3_ros.ros.frame_pipeline import FramePipeline
 from da3_ros.ros.frames import OdometryHistory, StaticTransforms
-from da3_ros.ros.messages import OUTPUT_TOPICS
-from da3_ros.ros.params import NodeConfig, declare_parameters
-from da3_ros.ros.pipeline import FramePipeline, load_window_model
+from da3_ros.ros.outputs import OUTPUTS
+from da3_ros.ros.params import PARAMETERS, NodeConfig, check_value, declare_parameters, model_settings, validate
 from da3_ros.stream.interface import WindowModel
+from da3_ros.stream.result import StreamResult
 
-# outputs: reliable (RViz, rosbag and SLAM back-ends all subscribe reliable or
-# best effort), shallow so a slow subscriber never builds a backlog
-OUTPUT_QOS = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-TF_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 THROTTLE_S = 5.0
+#: answered frames waiting for the output thread (bounded: the inference thread
+#: waits rather than letting a backlog grow)
+OUTPUT_QUEUE = 2
 
 
-@dataclass
-class _Input:
+class _Input(NamedTuple):
     msg: Any
     compressed: bool
     received: float  # time.monotonic() at the callback, for latency
@@ -82,7 +84,7 @@ class LatestSlot:
 
 
 class Stats:
-    """Counters and rates for /diagnostics (written by the worker, read by a timer)."""
+    """Counters and rates for /diagnostics (written by the workers, read by a timer)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -114,56 +116,55 @@ class Da3Node(Node):
         self.cfg: NodeConfig = declare_parameters(self)
         self.model = model if model is not None else self._load_model()
         self.get_logger().info(f"model ready: {self.model.name}")
-
-        self.static_tf = StaticTransforms(self)
         self.stats = Stats()
         self.slot = LatestSlot()
+        self._results: "queue.Queue[StreamResult]" = queue.Queue(maxsize=OUTPUT_QUEUE)
+        self._pipeline_lock = threading.Lock()  # the inference thread and the services take turns
+        self._pending_cfg: Optional[NodeConfig] = None  # validated parameter changes, applied by the worker
+        self._reset_request: Optional[str] = None
+        self.static_tf = StaticTransforms(self)
         self.pipeline = FramePipeline(self.model, self.cfg, self._warn_bad, self.static_tf.lookup, OdometryHistory(),
-                                      notice=self.get_logger().warning)
+                                      notice=self.get_logger().warning, map_deferred=True)
+        self._warn_config()
+        self._warm_up()
+        self._create_publishers()
+        self._create_subscriptions()
+        self._create_services_and_timers()
+        self._running = True
+        self._threads = [threading.Thread(target=self._infer_loop, name="da3_inference", daemon=True),
+                         threading.Thread(target=self._output_loop, name="da3_output", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------ set-up
+
+    def _load_model(self) -> WindowModel:
+        from da3_ros.runtime.models import make_window_model
+
+        cfg = self.cfg
+        self.get_logger().info(f"loading model {cfg.model!r} (device={cfg.device}, precision={cfg.precision}, "
+                               f"process_res={cfg.process_res})")
+        try:
+            return make_window_model(model_settings(cfg))
+        except Exception as exc:  # noqa: BLE001 - report any loader failure in one line, then stop
+            self.get_logger().fatal(f"cannot load model {cfg.model!r}: {exc}")
+            raise
+
+    def _warn_config(self) -> None:
         if self.cfg.external_odometry_topic and self.cfg.publish_tf:
             self.get_logger().warning(
                 "external odometry and publish_tf are both on: if the odometry source already publishes "
                 f"{self.cfg.world_frame} -> {self.cfg.base_frame or 'its base'}, set publish_tf:=false "
                 "(a TF frame has one parent)")
-        self._pipeline_lock = threading.Lock()  # the worker and the services take turns
+
+    def _warm_up(self) -> None:
         if self.cfg.warmup_width and self.cfg.warmup_height:
             seconds = self.pipeline.warmup(self.cfg.warmup_width, self.cfg.warmup_height)
             self.get_logger().info(f"network warmed up for {self.cfg.warmup_width}x{self.cfg.warmup_height} "
                                    f"images in {seconds:.1f} s")
 
-        self._create_publishers()
-        self._create_subscriptions()
-        service_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group)
-        self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group)
-        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
-        self.create_timer(self.cfg.map_publish_period, self._publish_map)
-        # output switches and thresholds may change while running (ros2 param set)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="da3_worker", daemon=True)
-        self._worker.start()
-
-    # ------------------------------------------------------------ set-up
-
-    def _load_model(self) -> WindowModel:
-        cfg = self.cfg
-        self.get_logger().info(f"loading model {cfg.model!r} (device={cfg.device}, precision={cfg.precision}, "
-                               f"process_res={cfg.process_res})")
-        try:
-            return load_window_model(cfg)
-        except Exception as exc:  # noqa: BLE001 - report any loader failure in one line, then stop
-            self.get_logger().fatal(f"cannot load model {cfg.model!r}: {exc}")
-            raise
-
     def _create_publishers(self) -> None:
-        types = {"depth": Image, "depth_info": CameraInfo, "confidence": Image, "points": PointCloud2,
-                 "odometry": Odometry, "path": Path, "tf": TFMessage, "estimated_info": CameraInfo,
-                 "keyframe": Keyframe}
-        self.pubs = {name: self.create_publisher(types[name], topic, TF_QOS if name == "tf" else OUTPUT_QOS)
-                     for name, topic in OUTPUT_TOPICS.items()}
-        self.map_pub = self.create_publisher(PointCloud2, "map/points", LATCHED_QOS)
+        self.pubs = {o.name: self.create_publisher(o.msg_type, o.topic, o.qos) for o in OUTPUTS}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _create_subscriptions(self) -> None:
@@ -172,16 +173,28 @@ class Da3Node(Node):
         # depth 1: only the newest frame matters; older ones would only add latency
         qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         if c.use_compressed:
-            self.create_subscription(CompressedImage, "image/compressed",
-                                     lambda m: self._on_image(m, True), qos)
+            self.create_subscription(CompressedImage, "image/compressed", lambda m: self._on_image(m, True), qos)
         else:
             self.create_subscription(Image, "image", lambda m: self._on_image(m, False), qos)
         if c.use_camera_info:
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         if c.external_odometry_topic:
-            odom_qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
-                                  reliability=ReliabilityPolicy.BEST_EFFORT)
+            odom_qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
             self.create_subscription(Odometry, c.external_odometry_topic, self._on_odometry, odom_qos)
+
+    def _create_services_and_timers(self) -> None:
+        service_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group)
+        self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group)
+        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
+        self.create_timer(self.cfg.map_publish_period, self._publish_map)
+        # thresholds and output switches may change while running (ros2 param set):
+        # validated here, applied by the inference thread before its next frame
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # simulated time jumping back (a bag restarted with --clock): the old world no longer applies
+        self._clock_jump = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
+            post_callback=self._on_clock_jump)
 
     # ------------------------------------------------------------ callbacks (store only)
 
@@ -201,16 +214,30 @@ class Da3Node(Node):
             return
         self.pipeline.odometry.add(stamp_to_sec(msg.header.stamp), T, msg.header.frame_id)
 
-    def _on_set_parameters(self, params):
-        from rcl_interfaces.msg import SetParametersResult
-
-        options = self.pipeline.builder.options
-        for p in params:
-            if p.name == "publish_map":
-                self.cfg.publish_map = bool(p.value)
-            elif hasattr(options, p.name):  # publish_*, min/max depth, min_confidence, point_decimation
-                setattr(options, p.name, p.value)
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validation only: a bad value (or a combination, e.g. min_depth above
+        max_depth) is refused with the reason; accepted ones are applied after."""
+        base = self._pending_cfg or self.cfg
+        changes: Dict[str, Any] = {}
+        try:
+            for p in params:
+                if p.name not in PARAMETERS:
+                    continue  # not ours (use_sim_time, ...)
+                value = float(p.value) if isinstance(PARAMETERS[p.name].default, float) else p.value
+                check_value(p.name, value)
+                changes[p.name] = value
+            candidate = dataclasses.replace(base, **changes)
+            validate(candidate)
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if changes:
+            self._pending_cfg = candidate
         return SetParametersResult(successful=True)
+
+    def _on_clock_jump(self, jump) -> None:
+        # only a jump of simulated time itself: switching the time source on or off is not a restart
+        if jump.clock_change == ClockChange.ROS_TIME_NO_CHANGE and jump.delta.nanoseconds < 0:
+            self._reset_request = "clock_jumped_back"
 
     def _on_reset(self, request, response):
         with self._pipeline_lock:
@@ -237,23 +264,78 @@ class Da3Node(Node):
         self.get_logger().info(response.message)
         return response
 
-    # ------------------------------------------------------------ worker
+    # ------------------------------------------------------------ workers
 
-    def _work(self) -> None:
-        while self._running and rclpy.ok(context=self.context):
+    def _infer_loop(self) -> None:
+        """Inference thread: parameter changes and resets, then frame -> results."""
+        while self._running:
             item = self.slot.take(timeout=0.1)
+            self._apply_requests()  # after the wait: a change made meanwhile applies to this frame
             if item is None:
                 continue
             try:
                 with self._pipeline_lock:
-                    answers = self.pipeline.process(item.msg, item.compressed, item.received)
-                for answer in answers:
-                    self._publish(answer)
+                    frame = self.pipeline.to_frame(item.msg, item.compressed, item.received)
+                    results = self.pipeline.push(frame) if frame is not None else []
+                for result in results:
+                    self._hand_over(result)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
+                self._report_failure(exc)
+
+    def _apply_requests(self) -> None:
+        cfg, self._pending_cfg = self._pending_cfg, None
+        reason, self._reset_request = self._reset_request, None
+        if cfg is None and reason is None:
+            return
+        with self._pipeline_lock:
+            if cfg is not None:
+                self.pipeline.apply(cfg)
+                self.cfg = cfg
+            if reason is not None:
+                self.pipeline.reset(reason)
+                self.get_logger().warning(f"{reason}: world frame, window, map and path reset")
+
+    def _hand_over(self, result: StreamResult) -> None:
+        """To the output thread; waits while it is behind (bounded), gives up on stop."""
+        while self._running:
+            try:
+                self._results.put(result, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _output_loop(self) -> None:
+        """Output thread: messages of the wanted outputs, published. Runs until the
+        inference thread has stopped and everything it answered is out."""
+        while self._running or self._threads[0].is_alive() or not self._results.empty():
+            try:
+                result = self._results.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                messages = self.pipeline.build(result, self._wanted())
+                for output, msg in messages:
+                    self.pubs[output.name].publish(msg)
                 with self.stats.lock:
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"frame failed, continuing with the next one: {exc}\n"
-                                        f"{traceback.format_exc()}", throttle_duration_sec=THROTTLE_S)
+                    self.stats.answered += 1
+                    self.stats.latencies_ms.append((time.monotonic() - result.meta.received) * 1e3)
+                    self.stats.window_fill = result.window_fill
+            except Exception as exc:  # noqa: BLE001 - one frame's messages must not stop the next
+                if not rclpy.ok(context=self.context):
+                    return  # shutting down: nothing can be published any more
+                self._report_failure(exc)
+
+    def _wanted(self) -> FrozenSet[str]:
+        """Outputs switched on and, for the costly ones, with a subscriber."""
+        on = self.pipeline.switched_on
+        return frozenset(o.name for o in OUTPUTS if o.name in on
+                         and (not o.lazy or self.pubs[o.name].get_subscription_count() > 0))
+
+    def _report_failure(self, exc: Exception) -> None:
+        with self.stats.lock:
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.get_logger().error(f"frame failed, continuing with the next one: {exc}\n{traceback.format_exc()}",
+                                throttle_duration_sec=THROTTLE_S)
 
     def _warn_bad(self, text: str) -> None:
         with self.stats.lock:
@@ -261,34 +343,21 @@ class Da3Node(Node):
             self.stats.last_error = text
         self.get_logger().warning(text, throttle_duration_sec=THROTTLE_S)
 
-    def _publish(self, answer) -> None:
-        for name, message in answer.outputs.items():
-            self.pubs[name].publish(message)
-        with self.stats.lock:
-            self.stats.answered += 1
-            self.stats.latencies_ms.append((time.monotonic() - answer.received) * 1e3)
-            self.stats.window_fill = answer.window_fill
-
     # ------------------------------------------------------------ timers
 
     def _publish_map(self) -> None:
-        if not self.cfg.publish_map:
+        if "map" not in self._wanted():
             return
-        if not self._pipeline_lock.acquire(timeout=0.01):
-            return  # the worker is busy: the next tick will do
-        try:
-            cloud = self.pipeline.map_cloud(self.get_clock().now().to_msg())
-        finally:
-            self._pipeline_lock.release()
+        cloud = self.pipeline.map_cloud(self.get_clock().now().to_msg())  # the map has its own lock
         if cloud is not None:
-            self.map_pub.publish(cloud)
+            self.pubs["map"].publish(cloud)
 
     def _publish_diagnostics(self) -> None:
         rx_rate, out_rate, latencies = self.stats.rates()
         s = self.stats
         with s.lock:
             received, answered, bad, fill, error = s.received, s.answered, s.bad_inputs, s.window_fill, s.last_error
-        dropped = self.slot.dropped
+        counts = dict(self.pipeline.streamer.counts)
         level, message = DiagnosticStatus.OK, "streaming"
         if received == 0:
             level, message = DiagnosticStatus.WARN, "no images received yet"
@@ -302,10 +371,12 @@ class Da3Node(Node):
             "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "n/a",
             "frames_received": str(received),
             "frames_answered": str(answered),
-            "frames_dropped": str(dropped),
+            "frames_dropped": str(self.slot.dropped),
             "bad_inputs": str(bad),
-            "duplicate_stamps": str(self.pipeline.duplicates),
-            "resets": str(self.pipeline.resets),
+            "duplicate_stamps": str(counts.get("duplicate_stamp", 0)),
+            "stamp_outliers": str(counts.get("stamp_backwards_outlier", 0) + counts.get("stamp_forward_outlier", 0)),
+            "resolution_changes": str(counts.get("resolution_changes", 0)),
+            "resets": str(counts.get("resets", 0)),
             "window_fill": f"{fill}/{self.cfg.window_size}",
             "intrinsics": self.pipeline.intrinsics_source,
             "scale": "metric (metres)" if self.model.metric else "relative (first window's unit)",
@@ -318,10 +389,18 @@ class Da3Node(Node):
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=[status]))
 
-    def destroy_node(self):
+    # ------------------------------------------------------------ stop
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking frames, let the frame in flight finish and its messages go
+        out, then stop the threads (call before the context shuts down)."""
         self._running = False
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=timeout)
+
+    def destroy_node(self):
+        self.stop()
         return super().destroy_node()
 
 
@@ -335,16 +414,25 @@ def _gpu_memory_mb() -> str:
 
 
 def main(args=None) -> int:
+    """Spin until SIGINT / SIGTERM, then stop the workers BEFORE the context goes
+    (a frame in flight still publishes), and exit 0."""
+    from rclpy.signals import SignalHandlerOptions
+
     from ..signals import install_signal_handlers
 
     install_signal_handlers()
-    rclpy.init(args=args)
+    stop = threading.Event()
+    # rclpy's own handler would shut the context down under the workers' feet
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = None
     try:
         node = Da3Node()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = MultiThreadedExecutor(num_threads=2)  # a slow ~/save never holds up the image callback
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - a start-up failure: one clear line, non-zero exit
@@ -352,6 +440,8 @@ def main(args=None) -> int:
         return 1
     finally:
         if node is not None:
+            node.stop()
+            node.get_logger().info("stopped")
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

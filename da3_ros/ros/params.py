@@ -7,13 +7,17 @@ agree. Units are in the names or descriptions (metres, seconds, pixels, degrees)
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from da3_ros.ros.outputs import OUTPUTS, OutputOptions
 from da3_ros.runtime.models import ModelSettings
 from da3_ros.stream.config import StreamConfig
+
+#: the publish_* parameters, from the output table
+OUTPUT_SWITCHES = tuple(dict.fromkeys(o.switch for o in OUTPUTS if o.switch))
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,18 @@ PARAMETERS: Dict[str, Spec] = {
     "window_size": Spec(8, "frames in the sliding window (keyframes plus the newest frame)", range=(2, 64, 1)),
     "stride": Spec(1, "new frames per inference: 1 answers every frame the worker takes", range=(1, 32, 1)),
     "keyframe_translation": Spec(0.0, "a frame becomes a keyframe after this much camera motion, world units "
-                                      "(metres when metric); 0: off", range=(0.0, 100.0, 0.0)),
+                                      "(metres when metric); 0: off", range=(0.0, 100.0, 0.0), read_only=False),
     "keyframe_depth_ratio": Spec(0.05, "... or after moving this fraction of the scene's median depth "
                                        "(scale-free: works at a relative model's arbitrary scale); 0: off",
-                                 range=(0.0, 10.0, 0.0)),
-    "keyframe_rotation_deg": Spec(5.0, "... or after this much camera rotation, degrees", range=(0.0, 180.0, 0.0)),
-    "keyframe_interval": Spec(1.0, "... or after this long without a keyframe, seconds", range=(0.0, 3600.0, 0.0)),
+                                 range=(0.0, 10.0, 0.0), read_only=False),
+    "keyframe_rotation_deg": Spec(5.0, "... or after this much camera rotation, degrees", range=(0.0, 180.0, 0.0),
+                                  read_only=False),
+    "keyframe_interval": Spec(1.0, "... or after this long without a keyframe, seconds", range=(0.0, 3600.0, 0.0),
+                              read_only=False),
+    "max_stamp_jump": Spec(10.0, "a frame stamped more than this many seconds after the last one (or any time "
+                                 "before it) is held until the next frame says which timeline is real: one bad "
+                                 "stamp is dropped, a real restart of time (looping bag) resets the world",
+                           range=(0.001, 1e6, 0.0)),
     # ---- frames (REP 103 / 105)
     "world_frame": Spec("odom", "fixed frame of poses, path and map (REP 105: odom)"),
     "base_frame": Spec("", "if set, TF and odometry are published for this frame (e.g. base_link), using the fixed "
@@ -117,6 +127,7 @@ class NodeConfig:
     keyframe_depth_ratio: float
     keyframe_rotation_deg: float
     keyframe_interval: float
+    max_stamp_jump: float
     world_frame: str
     base_frame: str
     camera_frame: str
@@ -167,14 +178,13 @@ def declare_parameters(node: Node) -> NodeConfig:
     values = {}
     for name, spec in PARAMETERS.items():
         value = node.declare_parameter(name, spec.default, _descriptor(name, spec)).value
-        if spec.choices and value not in spec.choices:
-            raise ValueError(f"parameter {name}={value!r} is not one of {', '.join(spec.choices)}")
-        if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
-            raise ValueError(f"parameter {name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+        check_value(name, value)
         values[name] = value
     missing = {f.name for f in fields(NodeConfig)} ^ set(values)
     assert not missing, f"PARAMETERS and NodeConfig disagree on {missing}"
-    return NodeConfig(**values)
+    cfg = NodeConfig(**values)
+    validate(cfg)
+    return cfg
 
 
 # ---------------------------------------------------------------- the typed mapping
@@ -203,8 +213,47 @@ def stream_config(cfg: NodeConfig) -> StreamConfig:
         depth_range=(cfg.min_depth, cfg.max_depth),
         map_voxel_size=cfg.map_voxel_size,
         map_max_points=cfg.map_max_points,
+        map_from="keyframes" if cfg.publish_map else "none",
         trajectory_cap=cfg.path_max_length,
+        max_forward_jump_s=cfg.max_stamp_jump,
     )
+
+
+def output_options(cfg: NodeConfig) -> OutputOptions:
+    """What the message builder needs: frames, decimation, path length, switches."""
+    return OutputOptions(
+        world_frame=cfg.world_frame, base_frame=cfg.base_frame, point_decimation=cfg.point_decimation,
+        path_max_length=cfg.path_max_length,
+        switches={name: getattr(cfg, name) for name in OUTPUT_SWITCHES},
+    )
+
+
+def validate(cfg: NodeConfig) -> None:
+    """Raise ValueError (naming the parameters) when values that are each in
+    range do not fit together (min_depth >= max_depth, ...)."""
+    if cfg.min_depth >= cfg.max_depth:
+        raise ValueError(f"min_depth ({cfg.min_depth}) must be below max_depth ({cfg.max_depth})")
+    if cfg.stride >= cfg.window_size:
+        raise ValueError(f"stride ({cfg.stride}) must be below window_size ({cfg.window_size})")
+    if bool(cfg.warmup_width) != bool(cfg.warmup_height):
+        raise ValueError("warmup_width and warmup_height are set together (both 0: warm up on the first image)")
+    stream_config(cfg)  # and whatever else the streaming core checks
+
+
+def check_value(name: str, value: Any) -> None:
+    """Raise ValueError when `value` is not of the parameter's type, one of its
+    choices, or inside its range (rclpy checks ranges on set, not the initial
+    value from a params file)."""
+    spec = PARAMETERS[name]
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise ValueError(f"parameter {name}={value!r} must be a {expected.__name__}")
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"parameter {name}={value!r} is not one of {', '.join(spec.choices)}")
+    if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
+        raise ValueError(f"parameter {name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
 
 
 def default_config(**overrides) -> NodeConfig:
@@ -214,5 +263,25 @@ def default_config(**overrides) -> NodeConfig:
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown parameters: {sorted(unknown)}")
+    for name, value in overrides.items():
+        check_value(name, value)
     values.update(overrides)
-    return NodeConfig(**values)
+    cfg = NodeConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def readme_rows() -> List[str]:
+    """The README parameter table's rows, as PARAMETERS declares them
+    (`python -m da3_ros.ros.params` prints them)."""
+    rows = []
+    for name, spec in PARAMETERS.items():
+        text = spec.description + (f" ({', '.join(spec.choices)})" if spec.choices else "")
+        if not spec.read_only:
+            text += "; changeable at run time"
+        rows.append(f"| `{name}` | `{spec.default}` | {text} |")
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(readme_rows()))

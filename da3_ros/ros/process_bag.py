@@ -41,7 +41,7 @@ class ModelLoadError(RuntimeError):
 
 def parse_parameter(assignment: str) -> Tuple[str, object]:
     """"name:=value" -> (name, value typed like the parameter's default)."""
-    from da3_ros.ros.params import PARAMETERS
+    from da3_ros.ros.params import PARAMETERS, check_value
 
     name, sep, text = assignment.partition(":=")
     if not sep:
@@ -53,10 +53,10 @@ def parse_parameter(assignment: str) -> Tuple[str, object]:
         value = _typed(text, spec.default)
     except ValueError:
         raise UsageError(f"parameter {name}: {text!r} is not a {type(spec.default).__name__}") from None
-    if spec.choices and value not in spec.choices:
-        raise UsageError(f"parameter {name}={value!r} is not one of {', '.join(spec.choices)}")
-    if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
-        raise UsageError(f"parameter {name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+    try:
+        check_value(name, value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return name, value
 
 
@@ -81,7 +81,10 @@ def config_from(assignments: Sequence[str], model: Optional[str] = None):
     overrides = dict(parse_parameter(a) for a in assignments)
     if model:
         overrides["model"] = model
-    return default_config(**overrides)
+    try:
+        return default_config(**overrides)
+    except ValueError as exc:  # values that do not fit together
+        raise UsageError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- topics and types
@@ -216,12 +219,55 @@ class Progress:
 
 
 def load_model(cfg):
-    from da3_ros.ros.pipeline import load_window_model
+    """The model `cfg.model` names; a loader failure is one ModelLoadError line."""
+    from da3_ros.ros.params import model_settings
+    from da3_ros.runtime.models import make_window_model
 
     try:
-        return load_window_model(cfg)
+        return make_window_model(model_settings(cfg))
     except Exception as exc:  # noqa: BLE001 - any loader failure is one line for the user
         raise ModelLoadError(f"cannot load model {cfg.model!r}: {exc}") from exc
+
+
+class BagRun:
+    """One process-bag run: the input's messages through a FramePipeline, every
+    output switched on written under the node's topic names."""
+
+    def __init__(self, pipeline, out: OutputBag, namespace: str, warn):
+        self.pipeline, self.out, self.namespace, self.warn = pipeline, out, namespace, warn
+        self.frames = self.answered = 0
+        self.last_stamp_ns: Optional[int] = None
+
+    def write_answers(self, answers) -> None:
+        from da3_ros.ros.conversions import stamp_to_ns
+
+        for messages in answers:
+            self.answered += 1
+            for output, msg in messages:
+                # the source image's stamp (/tf carries it per transform)
+                header = msg.transforms[0].header if output.name == "tf" else msg.header
+                self.last_stamp_ns = stamp_to_ns(header.stamp)
+                self.out.write(output_topic(self.namespace, output.topic), msg, self.last_stamp_ns)
+
+    def decode(self, m, cls):
+        from rclpy.serialization import deserialize_message
+
+        try:
+            return deserialize_message(bytes(m.rawdata), cls)
+        except Exception as exc:  # noqa: BLE001 - a corrupt record must not end the run
+            self.warn(f"undecodable {m.msgtype} on {m.topic} at bag time {m.timestamp_ns} ns: {exc}")
+            return None
+
+    def write_map(self) -> None:
+        from da3_ros.ros.conversions import ns_to_stamp
+        from da3_ros.ros.outputs import OUTPUTS_BY_NAME
+
+        output = OUTPUTS_BY_NAME["map"]
+        if output.name not in self.pipeline.switched_on or self.last_stamp_ns is None:
+            return
+        cloud = self.pipeline.map_cloud(ns_to_stamp(self.last_stamp_ns))
+        if cloud is not None:
+            self.out.write(output_topic(self.namespace, output.topic), cloud, self.last_stamp_ns, latched=True)
 
 
 def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[str] = None,
@@ -230,13 +276,11 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
     """Process IN into a new bag OUT (see the module docstring) -> summary dict.
 
     model: a WindowModel to use instead of loading cfg.model (tests)."""
-    from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tf2_msgs.msg import TFMessage
 
+    from da3_ros.ros.frame_pipeline import FramePipeline
     from da3_ros.ros.frames import StaticTree
-    from da3_ros.ros.messages import OUTPUT_TOPICS
-    from da3_ros.ros.pipeline import FramePipeline
 
     if storage not in STORAGES:
         raise UsageError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
@@ -259,71 +303,34 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
         tree = StaticTree()
         pipeline = FramePipeline(model, cfg, warn, tree.lookup)
         image_cls = CompressedImage if compressed else Image
-        names = {field: output_topic(namespace, topic) for field, topic in OUTPUT_TOPICS.items()}
-        wanted = [image_topic, TF_STATIC] + ([info_topic] if info_topic else [])
-        frames = answered = 0
-        last_stamp = None
         meter = Progress(total, progress)
-
         with open_writer(out_path, storage=storage) as writer:
-            out = OutputBag(writer, output_typestore())
-
-            def write_answers(answers) -> None:
-                nonlocal answered, last_stamp
-                for answer in answers:
-                    answered += 1
-                    items = answer.outputs.items()
-                    if items:  # (empty when every publish_* parameter is off)
-                        last_stamp = _answer_stamp_ns(items)
-                        for field, msg in items:
-                            out.write(names[field], msg, last_stamp)
-
-            def decode(m, cls):
-                try:
-                    return deserialize_message(bytes(m.rawdata), cls)
-                except Exception as exc:  # noqa: BLE001 - a corrupt record must not end the run
-                    warn(f"undecodable {m.msgtype} on {m.topic} at bag time {m.timestamp_ns} ns: {exc}")
-                    return None
-
-            for m in iter_messages(reader, wanted):
+            run = BagRun(pipeline, OutputBag(writer, output_typestore()), namespace, warn)
+            for m in iter_messages(reader, [image_topic, TF_STATIC] + ([info_topic] if info_topic else [])):
                 if m.topic == TF_STATIC:
-                    tf = decode(m, TFMessage)
+                    tf = run.decode(m, TFMessage)
                     if tf is not None:
                         tree.add(tf)
-                        out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
+                        run.out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
                 elif m.topic == info_topic:
-                    pipeline.camera_info = decode(m, CameraInfo) or pipeline.camera_info
+                    pipeline.camera_info = run.decode(m, CameraInfo) or pipeline.camera_info
                 else:
-                    frames += 1
-                    msg = decode(m, image_cls)
+                    run.frames += 1
+                    msg = run.decode(m, image_cls)
                     if msg is not None:
-                        write_answers(pipeline.process(msg, compressed))
-                    meter.update(frames, answered)
-            write_answers(pipeline.flush())
-            if cfg.publish_map and last_stamp is not None:
-                from da3_ros.ros.conversions import ns_to_stamp
-
-                cloud = pipeline.map_cloud(ns_to_stamp(last_stamp))
-                if cloud is not None:
-                    out.write(output_topic(namespace, "map/points"), cloud, last_stamp, latched=True)
-            meter.update(frames, answered, force=True)
+                        run.write_answers(pipeline.process(msg, compressed))
+                    meter.update(run.frames, run.answered)
+            run.write_answers(pipeline.flush())
+            run.write_map()
+            meter.update(run.frames, run.answered, force=True)
 
     return {
         "input": os.fspath(in_path), "output": os.fspath(out_path), "storage": storage,
-        "image_topic": image_topic, "camera_info_topic": info_topic, "frames_in": frames,
-        "answered": answered, "bad": len(bad), "resets": pipeline.resets,
-        "messages": dict(out.counts), "seconds": time.monotonic() - started,
+        "image_topic": image_topic, "camera_info_topic": info_topic, "frames_in": run.frames,
+        "answered": run.answered, "bad": len(bad), "resets": pipeline.streamer.n_resets,
+        "dropped": {k: v for k, v in pipeline.streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
+        "messages": dict(run.out.counts), "seconds": time.monotonic() - started,
     }
-
-
-def _answer_stamp_ns(items) -> int:
-    """The source image's stamp, from the answer's messages (/tf carries it per transform)."""
-    from da3_ros.ros.conversions import stamp_to_ns
-
-    for _, msg in items:
-        if hasattr(msg, "header"):
-            return stamp_to_ns(msg.header.stamp)
-    return stamp_to_ns(items[0][1].transforms[0].header.stamp)
 
 
 # ---------------------------------------------------------------- command line

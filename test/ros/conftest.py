@@ -16,6 +16,8 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
+from node_harness import Camera, Recorder, Spinner, start_node  # noqa: E402
+
 
 @pytest.fixture
 def ros_context() -> Iterator[Context]:
@@ -119,3 +121,27 @@ def child_process() -> Iterator[Callable[..., ChildProcess]]:
     yield start
     for child in children:
         child.stop()
+
+
+@pytest.fixture
+def rig(ros_context, make_node):
+    """da3_node in-process (test defaults: node_harness.start_node) with a camera and a recorder on real DDS:
+    (start(model, **params) -> (node, camera, recorder, spinner)); all torn down after the test."""
+    started = []
+
+    def start(model, compressed=False, **params):
+        node = start_node(ros_context, model, use_compressed=compressed, **params)
+        io_node = make_node("test_camera_and_recorder")
+        camera, recorder = Camera(io_node, compressed=compressed), Recorder(io_node)
+        spinner = Spinner(ros_context, node, io_node)
+        started.append((node, spinner))
+        # let discovery finish before the first frame (best effort drops early samples)
+        assert spinner.wait_for(lambda: node.count_subscribers("depth/image") > 0
+                                and io_node.count_subscribers("image" if not compressed else "image/compressed") > 0,
+                                10.0), "node and test did not discover each other"
+        return node, camera, recorder, spinner
+
+    yield start
+    for node, spinner in started:
+        spinner.shutdown()
+        node.destroy_node()

@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
@@ -23,6 +24,7 @@ from tf2_msgs.msg import TFMessage
 from da3_ros.io.images import encode_compressed
 from da3_ros.msg import Keyframe
 from da3_ros.ros.conversions import array_to_image, intrinsics_to_camera_info, ns_to_stamp, stamp_to_ns
+from da3_ros.ros.node import Da3Node
 
 OPTICAL_FRAME = "test_camera_optical_frame"
 
@@ -125,3 +127,36 @@ class Spinner:
     def shutdown(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
         self.thread.join(timeout=5.0)
+
+
+def start_node(context, model, **params):
+    overrides = [Parameter(k, value=v) for k, v in {
+        "window_size": 4, "stride": 1, "min_confidence": 0.0, "min_depth": 0.01, "max_depth": 100.0,
+        "point_decimation": 2, "map_publish_period": 0.2, "diagnostics_period": 0.2, **params}.items()]
+    return Da3Node(model=model, context=context, parameter_overrides=overrides)
+
+
+def header(seconds: float):
+    from std_msgs.msg import Header
+
+    return Header(stamp=ns_to_stamp(stamp_ns(seconds)), frame_id=OPTICAL_FRAME)
+
+
+def feed(camera, recorder, spinner, rgb, seconds, K=None, fmt="", timeout=10.0) -> bool:
+    """Publish one frame (re-sending while unanswered: best effort may drop it) and
+    wait for its depth image and odometry (separate topics: either may come first)."""
+    ns = camera.publish_rgb(rgb, seconds, K, fmt)
+    for _ in range(int(timeout / 0.5)):
+        if spinner.wait_for(lambda: ns in recorder.stamps("depth/image") and ns in recorder.stamps("odometry"), 0.5):
+            return True
+        camera.publish_rgb(rgb, seconds, K, fmt)
+    return False
+
+
+def publish_info(camera, spinner, node, info) -> None:
+    """Publish a CameraInfo until the node holds it (best effort may drop it)."""
+    for _ in range(20):
+        camera.info_pub.publish(info)
+        if spinner.wait_for(lambda: node.pipeline.camera_info == info, 0.25):
+            return
+    raise AssertionError("the node never received the CameraInfo")

@@ -274,7 +274,7 @@ def check_ground_truth(out_path, seq):
     """The output bag of the metric oracle holds the ground truth, at the input stamps."""
     from da3_ros.geometry.transforms import inv_se3
     from da3_ros.ros.conversions import image_to_depth, pose_to_matrix
-    from da3_ros.ros.frames import T_BODY_OPTICAL
+    from da3_ros.geometry.transforms import T_BODY_OPTICAL
 
     out, types = read_output(out_path)
     inputs = [stamp_ns(t) for t in seq.stamps]

@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
-from da3_ros.geometry.transforms import inv_se3
-from da3_ros.ros.conversions import (array_to_image, image_to_depth, intrinsics_to_camera_info, ns_to_stamp,
-                                     pose_to_matrix, stamp_to_ns, transform_to_matrix)
-from da3_ros.ros.frames import T_BODY_OPTICAL
-from da3_ros.ros.node import Da3Node
+from da3_ros.geometry.transforms import T_BODY_OPTICAL, inv_se3
+from da3_ros.ros.conversions import (array_to_image, image_to_depth, intrinsics_to_camera_info, pose_to_matrix,
+                                     transform_to_matrix)
 from da3_ros.synthetic.oracle import OracleModel
 from da3_ros.synthetic.sequence import make_sequence
-from node_harness import OPTICAL_FRAME, Camera, Recorder, Spinner, stamp_ns
+from node_harness import OPTICAL_FRAME, feed, header, publish_info, stamp_ns
 
 N_FRAMES = 20
 
@@ -26,53 +24,6 @@ N_FRAMES = 20
 @pytest.fixture(scope="module")
 def sequence():
     return make_sequence("orbit", n_frames=N_FRAMES, width=64, height=48, seed=3)
-
-
-def start_node(context, model, **params):
-    overrides = [Parameter(k, value=v) for k, v in {
-        "window_size": 4, "stride": 1, "min_confidence": 0.0, "min_depth": 0.01, "max_depth": 100.0,
-        "point_decimation": 2, "map_publish_period": 0.2, "diagnostics_period": 0.2, **params}.items()]
-    return Da3Node(model=model, context=context, parameter_overrides=overrides)
-
-
-@pytest.fixture
-def rig(ros_context, make_node):
-    """(start(model, **params) -> (node, camera, recorder, spinner)); all torn down after the test."""
-    started = []
-
-    def start(model, compressed=False, **params):
-        node = start_node(ros_context, model, use_compressed=compressed, **params)
-        io_node = make_node("test_camera_and_recorder")
-        camera, recorder = Camera(io_node, compressed=compressed), Recorder(io_node)
-        spinner = Spinner(ros_context, node, io_node)
-        started.append((node, spinner))
-        # let discovery finish before the first frame (best effort drops early samples)
-        assert spinner.wait_for(lambda: node.count_subscribers("depth/image") > 0
-                                and io_node.count_subscribers("image" if not compressed else "image/compressed") > 0,
-                                10.0), "node and test did not discover each other"
-        return node, camera, recorder, spinner
-
-    yield start
-    for node, spinner in started:
-        spinner.shutdown()
-        node.destroy_node()
-
-
-def header(seconds: float):
-    from std_msgs.msg import Header
-
-    return Header(stamp=ns_to_stamp(stamp_ns(seconds)), frame_id=OPTICAL_FRAME)
-
-
-def feed(camera, recorder, spinner, rgb, seconds, K=None, fmt="", timeout=10.0) -> bool:
-    """Publish one frame (re-sending while unanswered: best effort may drop it) and
-    wait for its depth image and odometry (separate topics: either may come first)."""
-    ns = camera.publish_rgb(rgb, seconds, K, fmt)
-    for _ in range(int(timeout / 0.5)):
-        if spinner.wait_for(lambda: ns in recorder.stamps("depth/image") and ns in recorder.stamps("odometry"), 0.5):
-            return True
-        camera.publish_rgb(rgb, seconds, K, fmt)
-    return False
 
 
 def test_outputs_equal_ground_truth(rig, sequence):
@@ -168,31 +119,6 @@ def test_bad_input_is_survived(rig, sequence):
     assert feed(camera, recorder, spinner, img[11], t[11])
     assert stamp_ns(t[11]) in recorder.stamps("camera_info/estimated")
 
-    # time jumping backwards (a looping bag): the node resets; frame 2 is the new origin
-    resets = node.pipeline.resets
-    assert feed(camera, recorder, spinner, img[12], t[12], K)
-    answered_at_2 = len([s for s in recorder.stamps("odometry") if s == stamp_ns(t[2])])
-    for _ in range(20):  # best effort may drop it; once seen, copies are skipped as duplicates
-        camera.publish_rgb(img[2], t[2], K)
-        if spinner.wait_for(lambda: node.pipeline.resets == resets + 1, 0.25):
-            break
-    assert node.pipeline.resets == resets + 1, "no reset when time went back"
-    assert spinner.wait_for(lambda: recorder.stamps("odometry").count(stamp_ns(t[2])) > answered_at_2, 10.0)
-    odom = recorder.by_topic["odometry"][-1]
-    np.testing.assert_allclose(pose_to_matrix(odom.pose.pose), T_BODY_OPTICAL, atol=1e-6)
-    assert feed(camera, recorder, spinner, img[3], t[3], K)
-    odom = [m for m in recorder.by_topic["odometry"] if stamp_ns(t[3]) == stamp_to_ns(m.header.stamp)][-1]
-    expected = T_BODY_OPTICAL @ inv_se3(sequence.c2w[2]) @ sequence.c2w[3]
-    np.testing.assert_allclose(pose_to_matrix(odom.pose.pose)[:3, 3], expected[:3, 3], atol=1e-3)
-
-
-def publish_info(camera, spinner, node, info) -> None:
-    """Publish a CameraInfo until the node holds it (best effort may drop it)."""
-    for _ in range(20):
-        camera.info_pub.publish(info)
-        if spinner.wait_for(lambda: node.pipeline.camera_info == info, 0.25):
-            return
-    raise AssertionError("the node never received the CameraInfo")
 
 
 def test_camera_info_binning_and_roi(rig, sequence):
@@ -272,6 +198,16 @@ def test_output_parameters_change_at_run_time(rig, sequence):
     assert np.nanmax(depth) <= cut and np.isnan(depth[sequence.depth[0] > cut]).all()
     # read-only parameters (the model, the window) refuse changes
     assert not node.set_parameters([Parameter("window_size", value=6)])[0].successful
+    # values that do not fit together are refused with the reason, and nothing changes
+    refused = node.set_parameters_atomically([Parameter("min_depth", value=cut + 1.0)])
+    assert not refused.successful and "max_depth" in refused.reason
+    # thresholds reach the streaming core (keyframes, map) from the next frame on
+    assert node.set_parameters([Parameter("keyframe_depth_ratio", value=0.0),
+                                Parameter("min_confidence", value=2.0)])[0].successful
+    assert feed(camera, recorder, spinner, sequence.images[1], sequence.stamps[1], sequence.intrinsics)
+    config = node.pipeline.streamer.config
+    assert config.keyframe_translation_depth_ratio is None and config.min_confidence == 2.0
+    assert config.depth_range == (0.01, cut)
 
 
 def test_base_frame_pose_through_tf_static(rig, sequence, make_node):

@@ -27,7 +27,19 @@ def test_jetson_yaml_uses_known_parameters_within_range(repo_root):
             assert spec.range[0] <= value <= spec.range[1], name
 
 
-def test_readme_documents_every_parameter(repo_root):
-    text = (repo_root / "README.md").read_text()
-    missing = [name for name in PARAMETERS if f"| `{name}` |" not in text]
-    assert not missing, f"README.md parameter table lacks {missing}"
+def test_readme_parameter_table_is_the_declared_one(repo_root):
+    """Every row as PARAMETERS declares it (regenerate: python -m da3_ros.ros.params)."""
+    from da3_ros.ros.params import readme_rows
+
+    text = (repo_root / "README.md").read_text().splitlines()
+    missing = [row for row in readme_rows() if row not in text]
+    assert not missing, "README.md parameter table differs from the declared parameters:\n" + "\n".join(missing)
+
+
+def test_readme_output_table_is_the_declared_one(repo_root):
+    """Every output row as ros/outputs.py declares it (regenerate: python -m da3_ros.ros.outputs)."""
+    from da3_ros.ros.outputs import readme_rows
+
+    text = (repo_root / "README.md").read_text().splitlines()
+    missing = [row for row in readme_rows() if row not in text]
+    assert not missing, "README.md output table differs from ros/outputs.py:\n" + "\n".join(missing)

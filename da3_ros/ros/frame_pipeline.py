@@ -1,0 +1,198 @@
+"""The node's per-frame work, without DDS: image message in, output messages out.
+
+image message -> RGB + intrinsics (+ base transform, + external pose) -> Frame
+-> streaming core (every per-frame decision: timeline, window, world, map)
+-> StreamResult -> messages of the wanted outputs (ros.outputs).
+
+The live node runs `to_frame` + `push` on its inference thread and `build` on
+its output thread; `da3_ros process-bag` calls `process` (all three in turn).
+`to_frame`/`push`/`reset`/`apply` from one thread at a time (the node holds a
+lock); `build` from one (other) thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, FrozenSet, List, Optional, Tuple
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo
+
+from da3_ros.geometry.transforms import T_BODY_OPTICAL
+from da3_ros.io.camera_info import CameraInfoError, CameraInfoReader
+from da3_ros.io.images import ImageDecodeError
+from da3_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
+from da3_ros.ros.frames import OdometryHistory
+from da3_ros.ros.outputs import FrameSource, Output, OutputBuilder, map_cloud, switched_on
+from da3_ros.ros.params import NodeConfig, output_options, stream_config
+from da3_ros.stream.interface import Frame, WindowModel
+from da3_ros.stream.pipeline import FrameError, Streamer
+from da3_ros.stream.result import StreamResult
+
+DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
+
+
+class FramePipeline:
+    """Turns image messages into output messages (see module docstring).
+
+    warn(text): called for every bad input, already phrased for a log line.
+    notice(text): called for remarks on the configuration (default: warn).
+    lookup_static(target, source) -> T_target_source or None: the /tf_static tree.
+    """
+
+    def __init__(self, model: WindowModel, cfg: NodeConfig, warn: Callable[[str], None],
+                 lookup_static: Callable[[str, str], Optional[np.ndarray]] = lambda target, source: None,
+                 odometry: Optional[OdometryHistory] = None, notice: Optional[Callable[[str], None]] = None,
+                 map_deferred: bool = False):
+        self.cfg = cfg
+        self.model = model
+        self._map_deferred = map_deferred
+        self.streamer = Streamer(model, self._stream_config(cfg))
+        self.builder = OutputBuilder(output_options(cfg))
+        self.odometry = odometry or OdometryHistory()
+        self._warn = warn
+        self._notice = notice or warn  # configuration remarks, not bad input
+        self._frame_mismatch_told = False
+        self._warmed: set = set()  # image sizes the model was warmed up for
+        self._lookup_static = lookup_static
+        self.camera_info: Optional[CameraInfo] = None
+        self._camera_info_reader = CameraInfoReader(cfg.input_rectified)  # setup remarks said once
+        self.intrinsics_source = "none yet"
+        self._frame_index = 0
+
+    def _stream_config(self, cfg: NodeConfig):
+        return dataclasses.replace(stream_config(cfg), map_deferred=self._map_deferred)
+
+    # ------------------------------------------------------------ state
+
+    def reset(self, reason: str = "reset_called") -> None:
+        self.streamer.reset(reason)
+        self.odometry.clear()
+
+    def apply(self, cfg: NodeConfig) -> None:
+        """Parameters changed at run time (already validated): thresholds reach the
+        streaming core, switches and frames the builder."""
+        new = self._stream_config(cfg)
+        self.streamer.update_config(**{name: getattr(new, name) for name in Streamer.RUNTIME_FIELDS})
+        self.builder.options = output_options(cfg)
+        self.cfg = cfg
+
+    @property
+    def switched_on(self) -> FrozenSet[str]:
+        return switched_on(self.builder.options)
+
+    def map_cloud(self, stamp):
+        """The world map as a PointCloud2 in the published world frame (None before the first answer)."""
+        if self.streamer.anchor.T_world_stream is None:
+            return None
+        xyz, rgb = self.streamer.map_points("world")
+        return map_cloud(xyz, rgb, stamp, self.cfg.world_frame)
+
+    def world_map_and_trajectory(self) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, np.ndarray]:
+        """(map xyz, map rgb, stamps, optical-frame c2w) in the published world frame."""
+        xyz, rgb = self.streamer.map_points("world")
+        stamps, c2w = self.streamer.trajectory()
+        c2w = np.asarray(c2w, dtype=np.float64).reshape(-1, 4, 4)
+        return xyz, rgb, np.asarray(stamps, dtype=np.float64), np.array([self.streamer.anchor.to_world(T) for T in c2w]).reshape(-1, 4, 4)
+
+    # ------------------------------------------------------------ frames
+
+    def process(self, msg, compressed: bool, received: float = 0.0,
+                wanted: Optional[FrozenSet[str]] = None) -> List[List[Tuple[Output, object]]]:
+        """One image message -> the messages of each frame it answered (none when
+        the frame was rejected or waits for its window). `wanted`: output names
+        to build (default: every output switched on)."""
+        frame = self.to_frame(msg, compressed, received)
+        results = self.push(frame) if frame is not None else []
+        return [self.build(r, wanted) for r in results]
+
+    def flush(self, wanted: Optional[FrozenSet[str]] = None) -> List[List[Tuple[Output, object]]]:
+        """Messages for the frames still waiting for a full stride (end of input)."""
+        return [self.build(r, wanted) for r in self.streamer.flush()]
+
+    def to_frame(self, msg, compressed: bool, received: float = 0.0) -> Optional[Frame]:
+        """An image message as the streaming core's Frame, or None (reported
+        through warn) when it cannot be used now."""
+        stamp = stamp_to_sec(msg.header.stamp)
+        try:
+            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+        except ImageDecodeError as exc:
+            self._warn(f"dropping image at t={stamp:.3f}: {exc}")
+            return None
+        height, width = rgb.shape[:2]
+        optical_frame = self.cfg.camera_frame or msg.header.frame_id or DEFAULT_OPTICAL_FRAME
+
+        T_base_optical = None
+        if self.cfg.base_frame:
+            T_base_optical = self._lookup_static(self.cfg.base_frame, optical_frame)
+            if T_base_optical is None:
+                self._warn(f"waiting for /tf_static to connect {self.cfg.base_frame} and {optical_frame}; "
+                           "frame skipped")
+                return None
+        c2w_external = self._external_pose(stamp, T_base_optical)
+        if self.cfg.external_odometry_topic and c2w_external is None:
+            return None
+
+        self.warmup(width, height)
+        frame = Frame(index=self._frame_index, stamp=stamp, image=np.ascontiguousarray(rgb),
+                      intrinsics=self._intrinsics(width, height), c2w_external=c2w_external,
+                      T_base_optical=T_base_optical,
+                      meta=FrameSource(msg.header.stamp, optical_frame, T_base_optical, received))
+        self._frame_index += 1
+        return frame
+
+    def push(self, frame: Frame) -> List[StreamResult]:
+        """The frame into the streaming core -> the results it answered."""
+        try:
+            return self.streamer.push(frame)
+        except FrameError as exc:  # the streaming core rejected the frame (shape, dtype, ...)
+            self._warn(f"frame at t={frame.stamp:.3f} rejected: {exc}")
+            return []
+
+    def build(self, result: StreamResult, wanted: Optional[FrozenSet[str]] = None) -> List[Tuple[Output, object]]:
+        """Messages of the wanted outputs for one result (the world map gains its
+        points here when the map is deferred to this thread and wanted)."""
+        wanted = self.switched_on if wanted is None else wanted
+        if self._map_deferred and result.in_map and "map" in wanted:
+            self.streamer.insert_map(result)
+        return self.builder.build(result, wanted)
+
+    def warmup(self, width: int, height: int) -> float:
+        """Let the model compile / capture its fixed shapes for width x height
+        frames (once per size). Returns the seconds it took (0 if nothing to do)."""
+        warm = getattr(self.model, "warmup", None)  # optional: only compiled models have one
+        if warm is None or (width, height) in self._warmed:
+            return 0.0
+        self._warmed.add((width, height))
+        return float(warm(width, height, self.cfg.window_size) or 0.0)
+
+    def _external_pose(self, stamp: float, T_base_optical: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """c2w of the optical frame from the external odometry nearest `stamp`."""
+        if not self.cfg.external_odometry_topic:
+            return None
+        found = self.odometry.nearest(stamp, self.cfg.external_odometry_max_dt)
+        if found is None:
+            self._warn(f"no external odometry within {self.cfg.external_odometry_max_dt} s of t={stamp:.3f}; "
+                       "frame skipped")
+            return None
+        T_world_base, odom_frame = found
+        if odom_frame and odom_frame != self.cfg.world_frame and not self._frame_mismatch_told:
+            # poses are in the odometry's world: labelling them with another frame is wrong
+            self._frame_mismatch_told = True
+            self._notice(f"external odometry is in frame {odom_frame!r} but world_frame is "
+                         f"{self.cfg.world_frame!r}: set world_frame:={odom_frame}")
+        return T_world_base @ (T_base_optical if T_base_optical is not None else T_BODY_OPTICAL)
+
+    def _intrinsics(self, width: int, height: int) -> Optional[np.ndarray]:
+        info = self.camera_info
+        intrinsics = None
+        if info is not None and self.cfg.use_camera_info:
+            try:
+                intrinsics, notes = self._camera_info_reader.read(info, width, height)
+            except CameraInfoError as exc:
+                self._warn(f"ignoring camera_info, estimating intrinsics instead: {exc}")
+            else:
+                for note in notes:
+                    self._notice(note)
+        self.intrinsics_source = "camera_info" if intrinsics is not None else "estimated"
+        return intrinsics

@@ -1,0 +1,176 @@
+"""Over DDS: one bad stamp never erases the node's map and path; a real restart
+of time does, once. The decisions are the streaming core's (stream/timeline.py);
+these tests check that the live node keeps them: its published path, map and
+odometry, and its /diagnostics counters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from da3_ros.geometry.transforms import T_BODY_OPTICAL, inv_se3
+from da3_ros.ros.conversions import pose_to_matrix, stamp_to_ns
+from da3_ros.synthetic.oracle import OracleModel
+from da3_ros.synthetic.sequence import make_sequence
+from node_harness import feed, stamp_ns
+
+N = 16
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return make_sequence("forward", n_frames=N, width=64, height=48, seed=4)
+
+
+def counts(node):
+    return dict(node.pipeline.streamer.counts)
+
+
+def publish_until(spinner, publish, predicate, tries=20) -> bool:
+    """Publish (best effort may drop it) until the node shows it saw it."""
+    for _ in range(tries):
+        publish()
+        if spinner.wait_for(predicate, 0.25):
+            return True
+    return False
+
+
+def deliver(spinner, node, publish, tries=20) -> None:
+    """Publish one message until the node's worker has taken it from its one-slot
+    buffer (best effort may drop it; a newer frame would replace it there)."""
+    for _ in range(tries):
+        received = node.stats.received
+        publish()
+        if spinner.wait_for(lambda: node.stats.received > received and node.slot._item is None, 0.25):
+            return
+    raise AssertionError("the node never took the message")
+
+
+def path_poses(recorder):
+    return len(recorder.by_topic["path"][-1].poses)
+
+
+def odometry_at(recorder, seconds):
+    ns = stamp_ns(seconds)
+    return [pose_to_matrix(m.pose.pose) for m in recorder.by_topic["odometry"] if stamp_to_ns(m.header.stamp) == ns]
+
+
+def test_outlier_stamps_keep_map_and_path(rig, sequence):
+    """A frame stamped far in the past, one far in the future, and a duplicate,
+    between good frames: each dropped and counted; no reset; the path keeps every
+    good frame and the map never shrinks."""
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
+    img, t, K = sequence.images, sequence.stamps, sequence.intrinsics
+    for i in range(6):
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+    assert spinner.wait_for(lambda: recorder.by_topic.get("map/points"), 5.0)
+    map_before = recorder.by_topic["map/points"][-1].width
+    assert map_before > 0
+
+    bad = [("stamp_backwards_outlier", t[6] - 500.0), ("stamp_forward_outlier", t[6] + 1e5)]
+    for k, (reason, stamp) in enumerate(bad):
+        i = 6 + k
+        # the outlier is held until the next good frame says it was one
+        deliver(spinner, node, lambda: camera.publish_rgb(img[i], stamp, K))
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+        assert counts(node).get(reason, 0) == 1, counts(node)
+    # a duplicate of an answered frame
+    seen = counts(node).get("duplicate_stamp", 0)
+    assert publish_until(spinner, lambda: camera.publish_rgb(img[7], t[7], K),
+                         lambda: counts(node).get("duplicate_stamp", 0) > seen)
+    for i in range(8, 12):
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+
+    assert counts(node).get("resets", 0) == 0
+    assert spinner.wait_for(lambda: path_poses(recorder) == 12, 5.0), f"path has {path_poses(recorder)} poses, not 12"
+    assert not [s for s in recorder.stamps("odometry") if s not in {stamp_ns(x) for x in t[:12]}], \
+        "an outlier frame was answered"
+    map_now = recorder.by_topic["map/points"][-1].width
+    assert map_now >= map_before
+    # the world did not move: frame 11's pose is still ground truth in the first frame's world
+    expected = T_BODY_OPTICAL @ inv_se3(sequence.c2w[0]) @ sequence.c2w[11]
+    np.testing.assert_allclose(odometry_at(recorder, t[11])[-1], expected, atol=1e-4)
+    diag = {kv.key: kv.value for kv in recorder.by_topic["/diagnostics"][-1].status[0].values}
+    assert spinner.wait_for(lambda: {kv.key: kv.value for kv in recorder.by_topic["/diagnostics"][-1].status[0].values}
+                            ["stamp_outliers"] == "2", 3.0), diag
+
+
+def test_looping_bag_resets_once(rig, sequence):
+    """Time goes back and the next frame continues the new timeline: one reset,
+    and the frame after the jump is the new world's origin."""
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
+    img, t, K = sequence.images, sequence.stamps, sequence.intrinsics
+    for i in range(8):
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+    # the bag starts over at frame 2: frame 2 is held, frame 3 confirms the restart
+    before = {i: len(odometry_at(recorder, t[i])) for i in (2, 3, 4)}
+    deliver(spinner, node, lambda: camera.publish_rgb(img[2], t[2], K))
+    assert counts(node).get("resets", 0) == 0  # one frame back in time is not yet a restart
+    for i in (3, 4):
+        deliver(spinner, node, lambda: camera.publish_rgb(img[i], t[i], K))
+    assert spinner.wait_for(lambda: all(len(odometry_at(recorder, t[i])) == before[i] + 1 for i in (2, 3, 4)), 5.0)
+    assert counts(node)["resets"] == 1 and counts(node)["reset_time_backwards"] == 1
+    # both frames after the jump are answered, frame 2 is the new world's origin
+    np.testing.assert_allclose(odometry_at(recorder, t[2])[-1], T_BODY_OPTICAL, atol=1e-6)
+    expected = T_BODY_OPTICAL @ inv_se3(sequence.c2w[2]) @ sequence.c2w[4]
+    np.testing.assert_allclose(odometry_at(recorder, t[4])[-1], expected, atol=1e-4)
+    # the published path restarted with the new world
+    assert spinner.wait_for(lambda: path_poses(recorder) <= 3, 3.0)
+
+
+def test_resolution_change_keeps_the_world(rig, sequence):
+    """The driver switches to half resolution mid-stream: no reset, the path goes
+    on, and poses stay in the same world."""
+    small = make_sequence("forward", n_frames=N, width=32, height=24, seed=4)
+
+    class BySize(OracleModel):
+        """The exact oracle for either image size (the same scene rendered twice)."""
+
+        def __init__(self):
+            super().__init__(sequence, metric=True)
+            self.half = OracleModel(small, metric=True)
+
+        def predict(self, frames, handles, decode, intrinsics=None, c2w=None):
+            model = self.half if frames[0].width == small.width else super()
+            return model.predict(frames, handles, decode, intrinsics, c2w)
+
+    node, camera, recorder, spinner = rig(BySize())
+    for i in range(6):
+        assert feed(camera, recorder, spinner, sequence.images[i], sequence.stamps[i], sequence.intrinsics)
+    for i in range(6, 10):
+        assert feed(camera, recorder, spinner, small.images[i], small.stamps[i], small.intrinsics)
+    depth = recorder.by_topic["depth/image"][-1]
+    assert (depth.width, depth.height) == (32, 24)
+    assert counts(node).get("resets", 0) == 0 and counts(node)["resolution_changes"] == 1
+    assert spinner.wait_for(lambda: path_poses(recorder) == 10, 5.0)
+    expected = T_BODY_OPTICAL @ inv_se3(sequence.c2w[0]) @ sequence.c2w[9]
+    np.testing.assert_allclose(odometry_at(recorder, small.stamps[9])[-1][:3, 3], expected[:3, 3], atol=2e-3)
+
+
+def test_sim_time_jumping_back_resets(rig, sequence, make_node):
+    """Under use_sim_time, /clock jumping back (ros2 bag play --loop --clock) resets the world."""
+    from rosgraph_msgs.msg import Clock
+
+    from da3_ros.ros.conversions import ns_to_stamp
+
+    node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True), use_sim_time=True)
+    clock_pub = make_node("test_clock").create_publisher(Clock, "/clock", 10)
+    img, t, K = sequence.images, sequence.stamps, sequence.intrinsics
+    assert publish_until(spinner, lambda: clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns(t[5])))),
+                         lambda: node.get_clock().now().nanoseconds == stamp_ns(t[5]))
+    for i in range(5):
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+    assert publish_until(spinner, lambda: clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns(t[0])))),
+                         lambda: node.get_clock().now().nanoseconds == stamp_ns(t[0]))
+    # the reset is applied by the worker before the next frame, which starts the new world
+    assert feed(camera, recorder, spinner, img[5], t[5], K)
+    assert counts(node).get("reset_clock_jumped_back", 0) == 1 and counts(node)["resets"] == 1
+    np.testing.assert_allclose(odometry_at(recorder, t[5])[-1], T_BODY_OPTICAL, atol=1e-6)
+
+
+def test_start_node_rejects_values_that_do_not_fit(ros_context):
+    from node_harness import start_node
+
+    with pytest.raises(ValueError, match="max_depth"):
+        start_node(ros_context, OracleModel(make_sequence("forward", n_frames=2, width=16, height=12)),
+                   min_depth=5.0, max_depth=1.0)
