@@ -279,3 +279,51 @@ def test_external_odometry_conditions_poses_and_keeps_its_frame(rig, sequence, m
     depth = image_to_depth(recorder.at("depth/image", stamp_ns(sequence.stamps[5])))
     valid = np.isfinite(depth)
     np.testing.assert_allclose(depth[valid], sequence.depth[5][valid], rtol=1e-4)  # metres from the odometry
+
+
+def test_outputs_nobody_subscribes_to_are_not_built(ros_context, make_node, sequence):
+    """depth_image_proc's habit: with only odometry subscribed, no depth image,
+    point cloud or keyframe is built and nothing enters the map; a subscriber to
+    map/points turns the map on from then."""
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    from node_harness import Camera, Spinner, start_node
+
+    node = start_node(ros_context, OracleModel(sequence, metric=True))
+    io_node = make_node("test_lazy")
+    camera = Camera(io_node)
+    odometry = []
+    io_node.create_subscription(Odometry, "odometry", odometry.append, 10)
+    built = []
+    build = node.pipeline.builder.build
+    node.pipeline.builder.build = lambda result, wanted: (built.append(set(wanted)), build(result, wanted))[1]
+    spinner = Spinner(ros_context, node, io_node)
+    try:
+        assert spinner.wait_for(lambda: node.count_subscribers("odometry") > 0
+                                and io_node.count_subscribers("image") > 0, 10.0)
+
+        def answer(i):
+            for _ in range(20):
+                camera.publish_rgb(sequence.images[i], sequence.stamps[i], sequence.intrinsics)
+                if spinner.wait_for(lambda: any(m.header.stamp == header(sequence.stamps[i]).stamp for m in odometry),
+                                    0.5):
+                    return
+            raise AssertionError(f"frame {i} unanswered")
+
+        for i in range(4):
+            answer(i)
+        assert built and all(w == {"odometry", "tf"} for w in built), built  # /tf is always published
+        assert node.pipeline.streamer.map_size == 0
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        maps = []
+        io_node.create_subscription(PointCloud2, "map/points", maps.append, latched)
+        assert spinner.wait_for(lambda: node.count_subscribers("map/points") > 0, 10.0)
+        for i in range(4, 8):
+            answer(i)
+        assert "map" in built[-1] and node.pipeline.streamer.map_size > 0
+        assert spinner.wait_for(lambda: maps and maps[-1].width > 0, 5.0)
+    finally:
+        spinner.shutdown()
+        node.destroy_node()

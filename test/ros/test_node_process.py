@@ -86,3 +86,57 @@ def test_node_process_with_random_da3(tmp_path, make_node, ros_context, child_pr
         spinner.shutdown()
     output = node_proc.stop()
     assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_stop_with_frames_in_flight_is_clean(sig, tmp_path, make_node, ros_context, child_process):
+    """Ctrl-C (or a supervisor's SIGTERM) while the network is busy: ~/save works up to
+    then, the frame in flight finishes, the node exits 0, and its log has no traceback
+    (before: 'Failed to publish: publisher's context is invalid')."""
+    import signal
+    import threading
+
+    if shutil.which("da3_node") is None:
+        pytest.skip("da3_node is not on PATH: run `make setup` and `. ./env.sh`")
+    seq = make_sequence("orbit", n_frames=40, width=160, height=120, seed=2)
+    save_dir = tmp_path / "saved"
+    # process_res 252 on a CPU: each frame keeps the network busy for a good fraction of a second
+    node_proc = child_process([shutil.which("da3_node"), "--ros-args", "-p", "model:=random:da3-small",
+                               "-p", "device:=cpu", "-p", "process_res:=252", "-p", "window_size:=4",
+                               "-p", "min_confidence:=0.0", "-p", "min_depth:=0.0", "-p", "max_depth:=1000.0",
+                               "-p", f"save_directory:={save_dir}"])
+    assert node_proc.wait_for_line("model ready", timeout=120), f"node did not start:\n{node_proc.output()}"
+    io_node = make_node("test_camera_and_recorder")
+    camera, recorder = Camera(io_node), Recorder(io_node)
+    spinner = Spinner(ros_context, io_node)
+    stop_camera = threading.Event()
+
+    def stream():  # a 20 Hz camera, as a driver would keep publishing
+        i = 0
+        while not stop_camera.is_set():
+            camera.publish_rgb(seq.images[i % len(seq)], seq.stamps[0] + 0.05 * i)
+            i += 1
+            stop_camera.wait(0.05)
+
+    camera_thread = threading.Thread(target=stream, daemon=True)
+    try:
+        assert spinner.wait_for(lambda: io_node.count_subscribers("image") > 0, 20.0), "node never subscribed"
+        camera_thread.start()
+        assert spinner.wait_for(lambda: len(recorder.by_topic.get("odometry", [])) >= 2, 60.0), node_proc.output()
+        client = io_node.create_client(Trigger, "/da3_node/save")
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(Trigger.Request())
+        assert spinner.wait_for(future.done, 30.0) and future.result().success, node_proc.output()
+        assert (save_dir / "trajectory.tum").read_text().strip()
+        answered = len(recorder.by_topic["odometry"])
+        node_proc.proc.send_signal(getattr(signal, sig))  # the camera is still streaming: a frame is in flight
+        node_proc.proc.wait(timeout=30)
+    finally:
+        stop_camera.set()
+        camera_thread.join(timeout=5)
+        spinner.shutdown()
+    output = node_proc.stop()  # collects the rest of the output (the process has exited)
+    assert node_proc.proc.returncode == 0, f"exit code {node_proc.proc.returncode}\n{output}"
+    for bad in ("Traceback", "Failed to publish", "context is invalid", "frame failed"):
+        assert bad not in output, f"{bad!r} in the node's log after {sig}:\n{output}"
+    assert answered >= 2
