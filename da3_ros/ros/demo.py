@@ -148,50 +148,41 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    a = parse_args(argv)
-    env = dds_env(a.domain_id)
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID")})
-    os.environ.pop("ROS_STATIC_PEERS", None)
-    from ..geometry import ate, depth_metrics
-    from ..io.writers import write_depth_png_mm, write_ply, write_tum
-    from ..train.data import HELD_OUT
+def _resolve_model(model: str):
+    """(the model source, a sentence saying what it is, its process_res)."""
     from ..weights import default_process_res, resolve_default_model
 
-    out = Path(a.out).resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "depth").mkdir(parents=True)
-    (out / "depth_colour").mkdir()
+    source, desc = resolve_default_model() if model == "default" else (model, f"model {model!r}")
+    return source, desc, default_process_res(source) or 504
 
-    # 1. model
-    if a.model == "default":
-        source, desc = resolve_default_model()
-    else:
-        source, desc = a.model, f"model {a.model!r}"
-    process_res = default_process_res(source) or 504
-    print(f"[demo] {desc}", flush=True)
 
-    # 2. held-out sequence -> bag
+def _held_out_bag(a, out: Path):
+    """The held-out synthetic sequence `a.sequence`, rendered and written as a camera bag."""
+    from ..synthetic import make_sequence
+    from ..train.data import HELD_OUT
+
     seeds = dict(HELD_OUT)
     if a.sequence not in seeds:
         raise SystemExit(f"unknown sequence {a.sequence!r}: one of {sorted(seeds)}")
-    from ..synthetic import make_sequence
-
     seq = make_sequence(a.sequence, a.frames, 320, 240, seeds[a.sequence])
     bag = out / "camera_bag"
     write_bag(seq, bag)
-    print(f"[demo] held-out sequence {a.sequence!r} (seed {seeds[a.sequence]}, {len(seq)} frames 320x240) -> {bag}", flush=True)
+    print(f"[demo] held-out sequence {a.sequence!r} (seed {seeds[a.sequence]}, {len(seq)} frames 320x240) -> {bag}",
+          flush=True)
+    return seq, seeds[a.sequence], bag
 
-    # 3. node + replay on loopback DDS
+
+def _run_live(a, env: Dict[str, str], out: Path, bag: Path, seq, node_model: str, process_res: int):
+    """da3_node and `da3_ros replay <bag>` as subprocesses on loopback DDS, the
+    node's outputs recorded here -> (Recorder, seconds of replay)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     node_exe = shutil.which("da3_node")
     node_cmd = ([node_exe] if node_exe else [sys.executable, "-m", "da3_ros.ros.node"]) + [
-        "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"model:={a.model if a.model == 'default' else source}", "-p", f"process_res:={process_res}",
-        "-p", f"device:={a.device}", "-p", f"pose_source:={a.pose_source}", "-p", "use_sim_time:=false", "-p", "input_reliability:=reliable",
-        "-p", "max_depth:=1000.0", "-p", "min_confidence:=1.0"]
+        "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"model:={node_model}", "-p", f"process_res:={process_res}",
+        "-p", f"device:={a.device}", "-p", f"pose_source:={a.pose_source}", "-p", "use_sim_time:=false",
+        "-p", "input_reliability:=reliable", "-p", "max_depth:=1000.0", "-p", "min_confidence:=1.0"]
     rate = a.rate or a.fps / 30.0
     replay_cmd = [sys.executable, "-m", "da3_ros.cli", "replay", str(bag), "--rate", f"{rate:g}", "--delay", "0.5"]
     rclpy.init()
@@ -204,14 +195,16 @@ def main(argv=None) -> int:
     node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     replay = None
     t0 = time.monotonic()
+
+    def node_alive():
+        if node.poll() is not None:
+            raise RuntimeError(f"da3_node exited with {node.returncode}; see {out / 'node.log'}")
+
     try:
-        # the node is up when its latched map topic / publishers exist: wait for its log line
-        while time.monotonic() - t0 < 120:
+        while time.monotonic() - t0 < 120:  # the node is up once its publishers exist
             ex.spin_once(timeout_sec=0.2)
-            if node.poll() is not None:
-                raise RuntimeError(f"da3_node exited with {node.returncode}; see {out / 'node.log'}")
-            if rec_node.count_subscribers(f"{NAMESPACE}/depth/image") >= 0 and \
-                    rec_node.count_publishers(f"{NAMESPACE}/depth/image") > 0:
+            node_alive()
+            if rec_node.count_publishers(f"{NAMESPACE}/depth/image") > 0:
                 break
         print(f"[demo] da3_node ready after {time.monotonic() - t0:.1f} s; replaying the bag at rate {rate:g} "
               f"({a.fps:g} frames/s)", flush=True)
@@ -223,27 +216,32 @@ def main(argv=None) -> int:
             done = replay.poll() is not None
             if done and (expected <= set(rec.depth) or time.monotonic() - rec.last > 10.0):
                 break
-            if node.poll() is not None:
-                raise RuntimeError(f"da3_node exited with {node.returncode}; see {out / 'node.log'}")
+            node_alive()
         end = time.monotonic() + 4.0
         while time.monotonic() < end:  # the map (published every second once the worker is idle)
             ex.spin_once(timeout_sec=0.1)
-        wall = time.monotonic() - t_rep
+        return rec, time.monotonic() - t_rep
     finally:
-        for p in (replay, node):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in (replay, node):
-            if p is not None:
+        for proc in (replay, node):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in (replay, node):
+            if proc is not None:
                 try:
-                    p.wait(timeout=10)
+                    proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    p.kill()
+                    proc.kill()
         log.close()
         rec_node.destroy_node()
         rclpy.try_shutdown()
 
-    # 4. outputs
+
+def _write_results(out: Path, seq, rec, wall: float, info: dict) -> int:
+    """Scores against ground truth, depth PNGs, map, trajectories, metrics.json, summary.png."""
+    from PIL import Image
+
+    from ..geometry import ate, depth_metrics
+    from ..io.writers import write_depth_png_mm, write_ply, write_tum
     from .conversions import cloud_to_points, image_to_depth, pose_to_matrix
 
     stamp_to_idx = {int(round(float(t) * 1e9)): i for i, t in enumerate(seq.stamps)}
@@ -274,8 +272,6 @@ def main(argv=None) -> int:
     for i in idx:
         write_depth_png_mm(out / "depth" / f"{i:06d}.png", depth[i] * scale)
     lo, hi = np.nanpercentile(pr[ok], [2, 98]) if ok.any() else (0.0, 1.0)
-    from PIL import Image
-
     for i in idx:
         Image.fromarray(colourise(depth[i], lo, hi)).save(out / "depth_colour" / f"{i:06d}.png")
     n_map = 0
@@ -288,22 +284,22 @@ def main(argv=None) -> int:
     # RMS distance of the ground-truth centres from their mean
     centres = gt[:, :3, 3]
     ate_still = float(np.sqrt(np.mean(np.sum((centres - centres.mean(0)) ** 2, axis=1))))
-    metrics = {"model": desc, "source": str(source), "process_res": process_res, "sequence": a.sequence,
-               "seed": seeds[a.sequence], "frames_sent": len(seq), "frames_answered": len(idx),
+    metrics = {**info, "frames_sent": len(seq), "frames_answered": len(idx),
                "depth_scale_to_metres": scale, "abs_rel": dm.abs_rel, "delta1": dm.delta1,
                "depth_pixels": dm.n_pixels, "ate_rmse_m": ate_rmse, "ate_standing_still_m": ate_still,
                "ate_alignment": "sim3" if a_sim3 else "se3 after the depth scale",
                "path_length_m": float(np.sum(np.linalg.norm(np.diff(centres, axis=0), axis=1))),
                "map_points": n_map, "wall_seconds": wall}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    short = "embedded da3-tiny" if "embedded" in desc else str(source)
-    title = (f"da3_node ({short}) on held-out synthetic '{a.sequence}' (seed {seeds[a.sequence]}), "
+    short = "embedded da3-tiny" if "embedded" in info["model"] else info["source"]
+    title = (f"da3_node ({short}) on held-out synthetic '{info['sequence']}' (seed {info['seed']}), "
              f"{len(idx)}/{len(seq)} frames answered: ATE {ate_rmse:.3f} m ({metrics['ate_alignment']}, "
              f"path {metrics['path_length_m']:.2f} m; a standing camera: {ate_still:.2f} m),\n"
              f"depth AbsRel {dm.abs_rel:.3f}, delta1 {dm.delta1:.3f}")
     summary_png(out / "summary.png", seq, idx, depth, conf, aligned, gt, title)
     print(f"[demo] {len(idx)}/{len(seq)} frames answered in {wall:.1f} s; ATE {ate_rmse:.3f} m "
-          f"({metrics['ate_alignment']}; a standing camera {ate_still:.2f} m), AbsRel {dm.abs_rel:.3f}, delta1 {dm.delta1:.3f}", flush=True)
+          f"({metrics['ate_alignment']}; a standing camera {ate_still:.2f} m), AbsRel {dm.abs_rel:.3f}, "
+          f"delta1 {dm.delta1:.3f}", flush=True)
     print(f"[demo] outputs in {out}:\n"
           f"  summary.png        images, depth, confidence; top-view trajectory vs ground truth\n"
           f"  depth/*.png        16-bit depth, millimetres (scaled by the median ground-truth ratio {scale:.3f})\n"
@@ -312,7 +308,28 @@ def main(argv=None) -> int:
           f"  trajectory.tum     node odometry (TUM); groundtruth.tum beside it\n"
           f"  metrics.json       the numbers above; node.log the node's and replay's output\n"
           f"  camera_bag/        the camera bag that was replayed", flush=True)
+    if "embedded" in info["model"]:
+        print("[demo] note: the embedded da3-tiny knows synthetic box rooms only; on real camera images it is "
+              "worse than a constant depth: use model:=depth-anything/DA3-SMALL there", flush=True)
     return 0
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    env = dds_env(a.domain_id)
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID")})
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    out = Path(a.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "depth").mkdir(parents=True)
+    (out / "depth_colour").mkdir()
+    source, desc, process_res = _resolve_model(a.model)
+    print(f"[demo] {desc}", flush=True)
+    seq, seed, bag = _held_out_bag(a, out)
+    rec, wall = _run_live(a, env, out, bag, seq, a.model if a.model == "default" else source, process_res)
+    info = {"model": desc, "source": str(source), "process_res": process_res, "sequence": a.sequence, "seed": seed}
+    return _write_results(out, seq, rec, wall, info)
 
 
 if __name__ == "__main__":

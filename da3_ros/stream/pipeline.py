@@ -23,7 +23,7 @@ from .intrinsics import IntrinsicsEstimator
 from .result import AlignmentStatus, StreamResult
 from .timeline import Timeline
 from .window import WindowEntry, is_new_keyframe, shared_to_decode
-from .world import WorldAnchor, align_to_world
+from .world import WorldAnchor, align_window
 from .world_map import Trajectory, TrajectoryBuffer, VoxelMap
 
 
@@ -332,7 +332,7 @@ class Streamer:
         else:
             pose_conf = np.ones(S) if pred.pose_confidence is None else np.asarray(pred.pose_confidence, np.float64)
             first_new = len(shared)
-            al = align_to_world(
+            al = align_window(
                 list(enumerate(shared)), list(range(first_new, S)), np.asarray(pred.c2w, np.float64),
                 np.asarray(pred.intrinsics, np.float64), pred.depth, pred.confidence, pose_conf, cfg,
                 not (self._world_metric and pred.metric), self._prev_scale,
@@ -357,7 +357,7 @@ class Streamer:
             self._intr.add(K_win, f.width, f.height)
             K_pub, source = self._intr.estimate(), "estimated"
         e.keyframe = is_new_keyframe(c2w, f.stamp, self._keyframes[-1] if self._keyframes else None, cfg)
-        e.c2w_world = c2w
+        e.c2w_stream = c2w
         if e.keyframe:
             e.store_sample(depth, confidence, K_win, c2w, cfg)
             self._keyframes.append(e)

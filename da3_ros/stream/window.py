@@ -23,8 +23,8 @@ class WindowEntry:
     frame: Frame
     handle: Any
     keyframe: bool = False
-    #: world pose of the optical frame, once answered
-    c2w_world: Optional[np.ndarray] = None
+    #: pose of the optical frame in the stream frame, once answered
+    c2w_stream: Optional[np.ndarray] = None
     #: point-map sample kept for aligning later windows (stream frame): pixel
     #: coordinates (M,2) (u, v; sub-pixel after a resize), points (M,3), z-depth
     #: (M,) world units, confidence (M,)
@@ -52,8 +52,8 @@ class WindowEntry:
             self.sample_uv = (self.sample_uv + 0.5) * scale - 0.5
         self.frame, self.handle = frame, handle
 
-    def store_sample(self, depth_w: np.ndarray, conf: np.ndarray, K: np.ndarray, c2w_w: np.ndarray, cfg: StreamConfig) -> None:
-        """Keep a sparse grid of this frame's world points for alignment."""
+    def store_sample(self, depth_w: np.ndarray, conf: np.ndarray, K: np.ndarray, c2w_s: np.ndarray, cfg: StreamConfig) -> None:
+        """Keep a sparse grid of this frame's stream-frame points for aligning later windows."""
         h, w = depth_w.shape
         step = max(1, int(round(np.sqrt(h * w / max(cfg.align_samples, 1)))))
         vs = np.arange(step // 2, h, step)
@@ -68,27 +68,27 @@ class WindowEntry:
         u = (pix % w).astype(np.float64)
         v = (pix // w).astype(np.float64)
         self.sample_uv = np.stack([u, v], axis=1)
-        self.sample_xyz = transform_points(c2w_w, backproject(d, u, v, K))
+        self.sample_xyz = transform_points(c2w_s, backproject(d, u, v, K))
         self.sample_depth = d
         self.sample_conf = c.astype(np.float64)
         valid = depth_w[np.isfinite(depth_w) & (depth_w > 0)]
         self.median_depth = float(np.median(valid)) if valid.size else float("nan")
 
 
-def is_new_keyframe(c2w_w: np.ndarray, stamp: float, last: Optional[WindowEntry], cfg: StreamConfig) -> bool:
+def is_new_keyframe(c2w_s: np.ndarray, stamp: float, last: Optional[WindowEntry], cfg: StreamConfig) -> bool:
     """Keyframe when moved/turned enough or enough time passed since the last
     keyframe (the first frame always is)."""
-    if last is None or last.c2w_world is None:
+    if last is None or last.c2w_stream is None:
         return True
     if stamp - last.stamp >= cfg.keyframe_max_seconds:
         return True
-    dist = float(np.linalg.norm(c2w_w[:3, 3] - last.c2w_world[:3, 3]))
+    dist = float(np.linalg.norm(c2w_s[:3, 3] - last.c2w_stream[:3, 3]))
     if cfg.keyframe_translation is not None and dist >= cfg.keyframe_translation:
         return True
     if cfg.keyframe_translation_depth_ratio is not None and np.isfinite(last.median_depth):
         if dist >= cfg.keyframe_translation_depth_ratio * last.median_depth:
             return True
-    angle = float(rotation_angle_deg(last.c2w_world[:3, :3].T @ c2w_w[:3, :3]))
+    angle = float(rotation_angle_deg(last.c2w_stream[:3, :3].T @ c2w_s[:3, :3]))
     return angle >= cfg.keyframe_rotation_deg
 
 

@@ -6,7 +6,7 @@ Frames, from the network out:
     reference view), arbitrary scale;
   * stream frame: the first window's frame (or, with external poses, the
     external odometry's frame); every later window is placed in it by a Sim(3)
-    (`align_to_world`), so poses and depth keep one scale;
+    (`align_window`), so poses and depth keep one scale;
   * published world (`world_frame`, REP 105 odom): the stream frame moved so
     that it starts at the body frame of the first answered camera
     (`WorldAnchor`): x forward, y left, z up, or the robot's base frame when its
@@ -76,7 +76,7 @@ def _depth_correspondences(shared, c2w_win, K_win, depth, conf, cfg):
     return np.concatenate(src), np.concatenate(dst), np.concatenate(w), np.concatenate(norm)
 
 
-def align_to_world(
+def align_window(
     shared: Sequence[Tuple[int, WindowEntry]],
     new: Sequence[int],
     c2w_win: np.ndarray,
@@ -98,7 +98,7 @@ def align_to_world(
         n_pts = len(src)
         wc = cfg.align_centre_weight * float(np.mean(w))
         src = np.concatenate([src, np.array([c2w_win[j][:3, 3] for j, _ in shared])])
-        dst = np.concatenate([dst, np.array([e.c2w_world[:3, 3] for _, e in shared])])
+        dst = np.concatenate([dst, np.array([e.c2w_stream[:3, 3] for _, e in shared])])
         w = np.concatenate([w, np.array([wc * pose_conf[j] for j, _ in shared])])
         med = np.array([e.median_depth if np.isfinite(e.median_depth) else np.median(norm) for _, e in shared])
         norm = np.concatenate([norm, med])
@@ -116,9 +116,9 @@ def align_to_world(
 
 def _align_from_poses(shared, new, c2w_win, K_win, depth, pose_conf, cfg, with_scale, prev_scale) -> Alignment:
     wts = np.array([max(float(pose_conf[j]), 1e-6) for j, _ in shared])
-    R = project_to_so3(sum(wt * (e.c2w_world[:3, :3] @ c2w_win[j][:3, :3].T) for wt, (j, e) in zip(wts, shared)))
+    R = project_to_so3(sum(wt * (e.c2w_stream[:3, :3] @ c2w_win[j][:3, :3].T) for wt, (j, e) in zip(wts, shared)))
     c_win = np.array([c2w_win[j][:3, 3] for j, _ in shared])
-    c_world = np.array([e.c2w_world[:3, 3] for _, e in shared])
+    c_world = np.array([e.c2w_stream[:3, 3] for _, e in shared])
     scene = np.nanmedian([e.median_depth for _, e in shared])
     status = AlignmentStatus.ROTATION_SCALE_KEPT
     scale = 1.0 if not with_scale else prev_scale

@@ -11,7 +11,7 @@ from std_srvs.srv import Trigger
 
 from da3_ros.ros.conversions import cloud_to_points, image_to_depth
 from da3_ros.synthetic.sequence import make_sequence
-from node_harness import OPTICAL_FRAME, OUTPUT_TYPES, Camera, Recorder, Spinner, stamp_ns
+from node_harness import OPTICAL_FRAME, OUTPUT_TYPES, Camera, Recorder, Spinner
 
 WIDTH, HEIGHT = 64, 48
 
