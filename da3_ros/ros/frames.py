@@ -13,7 +13,6 @@ from collections import deque
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
@@ -59,14 +58,6 @@ class StaticTree:
             frame = parent
             chain[frame] = T
         return chain
-
-
-class StaticTransforms(StaticTree):
-    """A StaticTree fed by a /tf_static subscription of `node`."""
-
-    def __init__(self, node: Node):
-        super().__init__()
-        node.create_subscription(TFMessage, "/tf_static", self.add, TF_STATIC_QOS)
 
 
 class OdometryHistory:

@@ -11,14 +11,16 @@ frame t+1's network.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import pathlib
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, FrozenSet, NamedTuple, Optional
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional
 
 import numpy as np
 import rclpy
@@ -29,16 +31,21 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import ClockChange, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.publisher import Publisher
+from rclpy.service import Service
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
 
 from da3_ros.io.writers import write_ply, write_tum
 from da3_ros.ros.conversions import pose_to_matrix, stamp_to_sec
 from da3_ros.ros.frame_pipeline import FramePipeline
-from da3_ros.ros.frames import OdometryHistory, StaticTransforms
+from da3_ros.ros.frames import TF_STATIC_QOS, OdometryHistory, StaticTree
 from da3_ros.ros.outputs import OUTPUTS
 from da3_ros.ros.params import PARAMETERS, NodeConfig, check_value, declare_parameters, model_settings, validate
 from da3_ros.stream.interface import WindowModel
@@ -107,34 +114,142 @@ class Stats:
         return out
 
 
-class Da3Node(Node):
-    """ROS 2 node around the streaming core. `model` injects a WindowModel
-    (tests, the demo); otherwise the `model` parameter is loaded."""
+class Da3Node(LifecycleNode):
+    """ROS 2 node around the streaming core, a managed (lifecycle) node:
 
-    def __init__(self, model: Optional[WindowModel] = None, **kwargs):
+    unconfigured -> configure (load the model, warm up; a failure returns
+    FAILURE with the reason and the node stays up) -> inactive -> activate
+    (subscriptions, publishers and workers live) -> active -> deactivate (stop
+    answering; the model and the world are kept) -> cleanup (the model and GPU
+    memory freed) -> shutdown.
+
+    `autostart` (da3_node) configures and activates at once and raises if the
+    model cannot be loaded; da3_managed_node leaves the transitions to a launch
+    file or lifecycle manager. `model` injects a WindowModel (tests, the demo);
+    otherwise the `model` parameter is loaded at configure."""
+
+    def __init__(self, model: Optional[WindowModel] = None, autostart: bool = True, **kwargs):
         super().__init__("da3_node", **kwargs)
+        self._running = False
+        self._threads: List[threading.Thread] = []
         self.cfg: NodeConfig = declare_parameters(self)
-        self.model = model if model is not None else self._load_model()
-        self.get_logger().info(f"model ready: {self.model.name}")
+        self._injected_model = model
+        self.model: Optional[WindowModel] = None
+        self.pipeline: Optional[FramePipeline] = None
         self.stats = Stats()
         self.slot = LatestSlot()
         self._results: "queue.Queue[StreamResult]" = queue.Queue(maxsize=OUTPUT_QUEUE)
         self._pipeline_lock = threading.Lock()  # the inference thread and the services take turns
         self._pending_cfg: Optional[NodeConfig] = None  # validated parameter changes, applied by the worker
         self._reset_request: Optional[str] = None
-        self.static_tf = StaticTransforms(self)
+        self._clock_jump = None
+        self._configured: List[Any] = []  # publishers, services, timers, subscriptions made by configure
+        self._activated: List[Any] = []  # ... and by activate
+        self.configure_error = ""
+        # thresholds and output switches may change while running (ros2 param set):
+        # validated here, applied by the inference thread before its next frame
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if autostart:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise RuntimeError(self.configure_error or "configure failed")
+            self.trigger_activate()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        self._apply_requests()
+        try:
+            self.model = self._injected_model if self._injected_model is not None else self._load_model()
+        except Exception as exc:  # noqa: BLE001 - any loader failure: FAILURE with the reason, the node stays up
+            self.configure_error = f"cannot load model {self.cfg.model!r}: {exc}"
+            self.get_logger().error(self.configure_error)
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"model ready: {self.model.name}")
+        self.static_tf = StaticTree()  # fed by the /tf_static subscription below
+        self._configured.append(self.create_subscription(TFMessage, "/tf_static", self.static_tf.add, TF_STATIC_QOS))
         self.pipeline = FramePipeline(self.model, self.cfg, self._warn_bad, self.static_tf.lookup, OdometryHistory(),
                                       notice=self.get_logger().warning, map_deferred=True)
         self._warn_config()
         self._warm_up()
-        self._create_publishers()
-        self._create_subscriptions()
-        self._create_services_and_timers()
+        self.pubs = {o.name: self.create_lifecycle_publisher(o.msg_type, o.topic, o.qos) for o in OUTPUTS}
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        service_group = MutuallyExclusiveCallbackGroup()
+        self._configured += [
+            self.diag_pub,
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group),
+            self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group),
+            self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics),
+        ]
+        return super().on_configure(state)
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._apply_requests()
+        self._activated = self._create_subscriptions() + [self.create_timer(self.cfg.map_publish_period, self._publish_map)]
+        # simulated time jumping back (a bag restarted with --clock): the old world no longer applies
+        self._clock_jump = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
+            post_callback=self._on_clock_jump)
         self._running = True
         self._threads = [threading.Thread(target=self._infer_loop, name="da3_inference", daemon=True),
                          threading.Thread(target=self._output_loop, name="da3_output", daemon=True)]
         for thread in self._threads:
             thread.start()
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        self.get_logger().info("active: answering frames")
+        return result
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_active()
+        self.get_logger().info("inactive: frames are not answered; the model and the world are kept")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_active()
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self._stop_active()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured, ready to configure again
+
+    def _stop_active(self) -> None:
+        """Stop taking frames (the frame in flight finishes and is published), then
+        drop the subscriptions and timers of the active state."""
+        self.stop()
+        for entity in self._activated:
+            self._destroy(entity)
+        self._activated = []
+        if self._clock_jump is not None:
+            self._clock_jump.unregister()
+            self._clock_jump = None
+        self.slot.clear()
+
+    def _release(self) -> None:
+        """Free what configure made: publishers, services, the pipeline and the model."""
+        for entity in self._configured:
+            self._destroy(entity)
+        for pub in getattr(self, "pubs", {}).values():
+            self.destroy_lifecycle_publisher(pub)
+        self._configured, self.pubs = [], {}
+        self.pipeline = None
+        self.model = None
+        gc.collect()
+        torch = sys.modules.get("torch")  # only if the model imported it
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _destroy(self, entity) -> None:
+        for kind, destroy in ((Subscription, self.destroy_subscription), (Timer, self.destroy_timer),
+                              (Service, self.destroy_service), (Publisher, self.destroy_publisher)):
+            if isinstance(entity, kind):
+                destroy(entity)
+                return
 
     # ------------------------------------------------------------ set-up
 
@@ -144,11 +259,7 @@ class Da3Node(Node):
         cfg = self.cfg
         self.get_logger().info(f"loading model {cfg.model!r} (device={cfg.device}, precision={cfg.precision}, "
                                f"process_res={cfg.process_res})")
-        try:
-            return make_window_model(model_settings(cfg))
-        except Exception as exc:  # noqa: BLE001 - report any loader failure in one line, then stop
-            self.get_logger().fatal(f"cannot load model {cfg.model!r}: {exc}")
-            raise
+        return make_window_model(model_settings(cfg))
 
     def _warn_config(self) -> None:
         if self.cfg.external_odometry_topic and self.cfg.publish_tf:
@@ -163,38 +274,22 @@ class Da3Node(Node):
             self.get_logger().info(f"network warmed up for {self.cfg.warmup_width}x{self.cfg.warmup_height} "
                                    f"images in {seconds:.1f} s")
 
-    def _create_publishers(self) -> None:
-        self.pubs = {o.name: self.create_publisher(o.msg_type, o.topic, o.qos) for o in OUTPUTS}
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-    def _create_subscriptions(self) -> None:
+    def _create_subscriptions(self) -> List[Subscription]:
         c = self.cfg
         reliability = ReliabilityPolicy.BEST_EFFORT if c.input_reliability == "best_effort" else ReliabilityPolicy.RELIABLE
         # depth 1: only the newest frame matters; older ones would only add latency
         qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        subs = []
         if c.use_compressed:
-            self.create_subscription(CompressedImage, "image/compressed", lambda m: self._on_image(m, True), qos)
+            subs.append(self.create_subscription(CompressedImage, "image/compressed", lambda m: self._on_image(m, True), qos))
         else:
-            self.create_subscription(Image, "image", lambda m: self._on_image(m, False), qos)
+            subs.append(self.create_subscription(Image, "image", lambda m: self._on_image(m, False), qos))
         if c.use_camera_info:
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+            subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
         if c.external_odometry_topic:
             odom_qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-            self.create_subscription(Odometry, c.external_odometry_topic, self._on_odometry, odom_qos)
-
-    def _create_services_and_timers(self) -> None:
-        service_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group)
-        self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group)
-        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
-        self.create_timer(self.cfg.map_publish_period, self._publish_map)
-        # thresholds and output switches may change while running (ros2 param set):
-        # validated here, applied by the inference thread before its next frame
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        # simulated time jumping back (a bag restarted with --clock): the old world no longer applies
-        self._clock_jump = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
-            post_callback=self._on_clock_jump)
+            subs.append(self.create_subscription(Odometry, c.external_odometry_topic, self._on_odometry, odom_qos))
+        return subs
 
     # ------------------------------------------------------------ callbacks (store only)
 
@@ -285,13 +380,12 @@ class Da3Node(Node):
     def _apply_requests(self) -> None:
         cfg, self._pending_cfg = self._pending_cfg, None
         reason, self._reset_request = self._reset_request, None
-        if cfg is None and reason is None:
-            return
         with self._pipeline_lock:
             if cfg is not None:
-                self.pipeline.apply(cfg)
+                if self.pipeline is not None:
+                    self.pipeline.apply(cfg)
                 self.cfg = cfg
-            if reason is not None:
+            if reason is not None and self.pipeline is not None:
                 self.pipeline.reset(reason)
                 self.get_logger().warning(f"{reason}: world frame, window, map and path reset")
 
@@ -307,7 +401,8 @@ class Da3Node(Node):
     def _output_loop(self) -> None:
         """Output thread: messages of the wanted outputs, published. Runs until the
         inference thread has stopped and everything it answered is out."""
-        while self._running or self._threads[0].is_alive() or not self._results.empty():
+        inference = self._threads[0]
+        while self._running or inference.is_alive() or not self._results.empty():
             try:
                 result = self._results.get(timeout=0.1)
             except queue.Empty:
@@ -359,7 +454,9 @@ class Da3Node(Node):
             received, answered, bad, fill, error = s.received, s.answered, s.bad_inputs, s.window_fill, s.last_error
         counts = dict(self.pipeline.streamer.counts)
         level, message = DiagnosticStatus.OK, "streaming"
-        if received == 0:
+        if not self._running:
+            level, message = DiagnosticStatus.WARN, "inactive (lifecycle): frames are not answered"
+        elif received == 0:
             level, message = DiagnosticStatus.WARN, "no images received yet"
         elif answered == 0:
             level, message = DiagnosticStatus.WARN, "images received, none answered yet"
@@ -398,6 +495,7 @@ class Da3Node(Node):
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout)
+        self._threads = []
 
     def destroy_node(self):
         self.stop()
@@ -413,9 +511,10 @@ def _gpu_memory_mb() -> str:
     return f"{torch.cuda.memory_allocated() / 2**20:.0f} (peak {torch.cuda.max_memory_allocated() / 2**20:.0f})"
 
 
-def main(args=None) -> int:
+def main(args=None, managed: bool = False) -> int:
     """Spin until SIGINT / SIGTERM, then stop the workers BEFORE the context goes
-    (a frame in flight still publishes), and exit 0."""
+    (a frame in flight still publishes), and exit 0. `managed`: start
+    unconfigured and wait for lifecycle transitions (da3_managed_node)."""
     from rclpy.signals import SignalHandlerOptions
 
     from ..signals import install_signal_handlers
@@ -428,7 +527,7 @@ def main(args=None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     node = None
     try:
-        node = Da3Node()
+        node = Da3Node(autostart=not managed)
         executor = MultiThreadedExecutor(num_threads=2)  # a slow ~/save never holds up the image callback
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
@@ -445,3 +544,8 @@ def main(args=None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main_managed(args=None) -> int:
+    """`ros2 run da3_ros da3_managed_node`: da3_node as a managed (lifecycle) node."""
+    return main(args, managed=True)
