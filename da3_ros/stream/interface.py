@@ -38,6 +38,7 @@ class Frame:
         answered frame's base becomes the published world's origin.
     meta: the caller's own data for this frame (header, arrival time), handed
         back unchanged in its StreamResult.
+    camera: which camera of a rig took it ("" for a single camera).
     """
 
     index: int
@@ -47,6 +48,7 @@ class Frame:
     c2w_external: Optional[np.ndarray] = None
     T_base_optical: Optional[np.ndarray] = None
     meta: Any = None
+    camera: str = ""
 
     @property
     def width(self) -> int:

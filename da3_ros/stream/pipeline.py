@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import replace
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,7 +42,10 @@ class Streamer:
 
     push(frame) -> results for the frames answered by this call (every
     `stride`-th taken frame answers `stride` frames; call flush() at the end of
-    a finite sequence). Poses come in two frames (see `world`): `c2w` in the
+    a finite sequence). push_rig(frames) takes one rig frame: the images of
+    several cameras (Frame.camera) taken at one instant; the window then holds
+    views of every camera (window_size counts views), so each inference sees
+    them all, and keyframes are whole rig frames. Poses come in two frames (see `world`): `c2w` in the
     stream frame (the first window's reference camera, scale of the first
     window, metres when the model is metric; or the external odometry frame in
     pose-conditioned mode) and `T_world_optical` in the published world.
@@ -64,7 +67,6 @@ class Streamer:
         self._map = VoxelMap(cfg.map_voxel_size, cfg.map_max_points)
         self._map_lock = threading.Lock()
         self._traj = TrajectoryBuffer(cfg.trajectory_cap)
-        self._intr = IntrinsicsEstimator(cfg.intrinsics_history)
         self._timeline: Timeline[Frame] = Timeline(cfg.max_forward_jump_s)
         self.anchor = WorldAnchor()
         #: frames dropped by the timeline and resets, by reason (for diagnostics)
@@ -101,12 +103,29 @@ class Streamer:
     def push(self, frame: Frame) -> List[StreamResult]:
         """Take one frame. Raises FrameError (before any state changes) for a frame
         the stream cannot take."""
-        self._validate(frame)
-        decision = self._timeline.decide(float(frame.stamp), frame)
+        return self.push_rig([frame])
+
+    def push_rig(self, frames: Sequence[Frame]) -> List[StreamResult]:
+        """Take one rig frame: one image per camera, all of one instant (a
+        camera may be missing). The first frame's stamp is the rig frame's.
+        Raises FrameError (before any state changes) for frames the stream
+        cannot take."""
+        frames = list(frames)
+        if not frames:
+            raise FrameError("a rig frame needs at least one image")
+        for frame in frames:
+            self._validate(frame)
+        cameras = [f.camera for f in frames]
+        if len(set(cameras)) != len(cameras):
+            raise FrameError(f"one image per camera in a rig frame, got cameras {cameras}")
+        if len(frames) * self.config.stride >= self.config.window_size:
+            raise FrameError(f"window_size ({self.config.window_size} views) must exceed stride x cameras "
+                             f"({self.config.stride} x {len(frames)}) so windows share a keyframe")
+        decision = self._timeline.decide(float(frames[0].stamp), frames)
         self.counts.update(decision.dropped)
         if decision.restart:  # time really went backwards (a looping bag, a restarted driver)
             self.reset("time_backwards")
-            self._timeline.last = float(decision.take[-1].stamp)
+            self._timeline.last = float(decision.take[-1][0].stamp)
         results: List[StreamResult] = []
         for taken in decision.take:
             results += self._take(taken)
@@ -168,33 +187,47 @@ class Streamer:
         self._world_mode: Optional[str] = None
         self._world_metric = False
         self._prev_scale = 1.0
-        self._resolution: Optional[Tuple[int, int]] = None
+        self._resolution: Dict[str, Tuple[int, int]] = {}  # camera -> (width, height)
+        self._n_groups = 0  # rig frames taken since the reset
+        self._views_per_group = 1  # the most cameras seen in one rig frame
         with self._map_lock:
             self._map.clear()
         self._traj.clear()
-        self._intr.reset()
+        self._intr: Dict[str, IntrinsicsEstimator] = {}  # camera -> estimator
         self.anchor.reset()
         self.n_windows = 0
 
-    def _take(self, frame: Frame) -> List[StreamResult]:
+    def _take(self, frames: List[Frame]) -> List[StreamResult]:
         results: List[StreamResult] = []
-        size = (frame.width, frame.height)
-        if self._resolution is not None and size != self._resolution:
-            # the camera was reconfigured: answer what waits at the old size, then
-            # bring the keyframes to the new one; the world is kept
-            results += self.flush()
-            self._resize_keyframes(*size)
-            self.counts["resolution_changes"] += 1
-        self._resolution = size
-        self._pending.append(WindowEntry(frame, self.model.encode(frame)))
-        if len(self._pending) >= self.config.stride:
+        for frame in frames:
+            size = (frame.width, frame.height)
+            old = self._resolution.get(frame.camera)
+            if old is not None and size != old:
+                # the camera was reconfigured: answer what waits at the old size, then
+                # bring its keyframes to the new one; the world is kept
+                results += self.flush()
+                self._resize_keyframes(frame.camera, *size)
+                self.counts["resolution_changes"] += 1
+            self._resolution[frame.camera] = size
+        group = self._n_groups
+        self._n_groups += 1
+        self._views_per_group = max(self._views_per_group, len(frames))
+        self._pending += [WindowEntry(f, self.model.encode(f), group=group) for f in frames]
+        if len({e.group for e in self._pending}) >= self.config.stride:
             results += self._run_window()
         return results
 
-    def _resize_keyframes(self, width: int, height: int) -> None:
-        """Re-encode the kept keyframes at width x height so the next window can
-        share them with the new frames (a window's views have one size)."""
+    def _intrinsics_estimator(self, camera: str) -> IntrinsicsEstimator:
+        if camera not in self._intr:
+            self._intr[camera] = IntrinsicsEstimator(self.config.intrinsics_history)
+        return self._intr[camera]
+
+    def _resize_keyframes(self, camera: str, width: int, height: int) -> None:
+        """Re-encode the camera's kept keyframes at width x height so the next
+        window can share them with the new frames (a window's views have one size)."""
         for e in self._keyframes:
+            if e.frame.camera != camera:
+                continue
             old = e.frame
             sx, sy = width / old.width, height / old.height
             K = None if old.intrinsics is None else scale_intrinsics(old.intrinsics, sx, sy)
@@ -235,7 +268,7 @@ class Streamer:
             return None
         Ks = []
         for e in window:
-            K = e.frame.intrinsics if e.frame.intrinsics is not None else self._intr.estimate()
+            K = e.frame.intrinsics if e.frame.intrinsics is not None else self._intrinsics_estimator(e.frame.camera).estimate()
             if K is None:
                 return None  # the model needs both poses and intrinsics
             Ks.append(np.asarray(K, np.float64))
@@ -247,15 +280,19 @@ class Streamer:
         unconditioned and without depth, for its intrinsics. Without this the
         world would silently become the model's frame instead of the
         odometry's."""
-        if self._world_mode is not None or not self.config.use_external_poses or self._intr.estimate() is not None:
+        if self._world_mode is not None or not self.config.use_external_poses:
             return
-        if any(e.frame.c2w_external is None for e in window) or all(e.frame.intrinsics is not None for e in window):
+        if any(e.frame.c2w_external is None for e in window):
+            return
+        if all(e.frame.intrinsics is not None or self._intrinsics_estimator(e.frame.camera).estimate() is not None
+               for e in window):
             return
         probe = self.model.predict(frames, handles, [])
         self._check(probe, frames, [])
         for c, e in enumerate(window):
             if e.frame.intrinsics is None:
-                self._intr.add(np.asarray(probe.intrinsics, np.float64)[c], e.frame.width, e.frame.height)
+                self._intrinsics_estimator(e.frame.camera).add(np.asarray(probe.intrinsics, np.float64)[c],
+                                                               e.frame.width, e.frame.height)
 
     def _check(self, pred: Any, frames: List[Frame], decode: List[int]) -> None:
         S = len(frames)
@@ -281,8 +318,7 @@ class Streamer:
     def _run_window(self) -> List[StreamResult]:
         cfg = self.config
         new, self._pending = self._pending, []
-        n_shared = cfg.window_size - len(new)
-        shared = self._keyframes[-n_shared:] if n_shared > 0 and self._keyframes else []
+        shared = self._shared_keyframes(cfg.window_size - len(new))
         window = shared + new
         try:
             pred, cond = self._predict(window, first_new=len(shared))
@@ -290,16 +326,47 @@ class Streamer:
             for e in new:
                 e.release()
             raise
-        sim, status, inliers = self._place(pred, cond, shared, len(window))
-        results = [self._answer(window[i], pred, i, sim, status, inliers, len(window)) for i in range(len(shared), len(window))]
-        # evict: keep the newest keyframes that fit beside `stride` new frames
-        max_kf = cfg.window_size - cfg.stride
-        while len(self._keyframes) > max_kf:
-            self._keyframes.pop(0).release()
+        S = len(window)
+        sim, status, inliers = self._place(pred, cond, shared, S)
+        results, decided = [], {}
+        for i in range(len(shared), S):
+            e = window[i]
+            c2w = sim.apply_c2w(np.asarray(pred.c2w[i], np.float64))
+            if e.group not in decided:  # keyframes are whole rig frames: its first view decides
+                decided[e.group] = is_new_keyframe(c2w, e.frame.stamp, self._last_keyframe(e.frame.camera), cfg)
+            e.keyframe = decided[e.group]
+            results.append(self._answer(e, pred, i, c2w, sim, status, inliers, S))
+        self._evict()
         for e in new:
             if not e.keyframe:
                 e.release()
         return results
+
+    def _shared_keyframes(self, room: int) -> List[WindowEntry]:
+        """The newest keyframes that fit in `room` views beside the new ones:
+        whole rig frames, newest first; at least one view when any exists."""
+        if room <= 0 or not self._keyframes:
+            return []
+        groups: Dict[int, List[WindowEntry]] = {}
+        for e in self._keyframes:
+            groups.setdefault(e.group, []).append(e)
+        shared: List[WindowEntry] = []
+        for group in sorted(groups, reverse=True):
+            if len(shared) + len(groups[group]) > room:
+                break
+            shared = groups[group] + shared
+        return shared or self._keyframes[-room:]
+
+    def _last_keyframe(self, camera: str) -> Optional[WindowEntry]:
+        return next((e for e in reversed(self._keyframes) if e.frame.camera == camera), None)
+
+    def _evict(self) -> None:
+        """Keep the newest keyframes that fit beside the next `stride` rig frames."""
+        room = self.config.window_size - self.config.stride * self._views_per_group
+        while len(self._keyframes) > max(room, 1):
+            oldest = self._keyframes[0].group
+            while self._keyframes and self._keyframes[0].group == oldest and len(self._keyframes) > max(room, 1):
+                self._keyframes.pop(0).release()
 
     def _predict(self, window: List[WindowEntry], first_new: int) -> Tuple[WindowPrediction, Any]:
         """The model's answer for the window (views in chronological order: the
@@ -342,21 +409,21 @@ class Streamer:
         self.n_windows += 1
         return sim, status, inliers
 
-    def _answer(self, e: WindowEntry, pred: WindowPrediction, i: int, sim: Sim3, status: str, inliers: float,
-                S: int) -> StreamResult:
-        """The result for window view i (a new frame), and the bookkeeping it
-        feeds: intrinsics estimate, keyframes, trajectory, anchor, map."""
+    def _answer(self, e: WindowEntry, pred: WindowPrediction, i: int, c2w: np.ndarray, sim: Sim3, status: str,
+                inliers: float, S: int) -> StreamResult:
+        """The result for window view i (a new frame; `c2w` its stream pose), and
+        the bookkeeping it feeds: intrinsics estimate, keyframes, trajectory,
+        anchor, map."""
         cfg, f = self.config, e.frame
-        c2w = sim.apply_c2w(np.asarray(pred.c2w[i], np.float64))
         K_win = np.asarray(pred.intrinsics[i], np.float64)
         depth = (pred.depth[i] * np.float32(sim.scale)).astype(np.float32, copy=False)
         confidence = np.asarray(pred.confidence[i], np.float32)
         if f.intrinsics is not None:
             K_pub, source = np.asarray(f.intrinsics, np.float64).copy(), "camera_info"
         else:
-            self._intr.add(K_win, f.width, f.height)
-            K_pub, source = self._intr.estimate(), "estimated"
-        e.keyframe = is_new_keyframe(c2w, f.stamp, self._keyframes[-1] if self._keyframes else None, cfg)
+            estimator = self._intrinsics_estimator(f.camera)
+            estimator.add(K_win, f.width, f.height)
+            K_pub, source = estimator.estimate(), "estimated"
         e.c2w_stream = c2w
         if e.keyframe:
             e.store_sample(depth, confidence, K_win, c2w, cfg)

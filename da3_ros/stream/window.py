@@ -22,6 +22,8 @@ class WindowEntry:
 
     frame: Frame
     handle: Any
+    #: the rig frame it belongs to (one per push; views of one instant share it)
+    group: int = 0
     keyframe: bool = False
     #: pose of the optical frame in the stream frame, once answered
     c2w_stream: Optional[np.ndarray] = None
@@ -93,9 +95,11 @@ def is_new_keyframe(c2w_s: np.ndarray, stamp: float, last: Optional[WindowEntry]
 
 
 def shared_to_decode(shared: Sequence[WindowEntry], count: int) -> List[int]:
-    """Indices (into `shared`) of the newest keyframes that have a point-map
-    sample, at most `count`: their depth is decoded again to align the window."""
+    """Indices (into `shared`) of the views of the newest `count` keyframes (rig
+    frames) that have a point-map sample: their depth is decoded again to align
+    the window."""
     if count <= 0:
         return []
     have = [i for i, e in enumerate(shared) if e.sample_uv is not None and len(e.sample_uv) > 0]
-    return have[-count:]
+    groups = sorted({shared[i].group for i in have})[-count:]
+    return [i for i in have if shared[i].group in groups]
