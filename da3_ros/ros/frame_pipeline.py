@@ -13,7 +13,7 @@ lock); `build` from one (other) thread.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
@@ -55,10 +55,26 @@ class FramePipeline:
         self._frame_mismatch_told = False
         self._warmed: set = set()  # image sizes the model was warmed up for
         self._lookup_static = lookup_static
-        self.camera_info: Optional[CameraInfo] = None
-        self._camera_info_reader = CameraInfoReader(cfg.input_rectified)  # setup remarks said once
+        self._camera_infos: Dict[str, CameraInfo] = {}  # camera ("" for one) -> its latest CameraInfo
+        self._camera_info_readers: Dict[str, CameraInfoReader] = {}  # setup remarks said once per camera
         self.intrinsics_source = "none yet"
         self._frame_index = 0
+
+    @property
+    def camera_info(self) -> Optional[CameraInfo]:
+        """The (single) camera's latest CameraInfo."""
+        return self._camera_infos.get("")
+
+    @camera_info.setter
+    def camera_info(self, msg: Optional[CameraInfo]) -> None:
+        self.set_camera_info("", msg)
+
+    def set_camera_info(self, camera: str, msg: Optional[CameraInfo]) -> None:
+        """A camera's CameraInfo (checked against each of its images when used)."""
+        if msg is None:
+            self._camera_infos.pop(camera, None)
+        else:
+            self._camera_infos[camera] = msg
 
     def _stream_config(self, cfg: NodeConfig):
         return dataclasses.replace(stream_config(cfg), map_deferred=self._map_deferred)
@@ -110,9 +126,9 @@ class FramePipeline:
         """Messages for the frames still waiting for a full stride (end of input)."""
         return [self.build(r, wanted) for r in self.streamer.flush()]
 
-    def to_frame(self, msg, compressed: bool, received: float = 0.0) -> Optional[Frame]:
-        """An image message as the streaming core's Frame, or None (reported
-        through warn) when it cannot be used now."""
+    def to_frame(self, msg, compressed: bool, received: float = 0.0, camera: str = "") -> Optional[Frame]:
+        """An image message (of rig camera `camera`) as the streaming core's
+        Frame, or None (reported through warn) when it cannot be used now."""
         stamp = stamp_to_sec(msg.header.stamp)
         try:
             rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
@@ -120,7 +136,10 @@ class FramePipeline:
             self._warn(f"dropping image at t={stamp:.3f}: {exc}")
             return None
         height, width = rgb.shape[:2]
-        optical_frame = self.cfg.camera_frame or msg.header.frame_id or DEFAULT_OPTICAL_FRAME
+        if camera:  # a rig: each camera's frame id comes with its images
+            optical_frame = msg.header.frame_id or f"{camera}_optical_frame"
+        else:
+            optical_frame = self.cfg.camera_frame or msg.header.frame_id or DEFAULT_OPTICAL_FRAME
 
         T_base_optical = None
         if self.cfg.base_frame:
@@ -135,19 +154,42 @@ class FramePipeline:
 
         self.warmup(width, height)
         frame = Frame(index=self._frame_index, stamp=stamp, image=np.ascontiguousarray(rgb),
-                      intrinsics=self._intrinsics(width, height), c2w_external=c2w_external,
-                      T_base_optical=T_base_optical,
-                      meta=FrameSource(msg.header.stamp, optical_frame, T_base_optical, received))
+                      intrinsics=self._intrinsics(camera, width, height), c2w_external=c2w_external,
+                      T_base_optical=T_base_optical, camera=camera,
+                      meta=FrameSource(msg.header.stamp, optical_frame, T_base_optical, received, camera=camera))
         self._frame_index += 1
         return frame
 
     def push(self, frame: Frame) -> List[StreamResult]:
         """The frame into the streaming core -> the results it answered."""
+        return self.push_rig([frame])
+
+    def push_rig(self, frames: List[Frame]) -> List[StreamResult]:
+        """A rig frame (one Frame per camera of one instant, the primary first)
+        into the streaming core -> the results it answered."""
+        for k, frame in enumerate(frames):
+            frame.meta.primary = k == 0
         try:
-            return self.streamer.push(frame)
+            results = self.streamer.push_rig(frames)
         except FrameError as exc:  # the streaming core rejected the frame (shape, dtype, ...)
-            self._warn(f"frame at t={frame.stamp:.3f} rejected: {exc}")
+            self._warn(f"frame at t={frames[0].stamp:.3f} rejected: {exc}")
             return []
+        self._attach_estimated_extrinsics(results)
+        return results
+
+    def _attach_estimated_extrinsics(self, results: List[StreamResult]) -> None:
+        """Rig cameras without calibrated extrinsics: their poses relative to the
+        primary camera, as estimated by the streaming core, go on TF beside the rig's."""
+        estimate = self.streamer.rig_extrinsics()
+        if not estimate:
+            return
+        frames = {r.meta.camera: r.meta.optical_frame for r in results}
+        for r in results:
+            if r.meta.primary:
+                primary = r.meta.camera
+                r.meta.estimated_extrinsics = tuple(
+                    (frames[camera], e.T_ref_camera) for camera, e in estimate.items()
+                    if camera != primary and camera in frames and r.meta.T_base_optical is None)
 
     def build(self, result: StreamResult, wanted: Optional[FrozenSet[str]] = None) -> List[Tuple[Output, object]]:
         """Messages of the wanted outputs for one result (the world map gains its
@@ -183,12 +225,13 @@ class FramePipeline:
                          f"{self.cfg.world_frame!r}: set world_frame:={odom_frame}")
         return T_world_base @ (T_base_optical if T_base_optical is not None else T_BODY_OPTICAL)
 
-    def _intrinsics(self, width: int, height: int) -> Optional[np.ndarray]:
-        info = self.camera_info
+    def _intrinsics(self, camera: str, width: int, height: int) -> Optional[np.ndarray]:
+        info = self._camera_infos.get(camera)
         intrinsics = None
         if info is not None and self.cfg.use_camera_info:
+            reader = self._camera_info_readers.setdefault(camera, CameraInfoReader(self.cfg.input_rectified))
             try:
-                intrinsics, notes = self._camera_info_reader.read(info, width, height)
+                intrinsics, notes = reader.read(info, width, height)
             except CameraInfoError as exc:
                 self._warn(f"ignoring camera_info, estimating intrinsics instead: {exc}")
             else:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -46,9 +46,10 @@ from da3_ros.io.writers import write_ply, write_tum
 from da3_ros.ros.conversions import pose_to_matrix, stamp_to_sec
 from da3_ros.ros.frame_pipeline import FramePipeline
 from da3_ros.ros.frames import TF_STATIC_QOS, OdometryHistory, StaticTree
-from da3_ros.ros.outputs import OUTPUTS
+from da3_ros.ros.outputs import OUTPUTS, Output
 from da3_ros.ros.params import PARAMETERS, NodeConfig, check_value, declare_parameters, model_settings, validate
 from da3_ros.stream.interface import WindowModel
+from da3_ros.stream.rig import RigSynchronizer
 from da3_ros.stream.result import StreamResult
 
 THROTTLE_S = 5.0
@@ -61,33 +62,42 @@ class _Input(NamedTuple):
     msg: Any
     compressed: bool
     received: float  # time.monotonic() at the callback, for latency
+    camera: str = ""  # the rig camera it came from ("" for a single camera)
 
 
 class LatestSlot:
-    """A one-slot buffer: put() replaces what the worker has not taken yet."""
+    """One slot per camera: put() replaces what the worker has not taken yet of
+    that camera (the newest image wins; the replaced ones are counted)."""
 
     def __init__(self):
         self._cond = threading.Condition()
-        self._item: Optional[_Input] = None
+        self._items: Dict[str, _Input] = {}
         self.dropped = 0
 
     def put(self, item: _Input) -> None:
         with self._cond:
-            if self._item is not None:
+            if item.camera in self._items:
                 self.dropped += 1
-            self._item = item
+            self._items[item.camera] = item
             self._cond.notify()
 
-    def take(self, timeout: float) -> Optional[_Input]:
+    def take(self, timeout: float) -> List[_Input]:
+        """Every camera's waiting image (oldest stamp first), after waiting up to
+        `timeout` s for one."""
         with self._cond:
-            if self._item is None:
+            if not self._items:
                 self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
+            items, self._items = list(self._items.values()), {}
+        return sorted(items, key=lambda item: stamp_to_sec(item.msg.header.stamp))
+
+    @property
+    def empty(self) -> bool:
+        with self._cond:
+            return not self._items
 
     def clear(self) -> None:
         with self._cond:
-            self._item = None
+            self._items = {}
 
 
 class Stats:
@@ -169,9 +179,13 @@ class Da3Node(LifecycleNode):
         self._configured.append(self.create_subscription(TFMessage, "/tf_static", self.static_tf.add, TF_STATIC_QOS))
         self.pipeline = FramePipeline(self.model, self.cfg, self._warn_bad, self.static_tf.lookup, OdometryHistory(),
                                       notice=self.get_logger().warning, map_deferred=True)
+        self.rig = RigSynchronizer(self.cfg.cameras, self.cfg.rig_sync_tolerance, self.cfg.rig_max_wait,
+                                   max_forward_jump_s=self.cfg.max_stamp_jump) if self.cfg.cameras else None
+        self.rig_frames_dropped = 0
         self._warn_config()
         self._warm_up()
-        self.pubs = {o.name: self.create_lifecycle_publisher(o.msg_type, o.topic, o.qos) for o in OUTPUTS}
+        self.pubs = {(o.name, camera): self.create_lifecycle_publisher(o.msg_type, o.topic_for(camera), o.qos)
+                     for o in OUTPUTS for camera in (self.cfg.cameras if o.per_camera and self.cfg.cameras else [""])}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         service_group = MutuallyExclusiveCallbackGroup()
         self._configured += [
@@ -280,12 +294,17 @@ class Da3Node(LifecycleNode):
         # depth 1: only the newest frame matters; older ones would only add latency
         qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
         subs = []
-        if c.use_compressed:
-            subs.append(self.create_subscription(CompressedImage, "image/compressed", lambda m: self._on_image(m, True), qos))
-        else:
-            subs.append(self.create_subscription(Image, "image", lambda m: self._on_image(m, False), qos))
-        if c.use_camera_info:
-            subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+        for camera in c.cameras or [""]:
+            prefix = f"{camera}/" if camera else ""
+            if c.use_compressed:
+                subs.append(self.create_subscription(CompressedImage, prefix + "image/compressed",
+                                                     lambda m, cam=camera: self._on_image(m, True, cam), qos))
+            else:
+                subs.append(self.create_subscription(Image, prefix + "image",
+                                                     lambda m, cam=camera: self._on_image(m, False, cam), qos))
+            if c.use_camera_info:
+                subs.append(self.create_subscription(CameraInfo, prefix + "camera_info",
+                                                     lambda m, cam=camera: self.pipeline.set_camera_info(cam, m), qos))
         if c.external_odometry_topic:
             odom_qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
             subs.append(self.create_subscription(Odometry, c.external_odometry_topic, self._on_odometry, odom_qos))
@@ -293,13 +312,10 @@ class Da3Node(LifecycleNode):
 
     # ------------------------------------------------------------ callbacks (store only)
 
-    def _on_image(self, msg, compressed: bool) -> None:
+    def _on_image(self, msg, compressed: bool, camera: str = "") -> None:
         with self.stats.lock:
             self.stats.received += 1
-        self.slot.put(_Input(msg, compressed, time.monotonic()))
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.pipeline.camera_info = msg  # checked against each image on the worker
+        self.slot.put(_Input(msg, compressed, time.monotonic(), camera))
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:
@@ -337,6 +353,8 @@ class Da3Node(LifecycleNode):
     def _on_reset(self, request, response):
         with self._pipeline_lock:
             self.pipeline.reset()
+            if self.rig is not None:
+                self.rig.reset()
             self.slot.clear()
         self.get_logger().warning("~/reset: world frame, window, map and path cleared")
         response.success, response.message = True, "world frame, window, map and path cleared"
@@ -364,18 +382,34 @@ class Da3Node(LifecycleNode):
     def _infer_loop(self) -> None:
         """Inference thread: parameter changes and resets, then frame -> results."""
         while self._running:
-            item = self.slot.take(timeout=0.1)
+            items = self.slot.take(timeout=0.1)
             self._apply_requests()  # after the wait: a change made meanwhile applies to this frame
-            if item is None:
-                continue
             try:
+                views = self._next_views(items)
+                if not views:
+                    continue
                 with self._pipeline_lock:
-                    frame = self.pipeline.to_frame(item.msg, item.compressed, item.received)
-                    results = self.pipeline.push(frame) if frame is not None else []
+                    frames = [self.pipeline.to_frame(v.msg, v.compressed, v.received, v.camera) for v in views]
+                    frames = [f for f in frames if f is not None]
+                    results = self.pipeline.push_rig(frames) if frames else []
                 for result in results:
                     self._hand_over(result)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
                 self._report_failure(exc)
+
+    def _next_views(self, items: List[_Input]) -> List[_Input]:
+        """The images to answer now: the one camera's newest; or, for a rig, the
+        views of the newest rig frame the synchronizer released (older released
+        rig frames are dropped and counted: the newest wins, as for one camera)."""
+        if self.rig is None:
+            return items[-1:]
+        released = []
+        for item in items:
+            released += self.rig.push(item.camera, stamp_to_sec(item.msg.header.stamp), item)
+        if not released:
+            return []
+        self.rig_frames_dropped += len(released) - 1
+        return [view.data for view in released[-1].views.values()]
 
     def _apply_requests(self) -> None:
         cfg, self._pending_cfg = self._pending_cfg, None
@@ -408,9 +442,9 @@ class Da3Node(LifecycleNode):
             except queue.Empty:
                 continue
             try:
-                messages = self.pipeline.build(result, self._wanted())
-                for output, msg in messages:
-                    self.pubs[output.name].publish(msg)
+                camera = result.meta.camera
+                for output, msg in self.pipeline.build(result, self._wanted(camera)):
+                    self.pubs[self._pub_key(output, camera)].publish(msg)
                 with self.stats.lock:
                     self.stats.answered += 1
                     self.stats.latencies_ms.append((time.monotonic() - result.meta.received) * 1e3)
@@ -420,11 +454,15 @@ class Da3Node(LifecycleNode):
                     return  # shutting down: nothing can be published any more
                 self._report_failure(exc)
 
-    def _wanted(self) -> FrozenSet[str]:
-        """Outputs switched on and, for the costly ones, with a subscriber."""
+    def _pub_key(self, output: Output, camera: str) -> Tuple[str, str]:
+        return (output.name, camera if output.per_camera else "")
+
+    def _wanted(self, camera: str = "") -> FrozenSet[str]:
+        """Outputs switched on and, for the costly ones, with a subscriber (a
+        camera's own outputs: on its topics)."""
         on = self.pipeline.switched_on
         return frozenset(o.name for o in OUTPUTS if o.name in on
-                         and (not o.lazy or self.pubs[o.name].get_subscription_count() > 0))
+                         and (not o.lazy or self.pubs[self._pub_key(o, camera)].get_subscription_count() > 0))
 
     def _report_failure(self, exc: Exception) -> None:
         with self.stats.lock:
@@ -445,7 +483,7 @@ class Da3Node(LifecycleNode):
             return
         cloud = self.pipeline.map_cloud(self.get_clock().now().to_msg())  # the map has its own lock
         if cloud is not None:
-            self.pubs["map"].publish(cloud)
+            self.pubs[("map", "")].publish(cloud)
 
     def _publish_diagnostics(self) -> None:
         rx_rate, out_rate, latencies = self.stats.rates()
@@ -476,10 +514,14 @@ class Da3Node(LifecycleNode):
             "resets": str(counts.get("resets", 0)),
             "window_fill": f"{fill}/{self.cfg.window_size}",
             "intrinsics": self.pipeline.intrinsics_source,
-            "scale": "metric (metres)" if self.model.metric else "relative (first window's unit)",
+            "scale": "metric (metres)" if self.pipeline.streamer.metric else "relative (first window's unit)",
             "gpu_memory_mb": _gpu_memory_mb(),
             "last_error": error or "none",
         }
+        if self.rig is not None:
+            values["rig_frames_dropped"] = str(self.rig_frames_dropped)
+            values.update({f"rig_{k}": str(v) for k, v in self.rig.stats().items()})
+            values.update({f"rig_{k}": v for k, v in self.pipeline.streamer.rig_status().items()})
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
                                   hardware_id=self.model.name,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])

@@ -61,6 +61,12 @@ class FrameSource:
     optical_frame: str
     T_base_optical: Optional[np.ndarray]  # from /tf_static, with base_frame
     received: float = 0.0  # the caller's clock at arrival, for latency
+    camera: str = ""  # the rig camera ("" for a single camera): its outputs go under <camera>/
+    #: this view carries the rig's pose (odometry, path, TF): the first camera of its rig frame
+    primary: bool = True
+    #: with a rig and no calibrated extrinsics: (optical frame, T_primary_optical) of the
+    #: other cameras as estimated from the model's poses, published on TF
+    estimated_extrinsics: Tuple[Tuple[str, np.ndarray], ...] = ()
 
 
 class FrameContext:
@@ -117,8 +123,10 @@ def _points(c: FrameContext) -> PointCloud2:
 
 def _tf(c: FrameContext) -> TFMessage:
     child, T = c.child
-    return TFMessage(transforms=[TransformStamped(header=c.world_header, child_frame_id=child,
-                                                  transform=matrix_to_transform(T))])
+    transforms = [TransformStamped(header=c.world_header, child_frame_id=child, transform=matrix_to_transform(T))]
+    transforms += [TransformStamped(header=c.optical_header, child_frame_id=frame, transform=matrix_to_transform(T_rel))
+                   for frame, T_rel in c.source.estimated_extrinsics]
+    return TFMessage(transforms=transforms)
 
 
 def _odometry(c: FrameContext) -> Odometry:
@@ -153,18 +161,24 @@ class Output:
     #: message for one answered frame (None: nothing this frame); None for outputs
     #: not published per frame (map/points: a timer)
     build: Optional[Callable[[FrameContext], Optional[object]]]
+    #: one per camera of a rig (under <camera>/), built from each view; else one for
+    #: the rig, built from its primary view
+    per_camera: bool = False
+
+    def topic_for(self, camera: str) -> str:
+        return f"{camera}/{self.topic}" if camera and self.per_camera else self.topic
 
 
 OUTPUTS: Tuple[Output, ...] = (
     Output("depth", "depth/image", Image, OUTPUT_QOS, "publish_depth", True,
            "z-depth 32FC1 at the input image's size, in metres (metric models, external odometry) or the first "
-           "window's unit; NaN invalid (REP 118)", lambda c: c.depth_image),
+           "window's unit; NaN invalid (REP 118)", lambda c: c.depth_image, per_camera=True),
     Output("depth_info", "depth/camera_info", CameraInfo, OUTPUT_QOS, "publish_depth", True,
-           "same size, K, frame and stamp as `depth/image`", lambda c: c.camera_info),
+           "same size, K, frame and stamp as `depth/image`", lambda c: c.camera_info, per_camera=True),
     Output("confidence", "depth/confidence", Image, OUTPUT_QOS, "publish_confidence", True,
-           "DA3 confidence 32FC1 (>= 1, larger is better)", lambda c: c.confidence_image),
+           "DA3 confidence 32FC1 (>= 1, larger is better)", lambda c: c.confidence_image, per_camera=True),
     Output("points", "points", PointCloud2, OUTPUT_QOS, "publish_points", True,
-           "x, y, z, rgb in the optical frame (every `point_decimation`-th pixel)", _points),
+           "x, y, z, rgb in the optical frame (every `point_decimation`-th pixel)", _points, per_camera=True),
     Output("odometry", "odometry", Odometry, OUTPUT_QOS, "publish_odometry", True,
            "pose of the optical frame (or `base_frame`) in `world_frame`", _odometry),
     Output("path", "path", Path, OUTPUT_QOS, "publish_odometry", True,
@@ -174,9 +188,9 @@ OUTPUTS: Tuple[Output, ...] = (
            "/tf_static", _tf),
     Output("estimated_info", "camera_info/estimated", CameraInfo, OUTPUT_QOS, None, True,
            "intrinsics estimated from DA3's rays (only while no usable CameraInfo)",
-           lambda c: c.camera_info if c.result.intrinsics_source != "camera_info" else None),
+           lambda c: c.camera_info if c.result.intrinsics_source != "camera_info" else None, per_camera=True),
     Output("keyframe", "keyframe", Keyframe, OUTPUT_QOS, "publish_keyframes", True,
-           "image, depth, confidence, pose and intrinsics of each keyframe, for SLAM back-ends", _keyframe),
+           "image, depth, confidence, pose and intrinsics of each keyframe, for SLAM back-ends", _keyframe, per_camera=True),
     Output("map", "map/points", PointCloud2, LATCHED_QOS, "publish_map", True,
            "world map in `world_frame`, voxel-downsampled, capped; every `map_publish_period`; built from the "
            "keyframes answered while it has a subscriber", None),
@@ -208,16 +222,17 @@ class OutputBuilder:
             self.epoch = result.epoch
             self.path_poses.clear()
             self.keyframe_count = 0
-        o = self.options
-        c = FrameContext(result, result.meta, o, self.path_poses, self.keyframe_count)
+        o, source = self.options, result.meta
+        c = FrameContext(result, source, o, self.path_poses, self.keyframe_count)
         if result.keyframe:
             self.keyframe_count += 1
-        self.path_poses.append(PoseStamped(header=c.world_header, pose=c.pose))
-        while len(self.path_poses) > o.path_max_length:
-            self.path_poses.popleft()
+        if source.primary:  # the rig's path: one pose per rig frame
+            self.path_poses.append(PoseStamped(header=c.world_header, pose=c.pose))
+            while len(self.path_poses) > o.path_max_length:
+                self.path_poses.popleft()
         out = []
         for output in PER_FRAME:
-            if output.name in wanted:
+            if output.name in wanted and (output.per_camera or source.primary):
                 msg = output.build(c)
                 if msg is not None:
                     out.append((output, msg))
@@ -239,7 +254,8 @@ def readme_rows() -> List[str]:
     rows = []
     for o in OUTPUTS:
         switch = f"`{o.switch}`" if o.switch else "-"
-        rows.append(f"| `{o.topic}` | {_type_name(o.msg_type)} | {switch} | {o.description} |")
+        rig = f" With `cameras`: `<camera>/{o.topic}`, one per camera." if o.per_camera else ""
+        rows.append(f"| `{o.topic}` | {_type_name(o.msg_type)} | {switch} | {o.description}.{rig} |")
     return rows
 
 

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from da3_ros.ros.outputs import OUTPUTS, OutputOptions
 from da3_ros.runtime.models import ModelSettings
@@ -69,7 +70,15 @@ PARAMETERS: Dict[str, Spec] = {
     "world_frame": Spec("odom", "fixed frame of poses, path and map (REP 105: odom)"),
     "base_frame": Spec("", "if set, TF and odometry are published for this frame (e.g. base_link), using the fixed "
                            "base -> camera transform from /tf_static; the world origin is then this frame at start"),
-    "camera_frame": Spec("", "optical frame id of the camera; empty: the image header's frame_id"),
+    "camera_frame": Spec("", "optical frame id of the camera; empty: the image header's frame_id (single camera)"),
+    # ---- multi-camera rigs
+    "cameras": Spec([], "camera names of a rig, e.g. [front, left]: one node subscribes to <camera>/image and "
+                        "<camera>/camera_info of each and publishes each camera's outputs under <camera>/; "
+                        "empty: one camera on image and camera_info"),
+    "rig_sync_tolerance": Spec(0.005, "images of a rig whose stamps lie within this many seconds form one rig "
+                                      "frame", range=(0.0, 1.0, 0.0)),
+    "rig_max_wait": Spec(0.1, "a rig frame waits at most this long (seconds of stamp time) for a late camera, "
+                              "then goes without it", range=(0.001, 10.0, 0.0)),
     "publish_tf": Spec(True, "publish the world -> camera (or world -> base_frame) transform", read_only=False),
     # ---- inputs
     "use_compressed": Spec(False, "subscribe to image/compressed (JPEG/PNG) instead of image"),
@@ -131,6 +140,9 @@ class NodeConfig:
     world_frame: str
     base_frame: str
     camera_frame: str
+    cameras: List[str]
+    rig_sync_tolerance: float
+    rig_max_wait: float
     publish_tf: bool
     use_compressed: bool
     input_reliability: str
@@ -177,7 +189,11 @@ def declare_parameters(node: Node) -> NodeConfig:
     initial value from a params file)."""
     values = {}
     for name, spec in PARAMETERS.items():
-        value = node.declare_parameter(name, spec.default, _descriptor(name, spec)).value
+        if isinstance(spec.default, list):  # rclpy cannot type an empty list: declare the type
+            value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, _descriptor(name, spec)).value
+            value = list(value or [])
+        else:
+            value = node.declare_parameter(name, spec.default, _descriptor(name, spec)).value
         check_value(name, value)
         values[name] = value
     missing = {f.name for f in fields(NodeConfig)} ^ set(values)
@@ -235,6 +251,9 @@ def validate(cfg: NodeConfig) -> None:
         raise ValueError(f"min_depth ({cfg.min_depth}) must be below max_depth ({cfg.max_depth})")
     if cfg.stride >= cfg.window_size:
         raise ValueError(f"stride ({cfg.stride}) must be below window_size ({cfg.window_size})")
+    if cfg.cameras and len(cfg.cameras) * cfg.stride >= cfg.window_size:
+        raise ValueError(f"window_size ({cfg.window_size}) counts views: it must exceed stride x cameras "
+                         f"({cfg.stride} x {len(cfg.cameras)})")
     if bool(cfg.warmup_width) != bool(cfg.warmup_height):
         raise ValueError("warmup_width and warmup_height are set together (both 0: warm up on the first image)")
     stream_config(cfg)  # and whatever else the streaming core checks
@@ -248,6 +267,12 @@ def check_value(name: str, value: Any) -> None:
     expected = type(spec.default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if expected is list:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"parameter {name}={value!r} must be a list of non-empty names")
+        if len(set(value)) != len(value):
+            raise ValueError(f"parameter {name}={value!r} names a camera twice")
+        return
     if type(value) is not expected:
         raise ValueError(f"parameter {name}={value!r} must be a {expected.__name__}")
     if spec.choices and value not in spec.choices:
@@ -259,7 +284,8 @@ def check_value(name: str, value: Any) -> None:
 def default_config(**overrides) -> NodeConfig:
     """The node's configuration without a node (process-bag, tests): defaults,
     then `overrides` by name."""
-    values = {name: spec.default for name, spec in PARAMETERS.items()}
+    values = {name: (list(spec.default) if isinstance(spec.default, list) else spec.default)
+              for name, spec in PARAMETERS.items()}
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown parameters: {sorted(unknown)}")

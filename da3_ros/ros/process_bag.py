@@ -61,6 +61,9 @@ def parse_parameter(assignment: str) -> Tuple[str, object]:
 
 
 def _typed(text: str, default):
+    if isinstance(default, list):  # "[front, left]" or "front,left"
+        names = text.strip().strip("[]")
+        return [n.strip().strip("'\"") for n in names.split(",") if n.strip()]
     if isinstance(default, bool):  # before int: bool is an int
         lowered = text.strip().lower()
         if lowered in ("true", "1", "yes", "on"):

@@ -3,8 +3,9 @@ whether a stamp is a duplicate, an outlier, or a real restart of time.
 
 A camera driver glitch, a delayed message or a corrupt stamp must not erase the
 world; a looping bag or a restarted driver must. One frame cannot tell the two
-apart, the next one can: a frame older than the last accepted one (or newer by
-more than `max_forward_jump_s`) is held, and the next frame decides.
+apart, the next one can: a frame that jumps (back, or ahead, by more than a few
+frame intervals: `jump_s`) is held, and the next frame decides. A frame only a
+little older than the last one (a late, out-of-order message) is dropped at once.
 
   * it continues the held frame's timeline (newer than the held one, and still
     older than the last accepted one / still past the jump): time really
@@ -18,8 +19,11 @@ Holding costs a restarted stream one frame of latency, once.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, List, Optional, TypeVar
+from typing import Deque, Generic, List, Optional, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -34,6 +38,8 @@ class Verdict:
     DUPLICATE = "duplicate"
     #: a jump: kept aside until the next frame says which timeline is real
     HELD = "held"
+    #: a little older than the last taken frame (late, out of order): dropped
+    LATE = "late"
 
 
 @dataclass
@@ -50,20 +56,43 @@ class Decision(Generic[T]):
 
 
 class Timeline(Generic[T]):
-    """Stamps in seconds; `item` is whatever the caller takes (a Frame)."""
+    """Stamps in seconds; `item` is whatever the caller takes (a Frame).
+
+    A step counts as a jump when it is longer than `JUMP_INTERVALS` times the
+    median of the recent frame intervals (at least `MIN_JUMP_S`, at most
+    `max_forward_jump_s`): a 30 Hz camera's frame stamped 0.5 s ahead is a jump,
+    a 1 Hz camera's is not."""
+
+    #: a jump is this many typical frame intervals ...
+    JUMP_INTERVALS = 10
+    #: ... but never less than this (seconds)
+    MIN_JUMP_S = 0.1
 
     def __init__(self, max_forward_jump_s: float = 10.0):
         self.max_forward_jump_s = float(max_forward_jump_s)
         self.last: Optional[float] = None  # stamp of the last taken item
         self._held: Optional[T] = None
         self._held_stamp = 0.0
+        self._intervals: Deque[float] = deque(maxlen=15)
 
     def clear(self) -> None:
         self.last = None
         self._held = None
+        self._intervals.clear()
+
+    @property
+    def jump_s(self) -> float:
+        """The step (seconds) beyond which a stamp is held as a possible jump."""
+        typical = float(np.median(self._intervals)) if self._intervals else self.max_forward_jump_s
+        return min(self.max_forward_jump_s, max(self.JUMP_INTERVALS * typical, self.MIN_JUMP_S))
 
     def _is_jump(self, stamp: float) -> bool:
-        return self.last is not None and (stamp < self.last or stamp > self.last + self.max_forward_jump_s)
+        return self.last is not None and abs(stamp - self.last) > self.jump_s
+
+    def _take(self, stamp: float) -> None:
+        if self.last is not None and stamp > self.last:
+            self._intervals.append(stamp - self.last)
+        self.last = stamp
 
     def decide(self, stamp: float, item: T) -> Decision[T]:
         if self._held is not None:
@@ -73,7 +102,9 @@ class Timeline(Generic[T]):
         if self._is_jump(stamp):
             self._held, self._held_stamp = item, stamp
             return Decision(Verdict.HELD, [])
-        self.last = stamp
+        if self.last is not None and stamp < self.last:  # a little late: out of order, not a restart
+            return Decision(Verdict.LATE, [], dropped=["stamp_backwards_outlier"])
+        self._take(stamp)
         return Decision(Verdict.TAKE, [item])
 
     def _resolve(self, stamp: float, item: T) -> Decision[T]:
@@ -85,7 +116,10 @@ class Timeline(Generic[T]):
         follows_held = h < stamp < last if backwards else stamp > h
         self._held = None
         if follows_held:
-            self.last = stamp
+            if backwards:
+                self._intervals.clear()  # a new timeline
+            self.last = h
+            self._take(stamp)
             return Decision(Verdict.TAKE, [held, item], restart=backwards)
         outlier = "stamp_backwards_outlier" if backwards else "stamp_forward_outlier"
         # the old timeline goes on (or a second jump: that one is judged afresh)
@@ -94,5 +128,7 @@ class Timeline(Generic[T]):
         if self._is_jump(stamp):
             self._held, self._held_stamp = item, stamp
             return Decision(Verdict.HELD, [], dropped=[outlier])
-        self.last = stamp
+        if stamp < last:
+            return Decision(Verdict.LATE, [], dropped=[outlier, "stamp_backwards_outlier"])
+        self._take(stamp)
         return Decision(Verdict.TAKE, [item], dropped=[outlier])

@@ -100,9 +100,10 @@ def test_looping_bag_resets_once(rig, sequence):
     and the frame after the jump is the new world's origin."""
     node, camera, recorder, spinner = rig(OracleModel(sequence, metric=True))
     img, t, K = sequence.images, sequence.stamps, sequence.intrinsics
-    for i in range(8):
+    for i in range(14):
         assert feed(camera, recorder, spinner, img[i], t[i], K)
-    # the bag starts over at frame 2: frame 2 is held, frame 3 confirms the restart
+    # the bag starts over at frame 2 (11 frame intervals back: a jump, not a late
+    # message): frame 2 is held, frame 3 confirms the restart
     before = {i: len(odometry_at(recorder, t[i])) for i in (2, 3, 4)}
     deliver(spinner, node, lambda: camera.publish_rgb(img[2], t[2], K))
     assert counts(node).get("resets", 0) == 0  # one frame back in time is not yet a restart

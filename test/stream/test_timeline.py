@@ -59,6 +59,35 @@ def test_forward_jump_confirmed_keeps_the_timeline():
     assert d.take == ["b", "c"] and not d.restart and not d.dropped
 
 
+def test_a_stamp_a_few_intervals_ahead_is_held_not_taken():
+    """30 Hz: a frame stamped 0.5 s ahead (15 intervals, well under max_forward_jump_s)
+    is held; the normal frames after it show it was an outlier: no restart."""
+    t = Timeline(max_forward_jump_s=10.0)
+    for s in (1.0, 1.033, 1.067):
+        t.decide(s, s)
+    assert t.decide(1.567, "glitch").verdict == Verdict.HELD
+    d = t.decide(1.1, 1.1)
+    assert d.take == [1.1] and not d.restart and d.dropped == ["stamp_forward_outlier"]
+    d = t.decide(1.133, 1.133)
+    assert d.take == [1.133] and not d.restart
+
+
+def test_a_late_frame_is_dropped_not_a_restart():
+    """A message a frame or two late (out of order) is dropped at once; only a jump
+    back by many frame intervals can be a restart."""
+    t = Timeline()
+    for s in (1.0, 1.033, 1.067, 1.1):
+        t.decide(s, s)
+    d = t.decide(1.05, "late")
+    assert d.verdict == Verdict.LATE and d.take == [] and d.dropped == ["stamp_backwards_outlier"]
+    assert t.decide(1.133, 1.133).take == [1.133]
+    # a small forward glitch is taken; the frames it overtook are then late, never a restart
+    assert t.decide(1.2, 1.2).take == [1.2]
+    assert t.decide(1.167, 1.167).verdict == Verdict.LATE
+    d = t.decide(1.233, 1.233)
+    assert d.take == [1.233] and not d.restart
+
+
 def test_two_outliers_in_a_row_are_each_judged():
     t = Timeline()
     t.decide(100.0, "a")
