@@ -80,30 +80,32 @@ class RigSynchronizer:
     releases, oldest first (stamps of released rig frames never decrease, except
     after a time restart). A rig frame is released
 
-    * when every camera delivered a view, or moved past it (its last image is
-      newer than the rig frame by more than `tolerance`), or is dead (nothing
-      from it within `max_wait` seconds before the rig frame);
+    * when every camera delivered a view or is known to be out (a rig frame
+      already went without it and nothing came from it since);
     * else once each camera in it delivered an image more than `max_wait`
-      seconds (stamp time) newer: a late camera is waited for that long, no longer;
+      seconds (stamp time) newer: a late camera is waited for that long, then
+      counted as out, so a dead camera delays one rig frame, not every one;
     * else when more than `max_pending` rig frames wait (the oldest goes first).
     Releasing a rig frame releases every older one (they can no longer complete:
-    each camera's images arrive in stamp order).
+    each camera's images arrive in stamp order). Cameras are assumed to run at
+    one rate.
 
     Dropped and counted: an image of a camera at the stamp of its previous image
-    (a duplicate), an image at or before the last released rig frame (too old: a
-    late view or a glitch). When `restart_after` images in a row are too old,
-    time restarted (a looping bag): the waiting rig frames are released and the
-    synchronizer starts over with that image.
-    Stamps are seconds (message header stamps); no wall clock is read.
+    (a duplicate); an image at or before the last released rig frame (too old: a
+    late view or a glitch) or more than `max_jump` seconds after the newest
+    image (a glitch in the future). When `restart_after` images in a row are
+    dropped as too old or too new, time itself jumped (a looping bag, a paused
+    rig): the waiting rig frames are released and the synchronizer starts over
+    with that image. Stamps are seconds (header stamps); no wall clock is read.
     """
 
     def __init__(self, cameras: Sequence[str], tolerance: float = 0.005, max_wait: float = 0.1,
-                 max_pending: int = 4, restart_after: Optional[int] = None):
+                 max_pending: int = 4, max_jump: float = 1.0, restart_after: Optional[int] = None):
         cameras = tuple(str(c) for c in cameras)
         if not cameras or len(set(cameras)) != len(cameras) or not all(cameras):
             raise ValueError(f"cameras must be distinct non-empty names, got {cameras!r}")
-        if not tolerance >= 0 or not max_wait > 0 or int(max_pending) < 1:
-            raise ValueError("need tolerance >= 0 s, max_wait > 0 s and max_pending >= 1")
+        if not tolerance >= 0 or not max_wait > 0 or int(max_pending) < 1 or not max_jump > max_wait:
+            raise ValueError("need tolerance >= 0 s, max_wait > 0 s, max_pending >= 1 and max_jump > max_wait")
         self.cameras = cameras
         #: the largest stamp difference (seconds) between two views of one rig frame
         self.tolerance = float(tolerance)
@@ -111,12 +113,15 @@ class RigSynchronizer:
         self.max_wait = float(max_wait)
         #: at most this many rig frames wait for views (memory: max_pending x cameras images)
         self.max_pending = int(max_pending)
+        #: an image this far (seconds) after the newest one is a glitch unless time jumped
+        self.max_jump = float(max_jump)
         self.restart_after = 2 * len(cameras) if restart_after is None else max(1, int(restart_after))
         # diagnostics, cumulative over restarts
         self.n_complete = 0
         self.n_incomplete = 0
         self.dropped_duplicate = 0
         self.dropped_old = 0
+        self.dropped_jump = 0
         self.restarts = 0
         self.missing_counts: Dict[str, int] = {c: 0 for c in cameras}
         self.reset()
@@ -125,19 +130,26 @@ class RigSynchronizer:
         """Forget waiting rig frames and the timeline (the counters stay)."""
         self._pending: List[_Open] = []
         self._released: Optional[float] = None  # stamp of the newest released rig frame
+        self._newest: Optional[float] = None  # newest accepted stamp
         self._last: Dict[str, float] = {}  # camera -> stamp of its last accepted image
-        self._first: Optional[float] = None  # first accepted stamp since the reset
-        self._old_in_a_row = 0
+        self._out: set = set()  # cameras a released rig frame went without, silent since
+        self._off_in_a_row = 0
 
     @property
     def pending(self) -> int:
         """Rig frames waiting for views now."""
         return len(self._pending)
 
+    @property
+    def cameras_out(self) -> Tuple[str, ...]:
+        """Cameras not waited for now (silent since a rig frame went without them)."""
+        return tuple(c for c in self.cameras if c in self._out)
+
     def stats(self) -> Dict[str, int]:
         """Counters for diagnostics (missing_<camera>: released rig frames without it)."""
         out = {"complete": self.n_complete, "incomplete": self.n_incomplete, "dropped_duplicate": self.dropped_duplicate,
-               "dropped_old": self.dropped_old, "restarts": self.restarts, "pending": self.pending}
+               "dropped_old": self.dropped_old, "dropped_jump": self.dropped_jump, "restarts": self.restarts,
+               "pending": self.pending}
         out.update({f"missing_{c}": n for c, n in self.missing_counts.items()})
         return out
 
@@ -152,23 +164,27 @@ class RigSynchronizer:
             self.dropped_duplicate += 1
             return []
         out: List[RigFrame] = []
-        if self._released is not None and stamp <= self._released + self.tolerance:
-            self._old_in_a_row += 1
-            if self._old_in_a_row < self.restart_after:
-                self.dropped_old += 1
+        old = self._released is not None and stamp <= self._released + self.tolerance
+        jump = self._newest is not None and stamp > self._newest + self.max_jump
+        if old or jump:
+            self._off_in_a_row += 1
+            if self._off_in_a_row < self.restart_after:
+                if old:
+                    self.dropped_old += 1
+                else:
+                    self.dropped_jump += 1
                 return []
-            # every recent image was too old: time itself went back
+            # every recent image was off the timeline: time itself jumped
             self.restarts += 1
             out = self.flush()
             self.reset()
-        self._old_in_a_row = 0
+        self._off_in_a_row = 0
         self._last[camera] = stamp
-        if self._first is None:
-            self._first = stamp
+        self._newest = stamp if self._newest is None else max(self._newest, stamp)
+        self._out.discard(camera)
         target = self._open_for(camera, stamp)
         target.views[camera] = RigView(camera, stamp, data)
-        out += self._release_ready()
-        return out
+        return out + self._release_ready()
 
     def flush(self) -> List[RigFrame]:
         """Release every waiting rig frame (end of input)."""
@@ -192,27 +208,19 @@ class RigSynchronizer:
         return best
 
     def _ready(self, f: _Open) -> bool:
-        for c in self.cameras:
-            if c in f.views:
-                continue
-            last = self._last.get(c)
-            if last is not None and last > f.anchor + self.tolerance:
-                continue  # moved past this rig frame
-            if (last if last is not None else self._first) < f.anchor - self.max_wait:
-                continue  # dead: silent for longer than max_wait
-            break
-        else:
+        if all(c in f.views or c in self._out for c in self.cameras):
             return True
-        # a late camera: waited long enough once every camera in it went on by max_wait
+        # a late camera is waited for until every camera in the rig frame went on by max_wait
         return min(self._last[c] for c in f.views) > f.anchor + self.max_wait
 
     def _release_ready(self) -> List[RigFrame]:
-        n = 0
-        for i, f in enumerate(self._pending):
-            if self._ready(f):
-                n = i + 1
-        n = max(n, len(self._pending) - self.max_pending)
-        return self._release(n)
+        out: List[RigFrame] = []
+        while self._pending:
+            n = max([i + 1 for i, f in enumerate(self._pending) if self._ready(f)] + [len(self._pending) - self.max_pending])
+            if n <= 0:
+                break
+            out += self._release(n)  # may count a camera out: newer rig frames stop waiting for it
+        return out
 
     def _release(self, n: int) -> List[RigFrame]:
         out = []
@@ -221,6 +229,8 @@ class RigSynchronizer:
             missing = tuple(c for c in self.cameras if c not in f.views)
             for c in missing:
                 self.missing_counts[c] += 1
+                if not self._last.get(c, -np.inf) > f.anchor + self.tolerance:
+                    self._out.add(c)  # gone without it, and nothing newer came from it
             if missing:
                 self.n_incomplete += 1
             else:

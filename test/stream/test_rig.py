@@ -67,7 +67,7 @@ def test_jittered_stamps_group_into_the_true_rig_frames(rigs, layout):
     # a complete rig frame goes out with its last view: no waiting
     assert all(at is not None and at - rf.stamp <= 0.004 + 1e-9 for rf, at in out)
     assert sync.stats() == {"complete": len(rig), "incomplete": 0, "dropped_duplicate": 0, "dropped_old": 0,
-                            "restarts": 0, "pending": 0, **{f"missing_{c}": 0 for c in rig.camera_names}}
+                            "dropped_jump": 0, "restarts": 0, "pending": 0, **{f"missing_{c}": 0 for c in rig.camera_names}}
 
 
 def test_jitter_beyond_the_tolerance_splits_rig_frames(rigs):
@@ -93,7 +93,7 @@ def test_a_camera_dropping_out_neither_stalls_the_others_nor_mixes_rig_frames(ri
     assert lags.max() <= max_wait + 1 / 30 + 0.004, lags.max()
     assert np.all(lags[14:26] <= 0.004 + 1e-9), lags[10:26]
     assert sync.n_incomplete == 16 and sync.missing_counts == {"left": 0, "front": 0, "right": 16}
-    assert sync.pending == 0
+    assert sync.pending == 0 and sync.cameras_out == ()  # back in
 
 
 def test_a_camera_that_never_publishes(rigs):
@@ -118,7 +118,7 @@ def test_late_views_are_waited_for_within_max_wait(rigs):
 def test_memory_bounded_when_stamps_never_match(rigs):
     """Stamps 15 ms apart with a 5 ms tolerance never group: every image is
     answered alone, at most max_pending rig frames wait."""
-    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=10.0, max_pending=3)
+    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=10.0, max_pending=3, max_jump=20.0)
     released = []
     for i in range(200):
         t = 1000.0 + i / 30
@@ -159,7 +159,45 @@ def test_duplicates_old_images_and_a_time_restart():
     with pytest.raises(KeyError):
         sync.push("c", 2000.0)
     with pytest.raises(ValueError):
+        sync.push("a", float("nan"))
+    with pytest.raises(ValueError):
         RigSynchronizer(["a", "a"])
+
+
+def test_stamp_glitches_in_the_future_and_a_paused_rig():
+    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=0.1, max_jump=1.0)
+    out = []
+
+    def step(i, offset=0.0):
+        t = 1000.0 + i / 30 + offset
+        return sync.push("a", t, i) + sync.push("b", t + 0.001, i)
+
+    for i in range(5):
+        out += step(i)
+    # one image of "b" stamped 100 s ahead (a driver glitch): dropped, nothing waits for it
+    assert sync.push("b", 1100.0, "glitch") == [] and sync.dropped_jump == 1
+    for i in range(5, 10):
+        out += step(i)
+    assert [rf.views["a"].data for rf in out] == list(range(10)) and all(rf.complete for rf in out)
+    assert sync.restarts == 0 and sync.pending == 0
+    # one 0.5 s ahead (within max_jump): it waits in its place in time without
+    # holding up the others, and pairs with the other camera's image of that instant
+    assert sync.push("b", 1000.0 + 10 / 30 + 0.5, "early") == []
+    out = []
+    for i in range(10, 30):
+        out += step(i)
+    assert sync.restarts == 0 and sync.pending == 0
+    stamps = [rf.stamp for rf in out]
+    assert stamps == sorted(stamps) and all(rf.complete for rf in out)
+    assert [rf.views["a"].data for rf in out] == list(range(10, 30))
+    assert [rf.views["b"].data for rf in out] == list(range(10, 25)) + ["early"] + list(range(26, 30))
+    assert sync.dropped_old == 1  # b's own image of that instant came after its rig frame went
+    # the rig pauses for 5 s: the first images after it are taken as glitches, then time has jumped
+    out = []
+    for i in range(30, 35):
+        out += step(i, offset=5.0)
+    assert sync.restarts == 1 and sync.dropped_jump == 1 + 3
+    assert [rf.views["b"].data for rf in out] == [31, 32, 33, 34] and all(rf.stamp > 1005.0 for rf in out)
 
 
 # -- windows of the oracle over rig frames --------------------------------------
