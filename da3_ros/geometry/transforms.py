@@ -127,13 +127,3 @@ def tum_to_c2w(rows: np.ndarray) -> np.ndarray:
     out[:, :3, :3] = Rotation.from_quat(rows[:, 3:7]).as_matrix()
     out[:, :3, 3] = rows[:, :3]
     return out
-
-
-#: REP 103: an optical frame (x right, y down, z forward) seen from its body frame
-#: (x forward, y left, z up); T_BODY_OPTICAL maps optical-frame points into the body frame
-T_BODY_OPTICAL = np.array([
-    [0.0, 0.0, 1.0, 0.0],
-    [-1.0, 0.0, 0.0, 0.0],
-    [0.0, -1.0, 0.0, 0.0],
-    [0.0, 0.0, 0.0, 1.0],
-])

@@ -3,7 +3,8 @@
 * `RigSynchronizer` groups the images of N named cameras whose stamps lie within
   a tolerance into rig frames. A rig frame with a camera missing is released
   after a bounded wait in stamp time (or when too many rig frames wait), so a
-  dead camera never stalls the others; memory stays bounded.
+  dead camera never stalls the others; memory stays bounded. Each camera's
+  stamps pass the stream's `Timeline` first (duplicates, outliers, restarts).
 * `RigScaleEstimator`: metres per stream unit from a calibrated rig, i.e. the
   metric baselines of its extrinsics (base_frame -> each optical frame, from
   /tf_static) against the model's camera-to-camera translations, robustly over
@@ -25,9 +26,8 @@ from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..geometry.transforms import c2w_to_tum, inv_se3, is_rigid, make_se3, project_to_so3, rotation_angle_deg
+from .timeline import Timeline
 
-#: two images of one camera closer than this (seconds) are the same image sent twice
-DUPLICATE_STAMP_S = 1e-9
 #: robust sigma of a residual sample: 1.4826 x its median absolute value
 _MAD_TO_SIGMA = 1.4826
 
@@ -77,35 +77,38 @@ class RigSynchronizer:
     """Groups images of named cameras into rig frames by stamp.
 
     push(camera, stamp, data) returns the rig frames this image completes or
-    releases, oldest first (stamps of released rig frames never decrease, except
-    after a time restart). A rig frame is released
+    releases, oldest first. A rig frame is released
 
     * when every camera delivered a view or is known to be out (a rig frame
       already went without it and nothing came from it since);
     * else once each camera in it delivered an image more than `max_wait`
       seconds (stamp time) newer: a late camera is waited for that long, then
-      counted as out, so a dead camera delays one rig frame, not every one;
+      counted out, so a dead camera delays one rig frame, not every one;
     * else when more than `max_pending` rig frames wait (the oldest goes first).
     Releasing a rig frame releases every older one (they can no longer complete:
-    each camera's images arrive in stamp order). Cameras are assumed to run at
-    one rate.
+    each camera's images arrive in stamp order). The cameras are assumed to share
+    one clock and one rate.
 
-    Dropped and counted: an image of a camera at the stamp of its previous image
-    (a duplicate); an image at or before the last released rig frame (too old: a
-    late view or a glitch) or more than `max_jump` seconds after the newest
-    image (a glitch in the future). When `restart_after` images in a row are
-    dropped as too old or too new, time itself jumped (a looping bag, a paused
-    rig): the waiting rig frames are released and the synchronizer starts over
-    with that image. Stamps are seconds (header stamps); no wall clock is read.
+    Each camera's stamps first pass a `Timeline` (the stream's one rule for
+    duplicates, outlier stamps and restarts of time): a camera's duplicate or
+    outlier image is dropped and counted. When a camera's time restarts for real
+    (a looping bag), the rig frames of the old timeline still waiting go out and
+    grouping follows the new one; whether the world resets is decided
+    downstream, by the Streamer's Timeline on the rig frames' stamps. An image
+    whose rig frame already went out is dropped as a late view.
+    Stamps are seconds (header stamps); no wall clock is read.
     """
 
+    #: why images were dropped: the Timeline's reasons, and a view too late for its rig frame
+    DROP_REASONS = ("duplicate_stamp", "stamp_backwards_outlier", "stamp_forward_outlier", "late_view")
+
     def __init__(self, cameras: Sequence[str], tolerance: float = 0.005, max_wait: float = 0.1,
-                 max_pending: int = 4, max_jump: float = 1.0, restart_after: Optional[int] = None):
+                 max_pending: int = 4, max_forward_jump_s: float = 10.0):
         cameras = tuple(str(c) for c in cameras)
         if not cameras or len(set(cameras)) != len(cameras) or not all(cameras):
             raise ValueError(f"cameras must be distinct non-empty names, got {cameras!r}")
-        if not tolerance >= 0 or not max_wait > 0 or int(max_pending) < 1 or not max_jump > max_wait:
-            raise ValueError("need tolerance >= 0 s, max_wait > 0 s, max_pending >= 1 and max_jump > max_wait")
+        if not tolerance >= 0 or not max_wait > 0 or int(max_pending) < 1:
+            raise ValueError("need tolerance >= 0 s, max_wait > 0 s and max_pending >= 1")
         self.cameras = cameras
         #: the largest stamp difference (seconds) between two views of one rig frame
         self.tolerance = float(tolerance)
@@ -113,27 +116,26 @@ class RigSynchronizer:
         self.max_wait = float(max_wait)
         #: at most this many rig frames wait for views (memory: max_pending x cameras images)
         self.max_pending = int(max_pending)
-        #: an image this far (seconds) after the newest one is a glitch unless time jumped
-        self.max_jump = float(max_jump)
-        self.restart_after = 2 * len(cameras) if restart_after is None else max(1, int(restart_after))
-        # diagnostics, cumulative over restarts
+        self._timelines: Dict[str, Timeline[RigView]] = {c: Timeline(max_forward_jump_s) for c in cameras}
+        # diagnostics, cumulative over resets
         self.n_complete = 0
         self.n_incomplete = 0
-        self.dropped_duplicate = 0
-        self.dropped_old = 0
-        self.dropped_jump = 0
         self.restarts = 0
+        self.dropped: Dict[str, int] = {r: 0 for r in self.DROP_REASONS}
         self.missing_counts: Dict[str, int] = {c: 0 for c in cameras}
-        self.reset()
+        self._reset_grouping()
 
     def reset(self) -> None:
-        """Forget waiting rig frames and the timeline (the counters stay)."""
+        """Forget waiting rig frames and every camera's timeline (the counters stay)."""
+        self._reset_grouping()
+        for t in self._timelines.values():
+            t.clear()
+
+    def _reset_grouping(self) -> None:
         self._pending: List[_Open] = []
         self._released: Optional[float] = None  # stamp of the newest released rig frame
-        self._newest: Optional[float] = None  # newest accepted stamp
-        self._last: Dict[str, float] = {}  # camera -> stamp of its last accepted image
+        self._last: Dict[str, float] = {}  # camera -> stamp of its last grouped image
         self._out: set = set()  # cameras a released rig frame went without, silent since
-        self._off_in_a_row = 0
 
     @property
     def pending(self) -> int:
@@ -146,51 +148,65 @@ class RigSynchronizer:
         return tuple(c for c in self.cameras if c in self._out)
 
     def stats(self) -> Dict[str, int]:
-        """Counters for diagnostics (missing_<camera>: released rig frames without it)."""
-        out = {"complete": self.n_complete, "incomplete": self.n_incomplete, "dropped_duplicate": self.dropped_duplicate,
-               "dropped_old": self.dropped_old, "dropped_jump": self.dropped_jump, "restarts": self.restarts,
+        """Counters for diagnostics: rig frames released complete / incomplete,
+        time restarts followed, rig frames waiting, images dropped by reason
+        (dropped_<reason>), released rig frames without each camera (missing_<camera>)."""
+        out = {"complete": self.n_complete, "incomplete": self.n_incomplete, "restarts": self.restarts,
                "pending": self.pending}
+        out.update({f"dropped_{r}": n for r, n in self.dropped.items()})
         out.update({f"missing_{c}": n for c, n in self.missing_counts.items()})
         return out
 
     def push(self, camera: str, stamp: float, data: Any = None) -> List[RigFrame]:
-        if camera not in self.missing_counts:
+        if camera not in self._timelines:
             raise KeyError(f"unknown camera {camera!r}; the rig has {self.cameras}")
         stamp = float(stamp)
         if not np.isfinite(stamp):
             raise ValueError("stamp is not finite")
-        last = self._last.get(camera)
-        if last is not None and abs(stamp - last) <= DUPLICATE_STAMP_S:
-            self.dropped_duplicate += 1
-            return []
+        decision = self._timelines[camera].decide(stamp, RigView(camera, stamp, data))
+        for reason in decision.dropped:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
         out: List[RigFrame] = []
-        old = self._released is not None and stamp <= self._released + self.tolerance
-        jump = self._newest is not None and stamp > self._newest + self.max_jump
-        if old or jump:
-            self._off_in_a_row += 1
-            if self._off_in_a_row < self.restart_after:
-                if old:
-                    self.dropped_old += 1
-                else:
-                    self.dropped_jump += 1
-                return []
-            # every recent image was off the timeline: time itself jumped
-            self.restarts += 1
-            out = self.flush()
-            self.reset()
-        self._off_in_a_row = 0
-        self._last[camera] = stamp
-        self._newest = stamp if self._newest is None else max(self._newest, stamp)
-        self._out.discard(camera)
-        target = self._open_for(camera, stamp)
-        target.views[camera] = RigView(camera, stamp, data)
-        return out + self._release_ready()
+        if decision.restart:
+            out += self._follow_restart(decision.take[0].stamp)
+        for view in decision.take:
+            out += self._group(view)
+        return out
 
     def flush(self) -> List[RigFrame]:
-        """Release every waiting rig frame (end of input)."""
+        """Release every waiting rig frame (end of input). An image a camera's
+        Timeline holds (a stamp jump not yet judged) stays unjudged."""
         return self._release(len(self._pending))
 
     # -- internals ----------------------------------------------------------
+    def _follow_restart(self, stamp: float) -> List[RigFrame]:
+        """A camera's time restarted at `stamp`: rig frames of the old timeline
+        (later by more than max_wait) go out now and grouping starts over. The
+        other cameras' restarts that follow find it done."""
+        horizon = stamp + self.max_wait
+        newest = max([f.anchor for f in self._pending] + ([self._released] if self._released is not None else []),
+                     default=-np.inf)
+        if newest <= horizon:
+            return []
+        self.restarts += 1
+        keep = [f for f in self._pending if f.anchor <= horizon]
+        self._pending = [f for f in self._pending if f.anchor > horizon]
+        out = self.flush()
+        self._pending = keep
+        self._released = None
+        self._out.clear()
+        return out
+
+    def _group(self, view: RigView) -> List[RigFrame]:
+        if self._released is not None and view.stamp <= self._released + self.tolerance:
+            self.dropped["late_view"] += 1  # its rig frame went without it
+            self._out.discard(view.camera)  # but the camera lives: wait for it again
+            return []
+        self._last[view.camera] = view.stamp
+        self._out.discard(view.camera)
+        self._open_for(view.camera, view.stamp).views[view.camera] = view
+        return self._release_ready()
+
     def _open_for(self, camera: str, stamp: float) -> _Open:
         """The waiting rig frame nearest in stamp (within tolerance) that lacks
         this camera, else a new one."""

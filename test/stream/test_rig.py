@@ -66,8 +66,9 @@ def test_jittered_stamps_group_into_the_true_rig_frames(rigs, layout):
                    for v in rf.views.values())
     # a complete rig frame goes out with its last view: no waiting
     assert all(at is not None and at - rf.stamp <= 0.004 + 1e-9 for rf, at in out)
-    assert sync.stats() == {"complete": len(rig), "incomplete": 0, "dropped_duplicate": 0, "dropped_old": 0,
-                            "dropped_jump": 0, "restarts": 0, "pending": 0, **{f"missing_{c}": 0 for c in rig.camera_names}}
+    assert sync.stats() == {"complete": len(rig), "incomplete": 0, "restarts": 0, "pending": 0,
+                            **{f"dropped_{r}": 0 for r in RigSynchronizer.DROP_REASONS},
+                            **{f"missing_{c}": 0 for c in rig.camera_names}}
 
 
 def test_jitter_beyond_the_tolerance_splits_rig_frames(rigs):
@@ -118,7 +119,7 @@ def test_late_views_are_waited_for_within_max_wait(rigs):
 def test_memory_bounded_when_stamps_never_match(rigs):
     """Stamps 15 ms apart with a 5 ms tolerance never group: every image is
     answered alone, at most max_pending rig frames wait."""
-    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=10.0, max_pending=3, max_jump=20.0)
+    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=10.0, max_pending=3)
     released = []
     for i in range(200):
         t = 1000.0 + i / 30
@@ -130,32 +131,38 @@ def test_memory_bounded_when_stamps_never_match(rigs):
     assert np.all(np.diff([rf.stamp for rf in released]) > 0)
 
 
-def test_duplicates_old_images_and_a_time_restart():
+def two_camera_steps(sync, steps, offset=0.0):
+    """Rig frames i of cameras a and b (b 1 ms after a); returns what they release."""
+    out = []
+    for i in steps:
+        t = 1000.0 + i / 30 + offset
+        out += sync.push("a", t, i) + sync.push("b", t + 0.001, i)
+    return out
+
+
+def test_duplicates_outliers_and_a_looping_bag():
+    """Each camera's stamps pass the stream's Timeline: a duplicate or a single
+    outlier is dropped and counted without holding up the rig; a real restart
+    of time is followed."""
     sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=0.1)
-    out = []
-    for i in range(10):
-        t = 1000.0 + i / 30
-        out += sync.push("a", t, i)
-        out += sync.push("b", t + 0.001, i)
+    out = two_camera_steps(sync, range(10))
     assert len(out) == 10 and sync.n_complete == 10
-    assert sync.push("b", 1000.0 + 9 / 30 + 0.001, "again") == [] and sync.dropped_duplicate == 1
-    # one image stamped in the past (a delayed message) is dropped, the stream goes on
-    assert sync.push("a", 1000.1, "late") == [] and sync.dropped_old == 1
-    out = sync.push("a", 1000.0 + 10 / 30, 10) + sync.push("b", 1000.0 + 10 / 30, 10)
-    assert len(out) == 1 and out[0].complete and sync.restarts == 0
-    # a looping bag: every image is old now; after restart_after (2 x cameras) of
-    # them the synchronizer follows the new timeline
-    out = []
-    for i in range(5):
-        t = 1000.0 + i / 30
-        out += sync.push("a", t, ("loop", i))
-        out += sync.push("b", t, ("loop", i))
-    assert sync.restarts == 1 and sync.dropped_old == 1 + 3
-    # the fourth old image (b at loop 1) starts the new timeline; a's image of
-    # that instant was among the dropped ones
-    assert [sorted(rf.views) for rf in out] == [["b"], ["a", "b"], ["a", "b"], ["a", "b"]]
-    assert [rf.views["b"].data for rf in out] == [("loop", i) for i in range(1, 5)]
-    assert [rf.stamp for rf in out] == [1000.0 + i / 30 for i in range(1, 5)]
+    assert sync.push("b", 1000.0 + 9 / 30 + 0.001, "again") == [] and sync.dropped["duplicate_stamp"] == 1
+    # an image stamped in the past (a delayed message), then one 100 s ahead (a glitch)
+    assert sync.push("a", 1000.1, "delayed") == [] and sync.push("b", 1100.0, "glitch") == []
+    out = two_camera_steps(sync, range(10, 13))
+    assert [rf.views["a"].data for rf in out] == [10, 11, 12] and all(rf.complete for rf in out)
+    assert sync.dropped["stamp_backwards_outlier"] == 1 and sync.dropped["stamp_forward_outlier"] == 1
+    assert sync.restarts == 0 and sync.pending == 0
+    # a looping bag: each camera's second image on the new timeline confirms it
+    out = two_camera_steps(sync, range(5))
+    assert sync.restarts == 1
+    assert [rf.views["a"].data for rf in out] == list(range(5)) and all(rf.complete for rf in out)
+    assert [rf.stamp for rf in out] == [1000.0 + i / 30 for i in range(5)]
+    # the rig paused for 20 s (beyond max_forward_jump_s): followed, nothing lost
+    out = two_camera_steps(sync, range(5, 10), offset=20.0)
+    assert [rf.views["b"].data for rf in out] == list(range(5, 10)) and all(rf.complete for rf in out)
+    assert sync.restarts == 1 and sum(sync.dropped.values()) == 3
     with pytest.raises(KeyError):
         sync.push("c", 2000.0)
     with pytest.raises(ValueError):
@@ -164,40 +171,30 @@ def test_duplicates_old_images_and_a_time_restart():
         RigSynchronizer(["a", "a"])
 
 
-def test_stamp_glitches_in_the_future_and_a_paused_rig():
-    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=0.1, max_jump=1.0)
+def test_late_view_and_a_glitch_within_the_forward_jump():
+    sync = RigSynchronizer(["a", "b"], tolerance=0.005, max_wait=0.1)
+    two_camera_steps(sync, range(3))
+    # b stalls for 4 rig frames: rig frame 3 waits max_wait for it, then b is out
+    # and 4..7 go at once; b's image of rig frame 3 then comes too late for it, but
+    # says b lives: rig frame 8 waits for b again
     out = []
-
-    def step(i, offset=0.0):
-        t = 1000.0 + i / 30 + offset
-        return sync.push("a", t, i) + sync.push("b", t + 0.001, i)
-
-    for i in range(5):
-        out += step(i)
-    # one image of "b" stamped 100 s ahead (a driver glitch): dropped, nothing waits for it
-    assert sync.push("b", 1100.0, "glitch") == [] and sync.dropped_jump == 1
-    for i in range(5, 10):
-        out += step(i)
-    assert [rf.views["a"].data for rf in out] == list(range(10)) and all(rf.complete for rf in out)
-    assert sync.restarts == 0 and sync.pending == 0
-    # one 0.5 s ahead (within max_jump): it waits in its place in time without
-    # holding up the others, and pairs with the other camera's image of that instant
-    assert sync.push("b", 1000.0 + 10 / 30 + 0.5, "early") == []
-    out = []
-    for i in range(10, 30):
-        out += step(i)
-    assert sync.restarts == 0 and sync.pending == 0
-    stamps = [rf.stamp for rf in out]
-    assert stamps == sorted(stamps) and all(rf.complete for rf in out)
-    assert [rf.views["a"].data for rf in out] == list(range(10, 30))
-    assert [rf.views["b"].data for rf in out] == list(range(10, 25)) + ["early"] + list(range(26, 30))
-    assert sync.dropped_old == 1  # b's own image of that instant came after its rig frame went
-    # the rig pauses for 5 s: the first images after it are taken as glitches, then time has jumped
-    out = []
-    for i in range(30, 35):
-        out += step(i, offset=5.0)
-    assert sync.restarts == 1 and sync.dropped_jump == 1 + 3
-    assert [rf.views["b"].data for rf in out] == [31, 32, 33, 34] and all(rf.stamp > 1005.0 for rf in out)
+    for i in range(3, 8):
+        out += sync.push("a", 1000.0 + i / 30, i)
+    assert [rf.views["a"].data for rf in out] == [3, 4, 5, 6, 7] and all(rf.missing == ("b",) for rf in out)
+    assert sync.cameras_out == ("b",)
+    assert sync.push("b", 1000.0 + 3 / 30 + 0.001, 3) == []
+    assert sync.dropped["late_view"] == 1 and sync.cameras_out == ()
+    out = two_camera_steps(sync, [8])
+    assert [sorted(rf.views) for rf in out] == [["a", "b"]]
+    # an image 0.5 s ahead, within the Timeline's max_forward_jump_s, continues that
+    # camera's timeline; its next two images then say time went back: as for one
+    # camera, that is a restart (the Streamer's Timeline will see it in the rig
+    # frames' stamps); the rig frames themselves are not lost
+    two_camera_steps(sync, range(9, 10))
+    sync.push("b", 1000.0 + 10 / 30 + 0.5, "early")
+    out = two_camera_steps(sync, range(10, 14))
+    assert sync.restarts == 1
+    assert [rf.views["b"].data for rf in out] == ["early", 10, 11, 12, 13] and all(rf.complete for rf in out[1:])
 
 
 # -- windows of the oracle over rig frames --------------------------------------

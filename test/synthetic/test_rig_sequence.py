@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from da3_ros.geometry import T_BODY_OPTICAL, backproject, inv_se3, rotation_angle_deg, transform_points
+from da3_ros.geometry import backproject, inv_se3, rotation_angle_deg, transform_points
+from da3_ros.geometry.transforms import T_BODY_OPTICAL
 from da3_ros.stream.interface import Frame
 from da3_ros.synthetic import (NoisyOracleModel, OracleModel, load_rig_sequence, load_sequence, make_rig_sequence,
                                write_rig_sequence)
