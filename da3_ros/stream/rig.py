@@ -48,7 +48,8 @@ class RigView:
 class RigFrame:
     """Images of the rig's cameras taken at one instant.
 
-    stamp: the earliest view stamp, seconds (each view keeps its own stamp:
+    stamp: the stamp of its first view in the rig's camera order, seconds (as
+        Streamer.push_rig takes a rig frame's stamp; each view keeps its own:
         outputs of a camera carry its image's stamp).
     views: camera name -> view, in the rig's camera order; cameras that did
         not deliver in time are listed in `missing`.
@@ -251,7 +252,7 @@ class RigSynchronizer:
                 self.n_incomplete += 1
             else:
                 self.n_complete += 1
-            out.append(RigFrame(min(v.stamp for v in views.values()), views, missing))
+            out.append(RigFrame(next(iter(views.values())).stamp, views, missing))
             self._released = f.anchor if self._released is None else max(self._released, f.anchor)
         del self._pending[:n]
         return out
@@ -487,3 +488,84 @@ class RigExtrinsicsEstimator:
             }
         return {"reference_camera": self.reference, "unit": "stream" if scale is None else "metres",
                 "metres_per_unit": None if scale is None else k, "cameras": cams}
+
+
+# -- what a stream learns about its rig -------------------------------------------
+
+class RigCalibration:
+    """The rig as the stream sees it, for the Streamer to feed once per window.
+
+    With extrinsics known (Frame.T_base_optical of at least two cameras with a
+    baseline, from /tf_static) it estimates the metric scale (`scale()`); in any
+    case it estimates each camera's pose relative to the first camera of
+    `cameras` from the model's poses (`extrinsics()`). Feed it every window's
+    views (`observe`): a rig frame kept in K windows then counts K times, each
+    with the model's errors of that window (this is what makes a short baseline
+    usable: the noisy oracle's 10 cm stereo pair needs about 4 windows per rig
+    frame to reach ~1.5 % in 30 rig frames). Errors a real model repeats across
+    windows make `std_error` optimistic by up to sqrt(K).
+    """
+
+    def __init__(self, cameras: Sequence[str], history: int = 1000, min_baseline: float = 0.01,
+                 outlier_sigmas: float = 3.0):
+        self.cameras = tuple(cameras)
+        self.history, self.min_baseline, self.outlier_sigmas = int(history), float(min_baseline), float(outlier_sigmas)
+        self._T_base_optical: Dict[str, np.ndarray] = {}
+        self._scale: Optional[RigScaleEstimator] = None
+        self._relative = (RigExtrinsicsEstimator(self.cameras, self.history, self.outlier_sigmas)
+                          if len(self.cameras) >= 2 else None)
+
+    def reset(self) -> None:
+        """Forget the observations (a world reset: the stream's unit changes); the
+        known extrinsics stay."""
+        if self._scale is not None:
+            self._scale.reset()
+        if self._relative is not None:
+            self._relative.reset()
+
+    def observe(self, views: Sequence[Tuple[Any, Any, np.ndarray]]) -> None:
+        """One window's views: (rig frame key, Frame, c2w in the stream frame).
+        Views of one rig frame share the key (Streamer: WindowEntry.group)."""
+        by_key: Dict[Any, Dict[str, np.ndarray]] = {}
+        for key, frame, c2w in views:
+            if frame.camera not in self.cameras:
+                continue
+            if frame.T_base_optical is not None:
+                self._learn_extrinsics(frame.camera, np.asarray(frame.T_base_optical, np.float64))
+            by_key.setdefault(key, {})[frame.camera] = np.asarray(c2w, np.float64)
+        for poses in by_key.values():
+            if self._scale is not None:
+                self._scale.add(poses)
+            if self._relative is not None:
+                self._relative.add(poses)
+
+    def _learn_extrinsics(self, camera: str, T: np.ndarray) -> None:
+        old = self._T_base_optical.get(camera)
+        if old is not None and np.allclose(old, T, atol=1e-9):
+            return
+        self._T_base_optical[camera] = T  # new or changed (/tf_static re-sent): start the scale over
+        known = {c: self._T_base_optical[c] for c in self.cameras if c in self._T_base_optical}
+        try:
+            self._scale = RigScaleEstimator(known, self.history, self.min_baseline, self.outlier_sigmas)
+        except ValueError:  # fewer than two cameras apart: no scale from the rig (yet)
+            self._scale = None
+
+    def scale(self) -> Optional[RigScale]:
+        """Metres per stream unit from the calibrated baselines, None without them."""
+        return self._scale.estimate() if self._scale is not None else None
+
+    def extrinsics(self) -> Dict[str, EstimatedExtrinsics]:
+        """Each other camera in the first camera's optical frame (stream units)."""
+        return self._relative.estimate() if self._relative is not None else {}
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Scale and estimated extrinsics as plain JSON-able data (a result file);
+        translations in metres when the scale is known."""
+        s = self.scale()
+        out: Dict[str, Any] = {"cameras": list(self.cameras), "scale": None, "extrinsics": None}
+        if s is not None:
+            out["scale"] = {"metres_per_unit": s.scale, "std_error": s.std_error, "spread": s.spread,
+                            "measurements": s.n_measurements, "inliers": s.n_inliers}
+        if self._relative is not None:
+            out["extrinsics"] = self._relative.to_dict(None if s is None else s.scale)
+        return out

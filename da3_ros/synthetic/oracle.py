@@ -6,9 +6,9 @@ window's reference view (window index 0 unless told otherwise), at an
 arbitrary per-window scale (unless metric), exact depth and intrinsics.
 `NoisyOracleModel` adds DA3-like errors, seeded: a per-window scale, pose
 noise, per-frame depth bias and per-pixel noise, and low-confidence outliers.
-Both find the ground-truth frame of a `Frame` by its stamp (and, for a
-`RigSequence` whose cameras share stamps, by its image), so a window may hold
-views of several cameras.
+Both find the ground-truth frame of a `Frame` by its stamp (in a
+`RigSequence`, by its camera and stamp), so a window may hold views of several
+cameras.
 """
 
 from __future__ import annotations

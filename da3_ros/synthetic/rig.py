@@ -109,7 +109,10 @@ class RigSequence:
         return {c.name: c.T_base_optical.copy() for c in self.cameras}
 
     def camera_index(self, name: str) -> int:
-        return self.camera_names.index(name)
+        names = self.camera_names
+        if name not in names:
+            raise KeyError(f"no camera {name!r} in rig sequence {self.name!r} (cameras: {names})")
+        return names.index(name)
 
     def view(self, rig_frame: int, camera: str) -> Optional[int]:
         """The view of `camera` in rig frame `rig_frame`, None if it dropped out."""
@@ -124,14 +127,31 @@ class RigSequence:
         """View indices in the order a subscriber gets them: by stamp, then camera."""
         return np.lexsort((self.view_camera, self.stamps))
 
-    def frames(self, with_intrinsics: bool = False) -> Iterator[Tuple[str, "Frame"]]:  # noqa: F821
-        """(camera name, stream Frame) in arrival order; Frame.index counts the views."""
+    def frame(self, view: int, index: int = 0, with_intrinsics: bool = False,
+              with_extrinsics: bool = False) -> "Frame":  # noqa: F821
+        """A view as a stream Frame (Frame.camera names its camera), optionally
+        with CameraInfo-like intrinsics and the /tf_static extrinsics."""
         from ..stream.interface import Frame
 
+        cam = self.cameras[self.view_camera[view]]
+        return Frame(index=index, stamp=float(self.stamps[view]), image=self.images[view], camera=cam.name,
+                     intrinsics=cam.intrinsics.copy() if with_intrinsics else None,
+                     T_base_optical=cam.T_base_optical.copy() if with_extrinsics else None)
+
+    def frames(self, **kw) -> Iterator["Frame"]:  # noqa: F821
+        """Every view as a Frame in arrival order (Frame.index counts them); see `frame`."""
         for i, v in enumerate(self.arrival_order()):
-            cam = self.cameras[self.view_camera[v]]
-            yield cam.name, Frame(index=i, stamp=float(self.stamps[v]), image=self.images[v],
-                                  intrinsics=cam.intrinsics.copy() if with_intrinsics else None)
+            yield self.frame(int(v), i, **kw)
+
+    def rig_frames(self, **kw) -> Iterator[List["Frame"]]:  # noqa: F821
+        """The views of each rig frame in camera order (cameras that dropped out
+        left out), as Streamer.push_rig takes them: the ground-truth grouping."""
+        i = 0
+        for rf in range(len(self)):
+            views = np.flatnonzero(self.view_frame == rf)
+            if len(views):
+                yield [self.frame(int(v), i + j, **kw) for j, v in enumerate(views)]
+                i += len(views)
 
     def camera_sequence(self, name: str) -> SyntheticSequence:
         """One camera's views as a single-camera sequence."""
@@ -142,11 +162,16 @@ class RigSequence:
 
     # -- what the oracle asks (SyntheticSequence answers the same) ------------
     def index_of_frame(self, frame, tol: float = 1e-4) -> int:
-        """The view a stream Frame shows: by stamp; cameras stamped alike are
-        told apart by the image itself (the nearest in pixels)."""
-        cand = np.flatnonzero(np.abs(self.stamps - float(frame.stamp)) <= tol)
+        """The view a stream Frame shows: by its camera (Frame.camera) and stamp;
+        a frame naming no camera by stamp, cameras stamped alike told apart by
+        the image itself (the nearest in pixels)."""
+        near = np.abs(self.stamps - float(frame.stamp)) <= tol
+        if frame.camera:
+            near &= self.view_camera == self.camera_index(frame.camera)
+        cand = np.flatnonzero(near)
         if len(cand) == 0:
-            raise KeyError(f"no view at stamp {frame.stamp:.6f} s in rig sequence {self.name!r}")
+            raise KeyError(f"no view at stamp {frame.stamp:.6f} s{' of ' + frame.camera if frame.camera else ''} "
+                           f"in rig sequence {self.name!r}")
         if len(cand) == 1:
             return int(cand[0])
         img = np.asarray(frame.image)

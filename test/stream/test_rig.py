@@ -61,7 +61,7 @@ def test_jittered_stamps_group_into_the_true_rig_frames(rigs, layout):
     assert [rig_frame_of(rig, rf) for rf, _ in out] == list(range(len(rig)))
     assert all(rf.complete and list(rf.views) == rig.camera_names for rf, _ in out)
     for rf, _ in out:
-        assert rf.stamp == min(v.stamp for v in rf.views.values())
+        assert rf.stamp == next(iter(rf.views.values())).stamp  # the first camera's, as push_rig takes it
         assert all(v.stamp == rig.stamps[v.data] and v.camera == rig.camera_names[rig.view_camera[v.data]]
                    for v in rf.views.values())
     # a complete rig frame goes out with its last view: no waiting
@@ -427,3 +427,95 @@ def test_synchronized_rig_frames_feed_the_oracle_and_the_scale(rigs):
     s = est.estimate()
     assert s.n_measurements == 3 * 21 + 1 * 10  # a rig frame without "front" still measures left-right
     assert abs(s.scale * UNIT - 1.0) < 1e-9
+
+
+def test_rig_frames_through_the_streamer(rigs):
+    """The synchronizer's rig frames into Streamer.push_rig with the exact
+    relative oracle: one network call per rig frame, every camera's depth and
+    pose exact in the stream frame, a camera out for a stretch neither stalls
+    nor resets the world, and the rig's scale and extrinsics come out exact
+    from the answered poses."""
+    from da3_ros.stream import StreamConfig, Streamer
+
+    rig = rigs("three", n_frames=40, jitter=0.002, dropouts={"right": (12, 22)})
+    model = OracleModel(rig, max_scale=3.0, seed=4)
+    streamer = Streamer(model, StreamConfig(window_size=9, stride=1))
+    sync = RigSynchronizer(rig.camera_names)
+    scale, extrinsics = RigScaleEstimator(rig.extrinsics), RigExtrinsicsEstimator(rig.camera_names)
+    results, n_rig_frames, index = [], 0, 0
+    for rf, _ in synchronize(rig, sync):
+        frames = []
+        for v in rf.views.values():
+            frames.append(rig.frame(v.data, index))
+            index += 1
+        answered = streamer.push_rig(frames)
+        n_rig_frames += 1
+        by_view = {int(f.index): int(v.data) for f, v in zip(frames, rf.views.values())}
+        poses = {}
+        for r in answered:
+            results.append((by_view[r.index], r))
+            poses[rig.camera_names[rig.view_camera[by_view[r.index]]]] = r.c2w
+        scale.add(poses)
+        extrinsics.add(poses)
+    assert n_rig_frames == len(rig) == model.n_predict  # one network call per rig frame
+    assert streamer.n_resets == 0 and sync.n_incomplete == 10
+    answered_views = sorted(v for v, _ in results)
+    assert answered_views == list(range(len(rig.stamps)))  # every view answered once, the missing ones absent
+    # the stream frame: the first window's reference view (left, rig frame 0) at
+    # that window's scale (read from the float32 depth: exact to ~1e-7)
+    v0 = rig.view(0, "left")
+    units_per_metre = float(np.median(results[0][1].depth / rig.depth[v0]))
+    for v, r in results:
+        expect = inv_se3(rig.c2w[v0]) @ rig.c2w[v]
+        expect[:3, 3] *= units_per_metre
+        np.testing.assert_allclose(r.c2w, expect, atol=1e-6)
+        np.testing.assert_allclose(r.depth, rig.depth[v] * units_per_metre, rtol=1e-5)
+        assert r.stamp == rig.stamps[v]
+    s = scale.estimate()
+    assert s.n_measurements == 3 * 30 + 10 and abs(s.scale * units_per_metre - 1.0) < 1e-6 and s.std_error < 1e-6
+    for cam, e in extrinsics.estimate().items():
+        np.testing.assert_allclose(e.in_metres(1.0 / units_per_metre), rig.relative_extrinsics("left", cam), atol=1e-6)
+
+
+def test_rig_calibration_from_windows(rigs):
+    """RigCalibration fed like the Streamer would (every window's views, keyed
+    by rig frame): the scale from /tf_static extrinsics when the frames carry
+    them, the extrinsics relative to the first camera in any case, one JSON."""
+    from da3_ros.stream.rig import RigCalibration
+
+    rig = rigs("three")
+    model = OracleModel(rig, max_scale=3.0, seed=6)
+    with_tf, without_tf = RigCalibration(rig.camera_names), RigCalibration(rig.camera_names)
+    handles = {}
+    for t in range(6):
+        views = np.flatnonzero((rig.view_frame > t - 3) & (rig.view_frame <= t))
+        frames = [rig.frame(int(v), with_extrinsics=True) for v in views]
+        for v, f in zip(views, frames):
+            handles.setdefault(v, model.encode(f))
+        pred = model.predict(frames, [handles[v] for v in views], [])
+        c2w = pred.c2w.copy()
+        c2w[:, :3, 3] *= UNIT / pred.extras["scale"]
+        with_tf.observe([(int(rig.view_frame[v]), f, T) for v, f, T in zip(views, frames, c2w)])
+        bare = [Frame(index=f.index, stamp=f.stamp, image=f.image, camera=f.camera) for f in frames]
+        without_tf.observe([(int(rig.view_frame[v]), f, T) for v, f, T in zip(views, bare, c2w)])
+    s = with_tf.scale()
+    assert s.n_measurements == 3 * (1 + 2 + 3 * 4) and abs(s.scale * UNIT - 1.0) < 1e-9
+    assert without_tf.scale() is None
+    for cal in (with_tf, without_tf):
+        for cam, e in cal.extrinsics().items():
+            np.testing.assert_allclose(e.in_metres(1.0 / UNIT), rig.relative_extrinsics("left", cam), atol=1e-9)
+    d = json.loads(json.dumps(with_tf.to_dict()))
+    assert d["cameras"] == rig.camera_names and abs(d["scale"]["metres_per_unit"] * UNIT - 1.0) < 1e-9
+    assert d["extrinsics"]["unit"] == "metres"
+    np.testing.assert_allclose(d["extrinsics"]["cameras"]["front"]["translation"],
+                               rig.relative_extrinsics("left", "front")[:3, 3], atol=1e-9)
+    bare_dict = without_tf.to_dict()
+    assert bare_dict["scale"] is None and bare_dict["extrinsics"]["unit"] == "stream"
+    # /tf_static changes (the rig was re-calibrated): the scale starts over with the new baselines
+    moved = rig.frame(rig.view(0, "right"), with_extrinsics=True)
+    moved.T_base_optical = moved.T_base_optical.copy()
+    moved.T_base_optical[1, 3] -= 0.05
+    with_tf.observe([(0, moved, np.eye(4))])
+    assert with_tf.scale() is None
+    with_tf.reset()
+    assert with_tf.extrinsics() == {}

@@ -97,10 +97,17 @@ def test_stamps_jitter_and_arrival_order(stereo, three):
     assert np.all(np.diff(three.stamps[order]) >= 0) and sorted(order.tolist()) == list(range(len(three.stamps)))
     # same stamps: camera order breaks ties
     assert stereo.view_camera[stereo.arrival_order()[:2]].tolist() == [0, 1]
-    cams, frames = zip(*three.frames(with_intrinsics=True))
+    frames = list(three.frames(with_intrinsics=True, with_extrinsics=True))
     assert [f.index for f in frames] == list(range(len(frames)))
-    assert [three.camera_index(c) for c in cams] == three.view_camera[order].tolist()
+    assert [three.camera_index(f.camera) for f in frames] == three.view_camera[order].tolist()
     assert all(np.array_equal(f.image, three.images[v]) and f.stamp == three.stamps[v] for f, v in zip(frames, order))
+    assert all(np.array_equal(f.T_base_optical, three.extrinsics[f.camera]) for f in frames)
+    assert all(np.array_equal(f.intrinsics, three.cameras[three.camera_index(f.camera)].intrinsics) for f in frames)
+    # the ground-truth grouping, as Streamer.push_rig takes it
+    groups = list(three.rig_frames())
+    assert len(groups) == 12 and [len(g) for g in groups] == [3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3]
+    assert [f.camera for f in groups[5]] == ["left", "front"]
+    assert [f.index for g in groups for f in g] == list(range(len(three.stamps)))
 
 
 def test_deterministic():
@@ -149,6 +156,10 @@ def test_oracle_answers_a_window_across_cameras(stereo):
     m = OracleModel(rig, max_scale=3.0, seed=1)
     handles = [m.encode(f) for f in frames]
     assert [h.gt_index for h in handles] == views
+    # a frame that names its camera is found by name and stamp
+    assert [m.encode(rig.frame(v)).gt_index for v in views] == views
+    with pytest.raises(KeyError):
+        m.encode(Frame(index=0, stamp=float(rig.stamps[views[0]]), image=rig.images[views[0]], camera="middle"))
     pred = m.predict(frames, handles, decode=[1, 4])
     s = pred.extras["scale"]
     assert s != 1.0
