@@ -6,7 +6,9 @@ window's reference view (window index 0 unless told otherwise), at an
 arbitrary per-window scale (unless metric), exact depth and intrinsics.
 `NoisyOracleModel` adds DA3-like errors, seeded: a per-window scale, pose
 noise, per-frame depth bias and per-pixel noise, and low-confidence outliers.
-Both find the ground-truth frame of a `Frame` by its stamp.
+Both find the ground-truth frame of a `Frame` by its stamp (in a
+`RigSequence`, by its camera and stamp), so a window may hold views of several
+cameras.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from scipy.spatial.transform import Rotation
 from ..geometry.align import DegenerateAlignment, umeyama
 from ..geometry.transforms import inv_se3
 from ..stream.interface import Frame, WindowPrediction
-from .sequence import SyntheticSequence, load_sequence
+from .rig import RigSequence, load_ground_truth
+from .sequence import SyntheticSequence
 
 
 class OracleHandle:
@@ -49,11 +52,12 @@ class OracleConfig:
 
 
 class OracleModel:
-    """Exact answers from a SyntheticSequence (or a folder written by
-    `write_sequence`)."""
+    """Exact answers from a SyntheticSequence or a RigSequence (or a folder
+    written by `write_sequence` or `write_rig_sequence`)."""
 
-    def __init__(self, sequence: "SyntheticSequence | str", config: Optional[OracleConfig] = None, **overrides):
-        self.seq = load_sequence(sequence) if isinstance(sequence, (str, os.PathLike)) else sequence
+    def __init__(self, sequence: "SyntheticSequence | RigSequence | str", config: Optional[OracleConfig] = None,
+                 **overrides):
+        self.seq = load_ground_truth(sequence) if isinstance(sequence, (str, os.PathLike)) else sequence
         cfg = config or OracleConfig()
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -66,7 +70,7 @@ class OracleModel:
 
     # -- WindowModel --------------------------------------------------------
     def encode(self, frame: Frame) -> OracleHandle:
-        h = OracleHandle(self.seq.index_of_stamp(frame.stamp), frame.stamp)
+        h = OracleHandle(self.seq.index_of_frame(frame), frame.stamp)
         self._live.add(h)
         return h
 
@@ -99,7 +103,7 @@ class OracleModel:
             metric_out = self.config.metric
             conditioned = False
         self.last_window_scale = scale
-        K = np.repeat(self.seq.intrinsics[None], S, axis=0)
+        K = self.seq.view_intrinsics(gt_idx)
         depth, conf = {}, {}
         for j in decode:
             d = self.seq.depth[gt_idx[j]]

@@ -66,6 +66,14 @@ class SyntheticSequence:
                 c2w_external=self.c2w[i].copy() if with_poses else None,
             )
 
+    def index_of_frame(self, frame, tol: float = 1e-4) -> int:
+        """The ground-truth frame a stream Frame shows (by its stamp)."""
+        return self.index_of_stamp(frame.stamp, tol)
+
+    def view_intrinsics(self, indices) -> np.ndarray:
+        """(S,3,3) intrinsics of the given frames (one camera: all alike)."""
+        return np.repeat(self.intrinsics[None], len(indices), axis=0)
+
     def index_of_stamp(self, stamp: float, tol: float = 1e-4) -> int:
         i = int(np.clip(np.searchsorted(self.stamps, stamp), 1, len(self.stamps) - 1)) if len(self.stamps) > 1 else 0
         cands = [j for j in (i - 1, i) if 0 <= j < len(self.stamps)]
