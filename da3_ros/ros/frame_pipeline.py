@@ -183,13 +183,14 @@ class FramePipeline:
         estimate = self.streamer.rig_extrinsics()
         if not estimate:
             return
-        frames = {r.meta.camera: r.meta.optical_frame for r in results}
+        sources = {r.meta.camera: r.meta for r in results}
+        reference = next(iter(estimate.values())).reference
         for r in results:
-            if r.meta.primary:
-                primary = r.meta.camera
+            if r.meta.primary and r.meta.camera == reference:
+                # named as estimates: a calibrated camera's own frame stays the robot's
                 r.meta.estimated_extrinsics = tuple(
-                    (frames[camera], e.T_ref_camera) for camera, e in estimate.items()
-                    if camera != primary and camera in frames and r.meta.T_base_optical is None)
+                    (f"{sources[camera].optical_frame}_estimated", e.T_reference_camera)
+                    for camera, e in estimate.items() if camera in sources and sources[camera].T_base_optical is None)
 
     def build(self, result: StreamResult, wanted: Optional[FrozenSet[str]] = None) -> List[Tuple[Output, object]]:
         """Messages of the wanted outputs for one result (the world map gains its

@@ -223,6 +223,10 @@ class OutputBuilder:
             self.path_poses.clear()
             self.keyframe_count = 0
         o, source = self.options, result.meta
+        if result.world_rescaled != 1.0:  # the world became metric (a rig's scale): the path too
+            for pose in self.path_poses:
+                p = pose.pose.position
+                p.x, p.y, p.z = (v * result.world_rescaled for v in (p.x, p.y, p.z))
         c = FrameContext(result, source, o, self.path_poses, self.keyframe_count)
         if result.keyframe:
             self.keyframe_count += 1

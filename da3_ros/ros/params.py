@@ -79,6 +79,9 @@ PARAMETERS: Dict[str, Spec] = {
                                       "frame", range=(0.0, 1.0, 0.0)),
     "rig_max_wait": Spec(0.1, "a rig frame waits at most this long (seconds of stamp time) for a late camera, "
                               "then goes without it", range=(0.001, 10.0, 0.0)),
+    "rig_scale_max_error": Spec(0.01, "with the rig's extrinsics in /tf_static (base_frame -> each camera), depth "
+                                      "and poses turn metric once the scale from the baselines is this precise "
+                                      "(relative standard error)", range=(0.0001, 0.5, 0.0)),
     "publish_tf": Spec(True, "publish the world -> camera (or world -> base_frame) transform", read_only=False),
     # ---- inputs
     "use_compressed": Spec(False, "subscribe to image/compressed (JPEG/PNG) instead of image"),
@@ -143,6 +146,7 @@ class NodeConfig:
     cameras: List[str]
     rig_sync_tolerance: float
     rig_max_wait: float
+    rig_scale_max_error: float
     publish_tf: bool
     use_compressed: bool
     input_reliability: str
@@ -232,6 +236,8 @@ def stream_config(cfg: NodeConfig) -> StreamConfig:
         map_from="keyframes" if cfg.publish_map else "none",
         trajectory_cap=cfg.path_max_length,
         max_forward_jump_s=cfg.max_stamp_jump,
+        rig_cameras=tuple(cfg.cameras),
+        rig_scale_max_error=cfg.rig_scale_max_error,
     )
 
 

@@ -56,6 +56,15 @@ class StreamConfig:
     #: a stamp this far (seconds) past the last one is held until the next frame
     #: confirms the jump (a single corrupt stamp must not derail the timeline)
     max_forward_jump_s: float = 10.0
+    #: the cameras of a rig, the first one the reference of estimated extrinsics;
+    #: empty: one camera
+    rig_cameras: Tuple[str, ...] = ()
+    #: the world turns metric from a calibrated rig (Frame.T_base_optical) once the
+    #: scale's relative standard error is at most this; it is corrected later only
+    #: when a new estimate differs by more than 3 standard errors
+    rig_scale_max_error: float = 0.01
+    #: ... and at least this many rig frames were seen
+    rig_scale_min_frames: int = 10
     #: answered poses kept for trajectory() (oldest dropped beyond this)
     trajectory_cap: int = 10_000
     #: model intrinsics estimates kept for the running median
@@ -73,6 +82,8 @@ class StreamConfig:
             raise ValueError("depth_range must be (near, far) with 0 <= near < far")
         if self.map_voxel_size <= 0 or self.map_max_points < 1 or self.trajectory_cap < 1:
             raise ValueError("map_voxel_size, map_max_points and trajectory_cap must be positive")
+        if not 0 < self.rig_scale_max_error < 1 or self.rig_scale_min_frames < 1:
+            raise ValueError("rig_scale_max_error must be in (0, 1) and rig_scale_min_frames >= 1")
         if not self.max_forward_jump_s > 0:
             raise ValueError("max_forward_jump_s must be positive")
         if self.min_confidence < 0:

@@ -21,6 +21,7 @@ from .config import StreamConfig
 from .interface import Frame, WindowModel, WindowPrediction
 from .intrinsics import IntrinsicsEstimator
 from .result import AlignmentStatus, StreamResult
+from .rig import EstimatedExtrinsics, RigCalibration
 from .timeline import Timeline
 from .window import WindowEntry, is_new_keyframe, shared_to_decode
 from .world import WorldAnchor, align_window
@@ -69,6 +70,10 @@ class Streamer:
         self._traj = TrajectoryBuffer(cfg.trajectory_cap)
         self._timeline: Timeline[Frame] = Timeline(cfg.max_forward_jump_s)
         self.anchor = WorldAnchor()
+        #: the rig as the stream sees it (metric scale, extrinsics), with two cameras or more
+        self._rig = RigCalibration(cfg.rig_cameras) if len(cfg.rig_cameras) >= 2 else None
+        #: metres per unit of the first window, once a calibrated rig fixed it
+        self.rig_metres_per_unit: Optional[float] = None
         #: frames dropped by the timeline and resets, by reason (for diagnostics)
         self.counts: Counter = Counter()
         #: increases at every reset; results carry the epoch they were answered in
@@ -196,6 +201,10 @@ class Streamer:
         self._intr: Dict[str, IntrinsicsEstimator] = {}  # camera -> estimator
         self.anchor.reset()
         self.n_windows = 0
+        if getattr(self, "_rig", None) is not None:
+            self._rig.reset()
+        self.rig_metres_per_unit = None
+        self._rescaled = 1.0  # factor applied to the world before the next result
 
     def _take(self, frames: List[Frame]) -> List[StreamResult]:
         results: List[StreamResult] = []
@@ -328,6 +337,8 @@ class Streamer:
             raise
         S = len(window)
         sim, status, inliers = self._place(pred, cond, shared, S)
+        if self._rig is not None:
+            self._observe_rig(window, pred, sim)
         results, decided = [], {}
         for i in range(len(shared), S):
             e = window[i]
@@ -341,6 +352,63 @@ class Streamer:
             if not e.keyframe:
                 e.release()
         return results
+
+    def _observe_rig(self, window: List[WindowEntry], pred: WindowPrediction, sim: Sim3) -> None:
+        """Every view of the window (shared ones too: each window's errors differ,
+        which is what makes a short baseline usable) feeds the rig's scale and
+        extrinsics estimates; a confident metric scale is applied to the world."""
+        poses = [sim.apply_c2w(np.asarray(pred.c2w[j], np.float64)) for j in range(len(window))]
+        self._rig.observe([(e.group, e.frame, c2w) for e, c2w in zip(window, poses)])
+        estimate = self._rig.scale()
+        cfg = self.config
+        if estimate is None or self.metric and self.rig_metres_per_unit is None:
+            return  # no calibrated baseline, or metres already (metric model, external poses)
+        if estimate.std_error > cfg.rig_scale_max_error or self._n_groups < cfg.rig_scale_min_frames:
+            return
+        if abs(estimate.scale - 1.0) <= 3.0 * estimate.std_error:
+            return  # the world's unit already agrees with the rig
+        self._rescale_world(estimate.scale)
+        self.rig_metres_per_unit = (self.rig_metres_per_unit or 1.0) * estimate.scale
+        self._world_metric = True
+        self.counts["rig_scale_updates"] += 1
+
+    def _rescale_world(self, factor: float) -> None:
+        """The stream frame's unit times `factor`: keyframes (poses, alignment
+        samples), trajectory, map, anchor; the rig's estimates start over in the new unit."""
+        for e in self._keyframes:
+            e.rescale(factor)
+        self._traj.rescale(factor)
+        with self._map_lock:
+            self._map.rescale(factor)
+        self.anchor.rescale(factor)
+        self._prev_scale *= factor
+        self._rig.reset()
+        self._rescaled *= factor
+
+    def rig_extrinsics(self) -> Dict[str, EstimatedExtrinsics]:
+        """Each rig camera's pose in the first camera's optical frame, as estimated
+        from the model (stream units: metres once metric); empty without a rig."""
+        return self._rig.extrinsics() if self._rig is not None else {}
+
+    def rig_status(self) -> Dict[str, str]:
+        """The rig's scale and extrinsics state, for diagnostics."""
+        if self._rig is None:
+            return {}
+        estimate = self._rig.scale()
+        out = {"metres_per_unit": "n/a" if self.rig_metres_per_unit is None else f"{self.rig_metres_per_unit:.5f}",
+               "scale_updates": str(self.counts["rig_scale_updates"])}
+        if estimate is not None:
+            out.update(scale_residual=f"{estimate.scale:.5f}", scale_std_error=f"{estimate.std_error:.4f}",
+                       scale_spread=f"{estimate.spread:.4f}")
+        else:
+            out["scale_residual"] = "no calibrated baseline (extrinsics estimated)"
+        return out
+
+    def rig_calibration(self) -> Dict[str, Any]:
+        """The rig's scale and estimated extrinsics as JSON-able data (a result file)."""
+        out = self._rig.to_dict() if self._rig is not None else {}
+        out["metres_per_first_window_unit"] = self.rig_metres_per_unit
+        return out
 
     def _shared_keyframes(self, room: int) -> List[WindowEntry]:
         """The newest keyframes that fit in `room` views beside the new ones:
@@ -436,9 +504,10 @@ class Streamer:
             metric=self._world_metric, keyframe=e.keyframe, alignment=status, alignment_scale=float(sim.scale),
             alignment_inliers=inliers, window_fill=S, window_size=cfg.window_size, reset=self._reset_reason,
             min_confidence=cfg.min_confidence, depth_range=tuple(cfg.depth_range), epoch=self.epoch, meta=f.meta,
-            in_map=cfg.map_from == "all" or (cfg.map_from == "keyframes" and e.keyframe),
+            in_map=cfg.map_from == "all" or (cfg.map_from == "keyframes" and e.keyframe), world_rescaled=self._rescaled,
         )
         self._reset_reason = None
+        self._rescaled = 1.0
         self._traj.append(r.stamp, c2w, r.index, r.keyframe)
         if r.in_map and not cfg.map_deferred:
             self.insert_map(r)

@@ -69,6 +69,9 @@ class StreamResult:
     meta: Any = None
     #: this result feeds the world map (StreamConfig.map_from)
     in_map: bool = False
+    #: the world's unit was multiplied by this just before this result (a rig's
+    #: metric scale applied); earlier published positions scale the same way
+    world_rescaled: float = 1.0
     extras: dict = field(default_factory=dict)
 
     @property

@@ -54,6 +54,16 @@ class WindowEntry:
             self.sample_uv = (self.sample_uv + 0.5) * scale - 0.5
         self.frame, self.handle = frame, handle
 
+    def rescale(self, factor: float) -> None:
+        """Stream-frame quantities times `factor` (the world's unit changed)."""
+        if self.c2w_stream is not None:
+            self.c2w_stream = self.c2w_stream.copy()
+            self.c2w_stream[:3, 3] *= factor
+        if self.sample_xyz is not None:
+            self.sample_xyz = self.sample_xyz * factor
+            self.sample_depth = self.sample_depth * factor
+        self.median_depth *= factor
+
     def store_sample(self, depth_w: np.ndarray, conf: np.ndarray, K: np.ndarray, c2w_s: np.ndarray, cfg: StreamConfig) -> None:
         """Keep a sparse grid of this frame's stream-frame points for aligning later windows."""
         h, w = depth_w.shape

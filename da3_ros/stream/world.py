@@ -192,6 +192,12 @@ class WorldAnchor:
             T_base = T_BODY_OPTICAL if T_base_optical is None else np.asarray(T_base_optical, np.float64)
             self.T_world_stream = T_base @ inv_se3(c2w_stream_first)
 
+    def rescale(self, factor: float) -> None:
+        """The stream frame's unit changed by `factor`: the same anchor in the new unit."""
+        if self.T_world_stream is not None:
+            self.T_world_stream = self.T_world_stream.copy()
+            self.T_world_stream[:3, 3] *= factor
+
     def to_world(self, c2w_stream: np.ndarray) -> np.ndarray:
         """A pose in the stream frame -> the same pose in the published world."""
         T = np.eye(4) if self.T_world_stream is None else self.T_world_stream

@@ -85,6 +85,16 @@ class VoxelMap:
     def confidence(self) -> np.ndarray:
         return self._conf.copy()
 
+    def rescale(self, factor: float) -> None:
+        """Every point times `factor` (the world's unit changed); points that now
+        share a voxel merge."""
+        if len(self._keys) == 0:
+            return
+        xyz, rgb = self.points()
+        conf, tick = self._conf.copy(), int(self._tick.max())
+        self.clear()
+        self.insert(xyz.astype(np.float64) * factor, rgb, conf, tick)
+
 
 @dataclass
 class Trajectory:
@@ -127,6 +137,10 @@ class TrajectoryBuffer:
         self._stamps[i], self._c2w[i], self._idx[i], self._kf[i] = stamp, c2w, index, keyframe
         self._head = (i + 1) % self.cap
         self._n = min(self._n + 1, self.cap)
+
+    def rescale(self, factor: float) -> None:
+        """Every position times `factor` (the world's unit changed)."""
+        self._c2w[:, :3, 3] *= factor
 
     def get(self) -> Trajectory:
         order = (np.arange(self._n) + (self._head - self._n)) % self.cap

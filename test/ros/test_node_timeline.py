@@ -41,7 +41,7 @@ def deliver(spinner, node, publish, tries=20) -> None:
     for _ in range(tries):
         received = node.stats.received
         publish()
-        if spinner.wait_for(lambda: node.stats.received > received and node.slot._item is None, 0.25):
+        if spinner.wait_for(lambda: node.stats.received > received and node.slot.empty, 0.25):
             return
     raise AssertionError("the node never took the message")
 
