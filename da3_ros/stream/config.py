@@ -61,7 +61,7 @@ class StreamConfig:
     rig_cameras: Tuple[str, ...] = ()
     #: the world turns metric from a calibrated rig (Frame.T_base_optical) once the
     #: scale's relative standard error is at most this; it is corrected later only
-    #: when a new estimate differs by more than 3 standard errors
+    #: when a new estimate differs by more than 2 standard errors (and a fifth of this)
     rig_scale_max_error: float = 0.01
     #: ... and at least this many rig frames were seen
     rig_scale_min_frames: int = 10

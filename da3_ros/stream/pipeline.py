@@ -338,7 +338,8 @@ class Streamer:
         S = len(window)
         sim, status, inliers = self._place(pred, cond, shared, S)
         if self._rig is not None:
-            self._observe_rig(window, pred, sim)
+            factor = self._observe_rig(window, pred, sim)
+            sim = Sim3(factor, np.eye(3), np.zeros(3)).compose(sim)  # the window in the rescaled world
         results, decided = [], {}
         for i in range(len(shared), S):
             e = window[i]
@@ -353,28 +354,30 @@ class Streamer:
                 e.release()
         return results
 
-    def _observe_rig(self, window: List[WindowEntry], pred: WindowPrediction, sim: Sim3) -> None:
+    def _observe_rig(self, window: List[WindowEntry], pred: WindowPrediction, sim: Sim3) -> float:
         """Every view of the window (shared ones too: each window's errors differ,
         which is what makes a short baseline usable) feeds the rig's scale and
-        extrinsics estimates; a confident metric scale is applied to the world."""
+        extrinsics estimates; a confident metric scale is applied to the world.
+        Returns the factor the world's unit changed by (1: unchanged)."""
         poses = [sim.apply_c2w(np.asarray(pred.c2w[j], np.float64)) for j in range(len(window))]
         self._rig.observe([(e.group, e.frame, c2w) for e, c2w in zip(window, poses)])
         estimate = self._rig.scale()
         cfg = self.config
         if estimate is None or self.metric and self.rig_metres_per_unit is None:
-            return  # no calibrated baseline, or metres already (metric model, external poses)
+            return 1.0  # no calibrated baseline, or metres already (metric model, external poses)
         if estimate.std_error > cfg.rig_scale_max_error or self._n_groups < cfg.rig_scale_min_frames:
-            return
-        if abs(estimate.scale - 1.0) <= 3.0 * estimate.std_error:
-            return  # the world's unit already agrees with the rig
+            return 1.0
+        if abs(estimate.scale - 1.0) <= max(2.0 * estimate.std_error, cfg.rig_scale_max_error / 5):
+            return 1.0  # the world's unit already agrees with the rig
         self._rescale_world(estimate.scale)
         self.rig_metres_per_unit = (self.rig_metres_per_unit or 1.0) * estimate.scale
         self._world_metric = True
         self.counts["rig_scale_updates"] += 1
+        return estimate.scale
 
     def _rescale_world(self, factor: float) -> None:
         """The stream frame's unit times `factor`: keyframes (poses, alignment
-        samples), trajectory, map, anchor; the rig's estimates start over in the new unit."""
+        samples), trajectory, map, anchor and the rig's observations."""
         for e in self._keyframes:
             e.rescale(factor)
         self._traj.rescale(factor)
@@ -382,7 +385,7 @@ class Streamer:
             self._map.rescale(factor)
         self.anchor.rescale(factor)
         self._prev_scale *= factor
-        self._rig.reset()
+        self._rig.rescale(factor)
         self._rescaled *= factor
 
     def rig_extrinsics(self) -> Dict[str, EstimatedExtrinsics]:

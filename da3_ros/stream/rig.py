@@ -317,6 +317,10 @@ class RigScaleEstimator:
     def reset(self) -> None:
         self._obs.clear()
 
+    def rescale(self, factor: float) -> None:
+        """The stream's unit changed by `factor`: the observations in the new unit."""
+        self._obs = deque(((d * factor, L, w) for d, L, w in self._obs), maxlen=self._obs.maxlen)
+
     def __len__(self) -> int:
         """Rig-frame observations kept."""
         return len(self._obs)
@@ -425,6 +429,12 @@ class RigExtrinsicsEstimator:
         for q in self._obs.values():
             q.clear()
 
+    def rescale(self, factor: float) -> None:
+        """The stream's unit changed by `factor`: the observed translations in the new unit."""
+        for q in self._obs.values():
+            for T in q:
+                T[:3, 3] *= factor
+
     def add(self, c2w: Mapping[str, np.ndarray]) -> int:
         """One rig frame's poses (camera -> c2w, stream world); needs the
         reference camera. Returns the cameras observed."""
@@ -522,6 +532,14 @@ class RigCalibration:
             self._scale.reset()
         if self._relative is not None:
             self._relative.reset()
+
+    def rescale(self, factor: float) -> None:
+        """The stream's unit changed by `factor` (its world turned metric): what was
+        observed is kept, in the new unit."""
+        if self._scale is not None:
+            self._scale.rescale(factor)
+        if self._relative is not None:
+            self._relative.rescale(factor)
 
     def observe(self, views: Sequence[Tuple[Any, Any, np.ndarray]]) -> None:
         """One window's views: (rig frame key, Frame, c2w in the stream frame).
