@@ -226,13 +226,18 @@ class FramePipeline:
                          f"{self.cfg.world_frame!r}: set world_frame:={odom_frame}")
         return T_world_base @ (T_base_optical if T_base_optical is not None else T_BODY_OPTICAL)
 
+    def camera_info_reader(self, camera: str) -> CameraInfoReader:
+        """The camera's CameraInfo reader (K, or P for rectified images; remarks said once)."""
+        if camera not in self._camera_info_readers:
+            self._camera_info_readers[camera] = CameraInfoReader(self.cfg.input_rectified)
+        return self._camera_info_readers[camera]
+
     def _intrinsics(self, camera: str, width: int, height: int) -> Optional[np.ndarray]:
         info = self._camera_infos.get(camera)
         intrinsics = None
         if info is not None and self.cfg.use_camera_info:
-            reader = self._camera_info_readers.setdefault(camera, CameraInfoReader(self.cfg.input_rectified))
             try:
-                intrinsics, notes = reader.read(info, width, height)
+                intrinsics, notes = self.camera_info_reader(camera).read(info, width, height)
             except CameraInfoError as exc:
                 self._warn(f"ignoring camera_info, estimating intrinsics instead: {exc}")
             else:

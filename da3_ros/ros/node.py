@@ -42,7 +42,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from da3_ros.io.writers import write_ply, write_tum
+from da3_ros.io.writers import write_json, write_ply, write_tum
 from da3_ros.ros.conversions import pose_to_matrix, stamp_to_sec
 from da3_ros.ros.frame_pipeline import FramePipeline
 from da3_ros.ros.frames import TF_STATIC_QOS, OdometryHistory, StaticTree
@@ -364,10 +364,13 @@ class Da3Node(LifecycleNode):
         directory = pathlib.Path(os.path.expanduser(self.cfg.save_directory))
         with self._pipeline_lock:
             xyz_world, rgb, stamps, c2w = self.pipeline.world_map_and_trajectory()
+            rig = self.pipeline.streamer.rig_calibration() if self.cfg.cameras else None
         try:
             directory.mkdir(parents=True, exist_ok=True)
             write_ply(directory / "map.ply", xyz_world, rgb)
             write_tum(directory / "trajectory.tum", stamps, c2w)
+            if rig is not None:  # the rig's scale and the extrinsics estimated from the model
+                write_json(directory / "rig.json", rig)
         except OSError as exc:
             response.success, response.message = False, f"cannot write to {directory}: {exc}"
             return response
@@ -455,14 +458,18 @@ class Da3Node(LifecycleNode):
                 self._report_failure(exc)
 
     def _pub_key(self, output: Output, camera: str) -> Tuple[str, str]:
-        return (output.name, camera if output.per_camera else "")
+        return (output.name, camera if output.per_camera and self.cfg.cameras else "")
 
     def _wanted(self, camera: str = "") -> FrozenSet[str]:
         """Outputs switched on and, for the costly ones, with a subscriber (a
-        camera's own outputs: on its topics)."""
+        rig camera's own outputs: on its topics)."""
         on = self.pipeline.switched_on
-        return frozenset(o.name for o in OUTPUTS if o.name in on
-                         and (not o.lazy or self.pubs[self._pub_key(o, camera)].get_subscription_count() > 0))
+        wanted = []
+        for o in OUTPUTS:
+            pub = self.pubs.get(self._pub_key(o, camera))
+            if o.name in on and pub is not None and (not o.lazy or pub.get_subscription_count() > 0):
+                wanted.append(o.name)
+        return frozenset(wanted)
 
     def _report_failure(self, exc: Exception) -> None:
         with self.stats.lock:

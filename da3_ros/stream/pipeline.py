@@ -344,10 +344,11 @@ class Streamer:
         for i in range(len(shared), S):
             e = window[i]
             c2w = sim.apply_c2w(np.asarray(pred.c2w[i], np.float64))
-            if e.group not in decided:  # keyframes are whole rig frames: its first view decides
+            primary = e.group not in decided  # the rig frame's first view
+            if primary:  # keyframes are whole rig frames: its first view decides
                 decided[e.group] = is_new_keyframe(c2w, e.frame.stamp, self._last_keyframe(e.frame.camera), cfg)
             e.keyframe = decided[e.group]
-            results.append(self._answer(e, pred, i, c2w, sim, status, inliers, S))
+            results.append(self._answer(e, pred, i, c2w, sim, status, inliers, S, primary))
         self._evict()
         for e in new:
             if not e.keyframe:
@@ -367,13 +368,16 @@ class Streamer:
             return 1.0  # no calibrated baseline, or metres already (metric model, external poses)
         if estimate.std_error > cfg.rig_scale_max_error or self._n_groups < cfg.rig_scale_min_frames:
             return 1.0
-        if abs(estimate.scale - 1.0) <= max(2.0 * estimate.std_error, cfg.rig_scale_max_error / 5):
-            return 1.0  # the world's unit already agrees with the rig
-        self._rescale_world(estimate.scale)
-        self.rig_metres_per_unit = (self.rig_metres_per_unit or 1.0) * estimate.scale
+        agrees = abs(estimate.scale - 1.0) <= max(2.0 * estimate.std_error, cfg.rig_scale_max_error / 5)
+        if agrees and self.rig_metres_per_unit is not None:
+            return 1.0  # metric, and the rig still agrees
+        factor = 1.0 if agrees else estimate.scale
+        if factor != 1.0:
+            self._rescale_world(factor)
+        self.rig_metres_per_unit = (self.rig_metres_per_unit or 1.0) * factor
         self._world_metric = True
         self.counts["rig_scale_updates"] += 1
-        return estimate.scale
+        return factor
 
     def _rescale_world(self, factor: float) -> None:
         """The stream frame's unit times `factor`: keyframes (poses, alignment
@@ -481,10 +485,10 @@ class Streamer:
         return sim, status, inliers
 
     def _answer(self, e: WindowEntry, pred: WindowPrediction, i: int, c2w: np.ndarray, sim: Sim3, status: str,
-                inliers: float, S: int) -> StreamResult:
+                inliers: float, S: int, primary: bool) -> StreamResult:
         """The result for window view i (a new frame; `c2w` its stream pose), and
-        the bookkeeping it feeds: intrinsics estimate, keyframes, trajectory,
-        anchor, map."""
+        the bookkeeping it feeds: intrinsics estimate, keyframes, trajectory (one
+        pose per rig frame: its `primary` view), anchor, map."""
         cfg, f = self.config, e.frame
         K_win = np.asarray(pred.intrinsics[i], np.float64)
         depth = (pred.depth[i] * np.float32(sim.scale)).astype(np.float32, copy=False)
@@ -511,7 +515,8 @@ class Streamer:
         )
         self._reset_reason = None
         self._rescaled = 1.0
-        self._traj.append(r.stamp, c2w, r.index, r.keyframe)
+        if primary:
+            self._traj.append(r.stamp, c2w, r.index, r.keyframe)
         if r.in_map and not cfg.map_deferred:
             self.insert_map(r)
         return r

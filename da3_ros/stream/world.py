@@ -177,10 +177,12 @@ class WorldAnchor:
     answered frame and kept until a reset."""
 
     def __init__(self):
-        self.T_world_stream: Optional[np.ndarray] = None
+        self.reset()
 
     def reset(self) -> None:
-        self.T_world_stream = None
+        self.T_world_stream: Optional[np.ndarray] = None
+        self._T_base: Optional[np.ndarray] = None  # the first frame's base -> optical (metres)
+        self._c2w_first: Optional[np.ndarray] = None  # the first frame in the stream frame
 
     def anchor(self, c2w_stream_first: np.ndarray, T_base_optical: Optional[np.ndarray], external: bool) -> None:
         """Anchor at the first answered frame: its base (or REP 103 camera body)
@@ -188,15 +190,17 @@ class WorldAnchor:
         already is the world."""
         if external:
             self.T_world_stream = np.eye(4)
-        else:
-            T_base = T_BODY_OPTICAL if T_base_optical is None else np.asarray(T_base_optical, np.float64)
-            self.T_world_stream = T_base @ inv_se3(c2w_stream_first)
+            return
+        self._T_base = T_BODY_OPTICAL if T_base_optical is None else np.asarray(T_base_optical, np.float64)
+        self._c2w_first = np.asarray(c2w_stream_first, np.float64).copy()
+        self.T_world_stream = self._T_base @ inv_se3(self._c2w_first)
 
     def rescale(self, factor: float) -> None:
-        """The stream frame's unit changed by `factor`: the same anchor in the new unit."""
-        if self.T_world_stream is not None:
-            self.T_world_stream = self.T_world_stream.copy()
-            self.T_world_stream[:3, 3] *= factor
+        """The stream frame's unit changed by `factor`: the same anchor in the new
+        unit (the base -> optical offset is metres already and stays)."""
+        if self._c2w_first is not None:
+            self._c2w_first[:3, 3] *= factor
+            self.T_world_stream = self._T_base @ inv_se3(self._c2w_first)
 
     def to_world(self, c2w_stream: np.ndarray) -> np.ndarray:
         """A pose in the stream frame -> the same pose in the published world."""

@@ -25,6 +25,7 @@ CHANGED = {
     "window_size": 5, "stride": 2, "keyframe_translation": 0.25, "keyframe_depth_ratio": 0.2,
     "keyframe_rotation_deg": 12.0, "keyframe_interval": 3.0, "max_stamp_jump": 2.5,
     "world_frame": "map_test", "base_frame": "base_test", "camera_frame": "cam_test_optical",
+    "cameras": ["front", "left"], "rig_sync_tolerance": 0.02, "rig_max_wait": 0.3, "rig_scale_max_error": 0.05,
     "publish_tf": False, "use_compressed": True, "input_reliability": "reliable", "use_camera_info": False,
     "input_rectified": True, "external_odometry_topic": "/test_odom", "external_odometry_max_dt": 0.2,
     "publish_depth": False, "publish_confidence": False, "publish_points": False, "publish_map": False,
@@ -109,10 +110,16 @@ def test_every_parameter_reaches_its_consumer(node):
         "input_reliability": lambda: all(s.qos_profile.reliability == ReliabilityPolicy.RELIABLE
                                          for t, s in subs.items() if t.endswith("image/compressed")),
         "use_camera_info": lambda: not any(t.endswith("camera_info") for t in subs),
-        "input_rectified": lambda: node.pipeline._camera_info_reader.rectified is True,
+        "input_rectified": lambda: _rectified_intrinsics_used(node),
         "external_odometry_topic": lambda: "/test_odom" in subs,
         "external_odometry_max_dt": lambda: node.pipeline.cfg.external_odometry_max_dt == v["external_odometry_max_dt"],
         "camera_frame": lambda: node.pipeline.cfg.camera_frame == v["camera_frame"],
+        # a rig
+        "cameras": lambda: all(any(t.endswith(f"/{c}/image/compressed") for t in subs) for c in v["cameras"])
+        and stream.rig_cameras == tuple(v["cameras"]) and node.rig.cameras == tuple(v["cameras"]),
+        "rig_sync_tolerance": lambda: node.rig.tolerance == v["rig_sync_tolerance"],
+        "rig_max_wait": lambda: node.rig.max_wait == v["rig_max_wait"],
+        "rig_scale_max_error": lambda: stream.rig_scale_max_error == v["rig_scale_max_error"],
         # timers and services
         "map_publish_period": lambda: int(v["map_publish_period"] * 1e9) in timers,
         "diagnostics_period": lambda: int(v["diagnostics_period"] * 1e9) in timers,
@@ -121,6 +128,16 @@ def test_every_parameter_reaches_its_consumer(node):
     assert set(reach) == set(PARAMETERS), f"parameters without a consumer check: {set(PARAMETERS) ^ set(reach)}"
     missed = [name for name, check in reach.items() if not check()]
     assert not missed, f"parameters that did not reach their consumer: {missed}"
+
+
+def _rectified_intrinsics_used(node) -> bool:
+    """With input_rectified, a camera's intrinsics are its CameraInfo's P, not K."""
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo(width=32, height=24, k=[30.0, 0, 16, 0, 30.0, 12, 0, 0, 1],
+                      p=[40.0, 0, 15, 0, 0, 40.0, 11, 0, 0, 0, 1, 0])
+    K, _ = node.pipeline.camera_info_reader("front").read(info, 32, 24)
+    return K[0, 0] == 40.0 and K[0, 2] == 15.0
 
 
 def _saved(node, directory) -> bool:
