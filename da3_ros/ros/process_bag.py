@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from da3_ros.io.bags import stamp_to_sec
+
 from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic,
                              get_typestore, iter_messages, list_topics, open_reader, open_writer)
 
@@ -241,16 +243,24 @@ class BagRun:
         self.frames = self.answered = 0
         self.last_stamp_ns: Optional[int] = None
 
-    def write_answers(self, answers) -> None:
+    def take(self, views, compressed: bool) -> None:
+        """One rig frame's images [(camera, image message)] ("" for one camera): answered and written."""
+        frames = [self.pipeline.to_frame(msg, compressed, 0.0, camera) for camera, msg in views]
+        frames = [f for f in frames if f is not None]
+        if frames:
+            self.write_results(self.pipeline.push_rig(frames))
+
+    def write_results(self, results) -> None:
         from da3_ros.ros.conversions import stamp_to_ns
 
-        for messages in answers:
+        for result in results:
             self.answered += 1
-            for output, msg in messages:
+            camera = result.meta.camera
+            for output, msg in self.pipeline.build(result):
                 # the source image's stamp (/tf carries it per transform)
                 header = msg.transforms[0].header if output.name == "tf" else msg.header
                 self.last_stamp_ns = stamp_to_ns(header.stamp)
-                self.out.write(output_topic(self.namespace, output.topic), msg, self.last_stamp_ns)
+                self.out.write(output_topic(self.namespace, output.topic_for(camera)), msg, self.last_stamp_ns)
 
     def decode(self, m, cls):
         from rclpy.serialization import deserialize_message
@@ -273,10 +283,30 @@ class BagRun:
             self.out.write(output_topic(self.namespace, output.topic), cloud, self.last_stamp_ns, latched=True)
 
 
+def rig_image_topics(topics, cameras: Sequence[str], wanted: Sequence[str]) -> List[str]:
+    """Each rig camera's image topic: the ones asked for (in camera order), else the
+    bag's image topic with the camera's name as a namespace (/rig/<camera>/image_raw)."""
+    images = [t for t in topics if t.msgtype in IMAGE_TYPES]
+    if wanted:
+        if len(wanted) != len(cameras):
+            raise UsageError(f"{len(wanted)} image topics for {len(cameras)} cameras ({', '.join(cameras)})")
+        return [select_image_topic(topics, w)[0] for w in wanted]
+    chosen = []
+    for camera in cameras:
+        match = [t.name for t in images if f"/{camera}/" in f"{t.name}/"]
+        if len(match) != 1:
+            raise UsageError(f"cannot tell camera {camera!r}'s image topic ({len(match)} candidates); image topics: "
+                             f"{_names(images)}; give one --image-topic per camera, in the order of `cameras`")
+        chosen.append(match[0])
+    return chosen
+
+
 def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[str] = None,
                     camera_info_topic: Optional[str] = None, storage: str = "mcap", namespace: str = "/da3",
-                    progress: bool = True) -> dict:
+                    progress: bool = True, image_topics: Sequence[str] = ()) -> dict:
     """Process IN into a new bag OUT (see the module docstring) -> summary dict.
+    With the `cameras` parameter, a rig bag: one image topic per camera (named in
+    `image_topics`, or found by camera name), grouped into rig frames as the node does.
 
     model: a WindowModel to use instead of loading cfg.model (tests)."""
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -284,6 +314,7 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
 
     from da3_ros.ros.frame_pipeline import FramePipeline
     from da3_ros.ros.frames import StaticTree
+    from da3_ros.stream.rig import RigSynchronizer
 
     if storage not in STORAGES:
         raise UsageError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
@@ -298,42 +329,68 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
 
     with open_reader(in_path) as reader:
         topics = list_topics(reader)
-        image_topic, compressed = select_image_topic(topics, image_topic)
-        info_topic = select_camera_info_topic(topics, image_topic, camera_info_topic) if cfg.use_camera_info else None
-        total = next(t.message_count for t in topics if t.name == image_topic)
+        if cfg.cameras:
+            image_of = dict(zip(rig_image_topics(topics, cfg.cameras, image_topics), cfg.cameras))
+        else:
+            image_of = {select_image_topic(topics, image_topic)[0]: ""}
+        compressed = {t.msgtype for t in topics if t.name in image_of} == {COMPRESSED_IMAGE}
+        info_of = {}
+        if cfg.use_camera_info:
+            for topic, camera in image_of.items():
+                info = select_camera_info_topic(topics, topic, None if cfg.cameras else camera_info_topic)
+                if info is not None:
+                    info_of[info] = camera
+        total = sum(t.message_count for t in topics if t.name in image_of)
         if model is None:
             model = load_model(cfg)
         tree = StaticTree()
         pipeline = FramePipeline(model, cfg, warn, tree.lookup)
+        sync = RigSynchronizer(cfg.cameras, cfg.rig_sync_tolerance, cfg.rig_max_wait,
+                               max_forward_jump_s=cfg.max_stamp_jump) if cfg.cameras else None
         image_cls = CompressedImage if compressed else Image
         meter = Progress(total, progress)
         with open_writer(out_path, storage=storage) as writer:
             run = BagRun(pipeline, OutputBag(writer, output_typestore()), namespace, warn)
-            for m in iter_messages(reader, [image_topic, TF_STATIC] + ([info_topic] if info_topic else [])):
+
+            def take_rig_frames(rig_frames) -> None:  # offline nothing is dropped: every rig frame
+                for rf in rig_frames:
+                    run.take([(camera, view.data) for camera, view in rf.views.items()], compressed)
+
+            for m in iter_messages(reader, list(image_of) + [TF_STATIC] + list(info_of)):
                 if m.topic == TF_STATIC:
                     tf = run.decode(m, TFMessage)
                     if tf is not None:
                         tree.add(tf)
                         run.out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
-                elif m.topic == info_topic:
-                    pipeline.camera_info = run.decode(m, CameraInfo) or pipeline.camera_info
+                elif m.topic in info_of:
+                    info = run.decode(m, CameraInfo)
+                    if info is not None:
+                        pipeline.set_camera_info(info_of[m.topic], info)
                 else:
                     run.frames += 1
                     msg = run.decode(m, image_cls)
-                    if msg is not None:
-                        run.write_answers(pipeline.process(msg, compressed))
+                    if msg is not None and sync is None:
+                        run.take([("", msg)], compressed)
+                    elif msg is not None:
+                        take_rig_frames(sync.push(image_of[m.topic], stamp_to_sec(msg.header.stamp), msg))
                     meter.update(run.frames, run.answered)
-            run.write_answers(pipeline.flush())
+            if sync is not None:
+                take_rig_frames(sync.flush())
+            run.write_results(pipeline.streamer.flush())
             run.write_map()
             meter.update(run.frames, run.answered, force=True)
 
-    return {
+    summary = {
         "input": os.fspath(in_path), "output": os.fspath(out_path), "storage": storage,
-        "image_topic": image_topic, "camera_info_topic": info_topic, "frames_in": run.frames,
+        "image_topic": next(iter(image_of)) if not cfg.cameras else None, "image_topics": image_of,
+        "camera_info_topic": next(iter(info_of), None) if not cfg.cameras else None, "frames_in": run.frames,
         "answered": run.answered, "bad": len(bad), "resets": pipeline.streamer.n_resets,
         "dropped": {k: v for k, v in pipeline.streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
         "messages": dict(run.out.counts), "seconds": time.monotonic() - started,
     }
+    if sync is not None:
+        summary["rig"] = {**sync.stats(), **pipeline.streamer.rig_calibration()}
+    return summary
 
 
 # ---------------------------------------------------------------- command line
@@ -345,7 +402,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("output", help="output bag directory (must not exist)")
     p.add_argument("--model", help="model source (hub id, directory, random:<variant>, oracle:<dir>, ...); "
                                    "default: the node's `model` parameter")
-    p.add_argument("--image-topic", help="image topic (sensor_msgs/Image or CompressedImage); default: the only one")
+    p.add_argument("--image-topic", action="append", default=[],
+                   help="image topic (sensor_msgs/Image or CompressedImage); default: the only one. With "
+                        "-p cameras:=[a,b]: one per camera, in that order (default: the topic named by each camera)")
     p.add_argument("--camera-info-topic", help="CameraInfo topic; default: the image's sibling camera_info")
     p.add_argument("--storage", choices=STORAGES, default="mcap", help="output bag storage")
     p.add_argument("--namespace", default="/da3", help="namespace of the node's relative output topics")
@@ -359,7 +418,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = config_from(args.param, args.model)
-        summary = run_process_bag(args.input, args.output, cfg, image_topic=args.image_topic,
+        topics = args.image_topic
+        if len(topics) > 1 and not cfg.cameras:
+            raise UsageError("several --image-topic need -p cameras:=[...] (one camera name per topic)")
+        summary = run_process_bag(args.input, args.output, cfg, image_topic=topics[0] if topics and not cfg.cameras else None,
+                                  image_topics=topics if cfg.cameras else (),
                                   camera_info_topic=args.camera_info_topic, storage=args.storage,
                                   namespace=args.namespace, progress=not args.quiet)
     except (BagError, UsageError) as exc:
