@@ -225,6 +225,21 @@ def compressed_image_msg(
     )
 
 
+def tf_msg(typestore, t: float, transforms):
+    """tf2_msgs/TFMessage (for /tf_static) from [(parent frame, child frame, T_parent_child 4x4)]."""
+    from ..geometry.transforms import c2w_to_tum
+
+    T = typestore.types
+    out = []
+    for parent, child, M in transforms:
+        x, y, z, qx, qy, qz, qw = (float(v) for v in c2w_to_tum(np.asarray(M, np.float64))[0])
+        out.append(T["geometry_msgs/msg/TransformStamped"](
+            header=make_header(typestore, t, parent), child_frame_id=child,
+            transform=T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
+                                                       rotation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))))
+    return T["tf2_msgs/msg/TFMessage"](transforms=out)
+
+
 def camera_info_msg(
     typestore,
     K: np.ndarray,

@@ -405,22 +405,13 @@ def test_process_bag_usage_errors(tmp_path, short_sequence, capsys):
 def write_rig_bag(path, rig):
     """A rig bag as drivers + a recorder write it: /tf_static (base_link -> each
     camera's optical frame), then per view its CameraInfo and image under /rig/<camera>/."""
-    T = TS.types
-    from da3_ros.geometry.transforms import c2w_to_tum
-
     with bags.open_writer(path, storage="mcap") as writer:
         tf = bags.add_topic(writer, "/tf_static", "tf2_msgs/msg/TFMessage", TS, qos=[latched_qos()])
         topics = {c.name: (bags.add_topic(writer, f"/rig/{c.name}/image_raw", bags.IMAGE, TS),
                            bags.add_topic(writer, f"/rig/{c.name}/camera_info", bags.CAMERA_INFO, TS)) for c in rig.cameras}
         t0 = float(rig.stamps.min())
-        transforms = []
-        for c in rig.cameras:
-            x, y, z, qx, qy, qz, qw = c2w_to_tum(c.T_base_optical)[0]
-            transforms.append(T["geometry_msgs/msg/TransformStamped"](
-                header=bags.make_header(TS, t0, rig.base_frame), child_frame_id=c.optical_frame,
-                transform=T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
-                                                           rotation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))))
-        writer.write(tf, stamp_ns(t0) - 10_000_000, bags.serialize(TS, T["tf2_msgs/msg/TFMessage"](transforms=transforms)))
+        extrinsics = [(rig.base_frame, c.optical_frame, c.T_base_optical) for c in rig.cameras]
+        writer.write(tf, stamp_ns(t0) - 10_000_000, bags.serialize(TS, bags.tf_msg(TS, t0, extrinsics)))
         for v in rig.arrival_order():
             c = rig.cameras[rig.view_camera[v]]
             t = float(rig.stamps[v])
