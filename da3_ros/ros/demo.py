@@ -338,10 +338,11 @@ def write_rig_bag(rig, path: Path) -> None:
     """The rig as its drivers and a recorder would write it: /tf_static (base_link ->
     each optical frame), then per view its CameraInfo and image under <namespace>/<camera>/."""
     from ..io import bags
+    from .process_bag import latched_qos
 
     ts = bags.get_typestore()
     with bags.open_writer(path, storage="mcap") as w:
-        tf = bags.add_topic(w, "/tf_static", "tf2_msgs/msg/TFMessage", ts, qos=[_latched_qos()])
+        tf = bags.add_topic(w, "/tf_static", "tf2_msgs/msg/TFMessage", ts, qos=[latched_qos()])
         topics = {c.name: (bags.add_topic(w, f"{NAMESPACE}/{c.name}/image", bags.IMAGE, ts),
                            bags.add_topic(w, f"{NAMESPACE}/{c.name}/camera_info", bags.CAMERA_INFO, ts)) for c in rig.cameras}
         t0 = float(rig.stamps.min())
@@ -355,14 +356,6 @@ def write_rig_bag(rig, path: Path) -> None:
             w.write(info, ns, bags.serialize(ts, bags.camera_info_msg(ts, c.intrinsics, rig.width, rig.height, t,
                                                                       c.optical_frame)))
             w.write(img, ns + 1, bags.serialize(ts, bags.image_msg(ts, rig.images[v], "rgb8", t, c.optical_frame)))
-
-
-def _latched_qos():
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
 
 
 def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, process_res: int) -> int:
