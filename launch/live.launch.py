@@ -14,15 +14,16 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+# (name, default, description): README.md's table is checked against this list
 ARGUMENTS = [
     ("namespace", "da3", "namespace of the node and its topics"),
-    ("model", "", "checkpoint (hub id, directory, random:<variant>); empty: params_file's"),
-    ("image", "/camera/color/image_raw", "sensor_msgs/Image topic (or the base of image/compressed)"),
+    ("model", "", "checkpoint: a hub id, a directory, `random:<variant>`; empty: params_file's"),
+    ("image", "/camera/color/image_raw", "sensor_msgs/Image topic (or the base of `<image>/compressed`)"),
     ("camera_info", "/camera/color/camera_info", "sensor_msgs/CameraInfo topic"),
-    ("compressed", "false", "subscribe to <image>/compressed (JPEG/PNG) instead of raw images"),
-    ("params_file", "", "extra parameter file, applied after config/live.yaml"),
+    ("compressed", "false", "subscribe to `<image>/compressed` (JPEG/PNG) instead of raw images"),
+    ("params_file", "", "extra parameter file, applied after `config/live.yaml`"),
     ("use_sim_time", "false", "use /clock (bag replay)"),
-    ("rviz", "false", "start RViz with rviz/da3.rviz"),
+    ("rviz", "false", "start RViz with `rviz/da3.rviz`"),
 ]
 
 
