@@ -132,8 +132,9 @@ class TestReplayLaunchAnswersTheBag(unittest.TestCase):
 
 @launch_testing.post_shutdown_test()
 class TestReplayLaunchShutdown(unittest.TestCase):
-    def test_the_node_and_the_player_exited_cleanly(self, proc_info):
+    def test_the_node_and_the_player_exited_cleanly(self, proc_info, proc_output):
         names = " ".join(proc_info.process_names())
         self.assertIn("da3_node", names)
         self.assertIn("player", names)
         launch_testing.asserts.assertExitCodes(proc_info)
+        self.assertNotIn("Traceback", all_output(proc_output))  # stopped with frames in flight
