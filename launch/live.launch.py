@@ -1,7 +1,9 @@
-"""Live depth and poses from a camera:
+"""Live depth and poses from a camera (or a rig of cameras):
 
     ros2 launch da3_ros live.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info rviz:=true
+    ros2 launch da3_ros live.launch.py cameras:="[left, right]" base_frame:=base_link
+    ros2 launch da3_ros live.launch.py managed:=true   # a lifecycle node, driven to active here
 """
 
 import os
@@ -9,10 +11,14 @@ import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 # (name, default, description): README.md's table is checked against this list
 ARGUMENTS = [
@@ -21,10 +27,21 @@ ARGUMENTS = [
     ("image", "/camera/color/image_raw", "sensor_msgs/Image topic (or the base of `<image>/compressed`)"),
     ("camera_info", "/camera/color/camera_info", "sensor_msgs/CameraInfo topic"),
     ("compressed", "false", "subscribe to `<image>/compressed` (JPEG/PNG) instead of raw images"),
+    ("cameras", "", "a rig: camera names, e.g. `[left, right]` (topics `<camera>/image`, `<camera>/camera_info` in "
+                    "the namespace; `image` and `camera_info` are then unused); empty: one camera"),
+    ("base_frame", "", "the robot's (rig's) base frame, e.g. `base_link`: TF and odometry for it, extrinsics "
+                       "from /tf_static; empty: params_file's"),
+    ("managed", "false", "start the managed (lifecycle) node `da3_managed_node` and drive it through configure "
+                         "and activate"),
     ("params_file", "", "extra parameter file, applied after `config/live.yaml`"),
     ("use_sim_time", "false", "use /clock (bag replay)"),
     ("rviz", "false", "start RViz with `rviz/da3.rviz`"),
 ]
+
+
+def camera_list(text: str) -> list:
+    """`[left, right]` or `left,right` -> ["left", "right"]."""
+    return [name.strip().strip("'\"") for name in text.strip().strip("[]").split(",") if name.strip()]
 
 
 def rviz_config_for(namespace: str) -> str:
@@ -50,21 +67,38 @@ def launch_setup(context):
                  "use_compressed": get("compressed").lower() == "true"}
     if get("model"):
         overrides["model"] = get("model")
+    if get("base_frame"):
+        overrides["base_frame"] = get("base_frame")
+    cameras = camera_list(get("cameras"))
+    if cameras:
+        overrides["cameras"] = cameras
     params.append(overrides)
     image = get("image")
-    node = Node(
-        package="da3_ros", executable="da3_node", name="da3_node", namespace=get("namespace"),
-        output="screen", emulate_tty=True, parameters=params,
-        remappings=[("image", image), ("image/compressed", image + "/compressed"),
-                    ("camera_info", get("camera_info"))],
+    remappings = [] if cameras else [("image", image), ("image/compressed", image + "/compressed"),
+                                     ("camera_info", get("camera_info"))]
+    managed = get("managed").lower() == "true"
+    kind = LifecycleNode if managed else Node
+    node = kind(
+        package="da3_ros", executable="da3_managed_node" if managed else "da3_node", name="da3_node",
+        namespace=get("namespace"), output="screen", emulate_tty=True, parameters=params, remappings=remappings,
     )
+    actions = [node]
+    if managed:  # configure (loads the model), and once inactive, activate
+        actions += [
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, goal_state="inactive",
+                entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                                      transition_id=Transition.TRANSITION_ACTIVATE))])),
+            EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                        transition_id=Transition.TRANSITION_CONFIGURE)),
+        ]
     rviz = Node(
         package="rviz2", executable="rviz2", name="rviz2", output="log",
         arguments=["-d", rviz_config_for(get("namespace"))],
         parameters=[{"use_sim_time": overrides["use_sim_time"]}],
         condition=IfCondition(get("rviz")),
     )
-    return [node, rviz]
+    return actions + [rviz]
 
 
 def generate_launch_description():

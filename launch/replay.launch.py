@@ -39,6 +39,10 @@ ARGUMENTS = [
     ("image", "/camera/color/image_raw", "image topic in the bag"),
     ("camera_info", "/camera/color/camera_info", "camera info topic in the bag"),
     ("compressed", "false", "the bag holds `<image>/compressed` (JPEG/PNG) instead of raw images"),
+    ("cameras", "", "a rig bag: camera names, e.g. `[left, right]` (its topics `<namespace>/<camera>/image`, "
+                    "`.../camera_info`); empty: one camera"),
+    ("base_frame", "", "the robot's (rig's) base frame, e.g. `base_link`; the bag's /tf_static gives its extrinsics"),
+    ("managed", "false", "start the managed (lifecycle) node and drive it to active"),
     ("params_file", "", "extra parameter file, applied after `config/live.yaml`"),
     ("rviz", "true", "start RViz with `rviz/da3.rviz`"),
 ]
@@ -105,6 +109,7 @@ def launch_setup(context):
         PythonLaunchDescriptionSource(os.path.join(share, "launch", "live.launch.py")),
         launch_arguments={"namespace": get("namespace"), "model": get("model"), "image": get("image"),
                           "camera_info": get("camera_info"), "compressed": get("compressed"),
+                          "cameras": get("cameras"), "base_frame": get("base_frame"), "managed": get("managed"),
                           "params_file": get("params_file"), "use_sim_time": str(clock).lower(),
                           "rviz": get("rviz")}.items(),
     )
