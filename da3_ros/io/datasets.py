@@ -123,6 +123,22 @@ def read_trajectory(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
         raise GroundTruthError(f"ground-truth trajectory {path}: {exc}") from exc
 
 
+def _optional_trajectory(path: Path, info: dict) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """A layout's own TUM trajectory file, or None (noted in `info`) when absent or
+    unreadable: the images and depth can still be used."""
+    if not path.is_file():
+        info["poses"] = f"none (no {path.name})"
+        return None
+    try:
+        trajectory = read_trajectory(path)
+    except GroundTruthError as exc:
+        info["poses"] = f"unreadable: {exc}"
+        log.warning("%s", info["poses"])
+        return None
+    info["poses"] = f"{path.name} (TUM trajectory, associated by stamp)"
+    return trajectory
+
+
 def associate(stamps_a: Sequence[float], stamps_b: Sequence[float], max_dt: float = ASSOCIATION_MAX_DT
               ) -> Tuple[np.ndarray, np.ndarray]:
     """One-to-one index pairs (ia, ib) with |a - b| <= max_dt, the nearest pairs
@@ -204,8 +220,12 @@ class TumRgbdSource(ImageListSource):
         super().__init__(path, [path / n for n in rgb_names], rgb_stamps, K, max_frames)
         info = {"layout": "TUM RGB-D", "intrinsics": k_note, "association_max_dt_s": max_dt}
         depth_files: List[Optional[Path]] = [None] * len(rgb_names)
-        if (path / "depth.txt").is_file():
-            d_stamps, d_names = read_file_list(path / "depth.txt")
+        try:
+            d_stamps, d_names = read_file_list(path / "depth.txt") if (path / "depth.txt").is_file() else (None, None)
+        except (OSError, SourceError) as exc:  # the images can still be streamed
+            d_stamps, info["depth"] = None, f"unreadable: {exc}"
+            log.warning("%s: no ground-truth depth: %s", path, exc)
+        if d_stamps is not None:
             ia, ib = associate(rgb_stamps, d_stamps, max_dt)
             missing = 0
             for i, j in zip(ia, ib):
@@ -217,14 +237,9 @@ class TumRgbdSource(ImageListSource):
             info["depth"] = f"depth.txt ({TUM_DEPTH_UNITS_PER_M:g} units per metre)"
             info["depth_unassociated"] = int(len(rgb_names) - len(ia))
             info["depth_files_missing"] = missing
-        else:
+        elif "depth" not in info:
             info["depth"] = "none (no depth.txt)"
-        trajectory = None
-        if (path / "groundtruth.txt").is_file():
-            trajectory = read_trajectory(path / "groundtruth.txt")
-            info["poses"] = "groundtruth.txt (associated by stamp)"
-        else:
-            info["poses"] = "none (no groundtruth.txt)"
+        trajectory = _optional_trajectory(path / "groundtruth.txt", info)
         self.ground_truth = GroundTruth("tum_rgbd", depth_files, TUM_DEPTH_UNITS_PER_M, (0,), trajectory, info)
 
     @staticmethod
@@ -324,8 +339,7 @@ def folder_ground_truth(source) -> Optional[GroundTruth]:
     trajectory = None
     for name in GT_TRAJECTORY_NAMES:
         if (path / name).is_file():
-            trajectory = read_trajectory(path / name)
-            info["poses"] = f"{name} (TUM trajectory, associated by stamp)"
+            trajectory = _optional_trajectory(path / name, info)
             break
     if trajectory is None and not any(d is not None for d in depth_files):
         return None

@@ -40,6 +40,8 @@ from ..io.datasets import ASSOCIATION_MAX_DT, GroundTruth, GroundTruthError, ass
 
 #: frames shown in the summary picture
 PICTURE_FRAMES = 4
+#: values a median keeps in memory at once (float64: 32 MB); more take extra passes over the frames
+MEDIAN_MAX_KEEP = 1 << 22
 
 DEPTH_DEFINITION = ("pixels whose ground truth is finite and > 0 and whose prediction is finite, at the ground "
                     "truth's resolution (no confidence mask); pooled over the sequence: abs_rel = mean |d - d*| / d*, "
@@ -133,8 +135,8 @@ def _evaluate_depth(answered, gt: GroundTruth, metric: bool, rows: Dict[int, dic
                "unreadable": 0, "no_valid_pixels": 0}
     # passes over the data until every median is known (bounded memory: geometry.metrics.StreamingMedian)
     segments = sorted({a.segment for a in frames})
-    ratio_median = {s: StreamingMedian() for s in segments}
-    gt_median = StreamingMedian()  # for the constant-depth reference
+    ratio_median = {s: StreamingMedian(MEDIAN_MAX_KEEP) for s in segments}
+    gt_median = StreamingMedian(MEDIAN_MAX_KEEP)  # for the constant-depth reference
     usable: List[AnsweredFrame] = []
     first = True
     while True:

@@ -152,3 +152,15 @@ def test_read_depth_png_units_and_invalid(tmp_path):
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="single-channel"):
         read_depth_png(tmp_path / "rgb.png", 1000.0)
+
+
+def test_unreadable_ground_truth_files_do_not_stop_the_stream(tmp_path, seq):
+    s = with_stamps(seq, TUM_T0 + np.arange(N) / 30.0)
+    d = write_tum_rgbd(s, tmp_path)
+    (d / "groundtruth.txt").write_text("# t x y z qx qy qz qw\n1.0 2.0 3.0\n")
+    (d / "depth.txt").write_text("# depth\nnot-a-stamp depth/x.png\n")
+    src = open_source(d)
+    assert len(list(src)) == N
+    gt = src.ground_truth
+    assert gt.trajectory is None and gt.info["poses"].startswith("unreadable")
+    assert not gt.has_depth and gt.info["depth"].startswith("unreadable")

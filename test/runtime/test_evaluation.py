@@ -84,10 +84,14 @@ def _check_picture(out, printed):
         assert img.size[0] > 800 and img.size[1] > 600
 
 
-def test_tum_rgbd_noisy_oracle_matches_independent_computation(tum, tmp_path):
+def test_tum_rgbd_noisy_oracle_matches_independent_computation(tum, tmp_path, monkeypatch):
     evo_metrics = pytest.importorskip("evo.core.metrics")
     from evo.core.trajectory import PoseTrajectory3D
 
+    from da3_ros.runtime import evaluation
+
+    # medians of more values than fit in memory: the evaluation passes over the frames again
+    monkeypatch.setattr(evaluation, "MEDIAN_MAX_KEEP", 1000)
     seq, oracle, d = tum
     out = tmp_path / "run"
     rc, summary, rows = run(["--input", str(d), "--model", f"noisy-oracle:{oracle}"], out)
@@ -238,3 +242,42 @@ def test_default_model_on_a_tum_folder(tum, tmp_path, monkeypatch, capsys):
     ev = summary["evaluation"]
     assert ev["frames"]["depth_evaluated"] == 6 and ev["pose"]["frames"] == 6
     assert np.isfinite(ev["depth"]["abs_rel"]) and ev["depth"]["abs_rel"] < ev["depth"]["constant_depth_reference"]["abs_rel"]
+
+
+def test_each_world_segment_gets_its_own_scale_and_alignment(tmp_path):
+    """After a stream reset the world (frame and unit) restarts: depth scale and
+    trajectory alignment are found per segment, the numbers pool them."""
+    from da3_ros.geometry import Sim3
+    from da3_ros.io.datasets import GroundTruth
+    from da3_ros.runtime.evaluation import AnsweredFrame, evaluate
+
+    rng = np.random.default_rng(5)
+    n, per_segment_scale = 20, {0: 2.0, 1: 5.0}
+    gt_c2w = np.tile(np.eye(4), (n, 1, 1))
+    gt_c2w[:, :3, :3] = Rotation.from_rotvec(rng.normal(0, 0.2, (n, 3))).as_matrix()
+    gt_c2w[:, :3, 3] = np.cumsum(rng.normal(0, 0.1, (n, 3)), axis=0)
+    depth_files, answered = [], []
+    worlds = {0: Sim3(0.5, Rotation.random(random_state=1).as_matrix(), rng.normal(size=3)),
+              1: Sim3(0.2, Rotation.random(random_state=2).as_matrix(), rng.normal(size=3))}
+    for i in range(n):
+        seg = 0 if i < 12 else 1
+        g = rng.uniform(0.5, 4.0, (6, 8)).astype(np.float32)
+        g[0, 0] = np.nan  # invalid ground truth pixel
+        np.save(tmp_path / f"gt{i}.npy", g)
+        depth_files.append(tmp_path / f"gt{i}.npy")
+        np.save(tmp_path / f"pred{i}.npy", g / np.float32(per_segment_scale[seg]))
+        answered.append(AnsweredFrame(frame=i, source_index=i, stamp=i / 30.0, c2w=worlds[seg].apply_c2w(gt_c2w[i]),
+                                      segment=seg, depth_file=tmp_path / f"pred{i}.npy"))
+    gt = GroundTruth("folder", depth_files, trajectory=(np.arange(n) / 30.0, gt_c2w))
+    ev = evaluate(answered, gt, metric=False, window=4).summary
+    dep, pose = ev["depth"], ev["pose"]
+    assert dep["scale"] is None and dep["scale_per_segment"] == pytest.approx({"0": 2.0, "1": 5.0}, rel=1e-6)
+    assert dep["abs_rel"] < 1e-6 and dep["pixels"] == n * (6 * 8 - 1)
+    assert pose["scale_per_segment"] == pytest.approx({"0": 2.0, "1": 5.0}, rel=1e-9)
+    assert pose["ate_rmse_m"] < 1e-9 and pose["frames"] == n and pose["rpe_pairs"] == n - 2
+    # AUC pairs never cross a reset: 12 and 8 frames, pairs less than 4 frames apart
+    assert pose["auc"]["pairs"] == (3 * 12 - 6) + (3 * 8 - 6) and pose["auc"]["auc3"] == 1.0
+    # one world for all: the second segment's depth off by 2.5x, its poses in another frame
+    merged = [AnsweredFrame(a.frame, a.source_index, a.stamp, a.c2w, 0, a.depth_file) for a in answered]
+    ev = evaluate(merged, gt, metric=False, window=4).summary
+    assert ev["depth"]["abs_rel"] > 0.1 and ev["pose"]["ate_rmse_m"] > 0.05
