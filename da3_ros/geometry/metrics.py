@@ -258,7 +258,7 @@ class StreamingMedian:
             self._above_min = min(self._above_min, float(above.min()))
         inside = x[(x >= self._lo) & (x <= self._hi)]
         if self._mode == "histogram":
-            b = np.clip(np.searchsorted(self._edges, inside, side="right") - 1, 0, self.bins - 1)
+            b = self._bin(inside)
             self._hist += np.bincount(b, minlength=self.bins)
             np.minimum.at(self._bmin, b, inside)
             np.maximum.at(self._bmax, b, inside)
@@ -270,6 +270,19 @@ class StreamingMedian:
                 u, inv = np.unique(np.concatenate([self._counts[0], u]), return_inverse=True)
                 c = np.bincount(inv, weights=np.concatenate([self._counts[1], c])).astype(np.int64)
             self._counts = (u, c)
+
+    def _bin(self, x: np.ndarray) -> np.ndarray:
+        """Bin of each value: edges[b] <= x < edges[b + 1] (the last bin closed),
+        by arithmetic, then corrected against the edges for rounding."""
+        e = self._edges
+        with np.errstate(over="ignore"):
+            per_unit = self.bins / (self._hi - self._lo)
+        if not np.isfinite(per_unit):  # a range of a few subnormals: search the edges
+            return np.clip(np.searchsorted(e, x, side="right") - 1, 0, self.bins - 1)
+        b = np.clip(((x - self._lo) * per_unit).astype(np.int64), 0, self.bins - 1)
+        b -= (x < e[b]) & (b > 0)
+        b += (x >= e[b + 1]) & (b < self.bins - 1)
+        return b
 
     def end_pass(self) -> bool:
         """Close a pass over the data; True when the median is known."""
