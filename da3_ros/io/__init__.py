@@ -1,4 +1,5 @@
-"""da3_ros.io: camera streams in, results out. NumPy, Pillow and rosbags only (no rclpy, no torch).
+"""da3_ros.io: camera streams in, results out. NumPy, Pillow and rosbags (matplotlib in
+plots, when installed); no rclpy, no torch.
 
   images   ROS image buffers <-> arrays (replaces cv_bridge)
   sources  image folder / video / rosbag2 -> SourceFrame stream (`open_source`)

@@ -156,102 +156,104 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     eval_depth_dir = None
     if gt is not None and gt.has_depth and args.no_frames:
         eval_depth_dir = Path(tempfile.mkdtemp(prefix=".eval_depth_", dir=out))
-    try:
-        total = len(source)
-    except TypeError:
-        total = None
-    progress = Progress(total, not args.quiet)
-    stamps: List[float] = []
-    poses: List[np.ndarray] = []
-    answered: List[evaluation.AnsweredFrame] = []
-    source_index: Dict[int, Optional[int]] = {}
-    statuses: Counter = Counter()
-    keyframes = rejected = resets = failed_windows = 0
-    last = None
-    n_in = 0
-    t0 = time.perf_counter()
-
-    def handle(results) -> None:
-        nonlocal keyframes, resets, last
-        for r in results:
-            if r.reset is not None:
-                resets += 1
-                stamps.clear()
-                poses.clear()  # a new world: the old poses are in another frame
-            stamps.append(r.stamp)
-            poses.append(r.c2w)
-            statuses[r.alignment] += 1
-            keyframes += int(r.keyframe)
-            last = r
-            name = f"{r.index:06d}"
-            depth_file = None
-            if not args.no_frames:
-                depth_file = out / "depth" / f"{name}.npy"
-                np.save(depth_file, r.depth)
-                writers.write_depth_png_mm(out / "depth" / f"{name}.png", r.depth)
-                np.save(out / "confidence" / f"{name}.npy", r.confidence)
-            elif eval_depth_dir is not None:
-                depth_file = eval_depth_dir / f"{name}.npy"
-                np.save(depth_file, r.depth)
-            answered.append(evaluation.AnsweredFrame(frame=r.index, source_index=source_index.pop(r.index, None),
-                                                     stamp=r.stamp, c2w=r.c2w, segment=resets, depth_file=depth_file))
-
-    for sf in source:
-        frame = Frame(index=n_in, stamp=float(sf.stamp), image=sf.image,
-                      intrinsics=None if args.ignore_intrinsics else sf.intrinsics)
-        source_index[n_in] = sf.index
-        n_in += 1
+    try:  # the evaluation's copy of the predictions goes, whatever happens
         try:
-            handle(streamer.push(frame))
-        except ValueError as exc:  # FrameError: skip the frame, keep going
-            rejected += 1
-            source_index.pop(frame.index, None)
-            print(f"\nrun-offline: frame {frame.index} rejected: {exc}", file=sys.stderr)
-        except ModelOutputError as exc:  # the window's new frames are dropped, the stream goes on
-            failed_windows += 1
-            print(f"\nrun-offline: window with frame {frame.index} dropped: {exc}", file=sys.stderr)
-        progress.update(n_in, len(answered))
-    handle(streamer.flush())
-    progress.update(n_in, len(answered), force=True)
-    progress.close()
-    elapsed = time.perf_counter() - t0
+            total = len(source)
+        except TypeError:
+            total = None
+        progress = Progress(total, not args.quiet)
+        stamps: List[float] = []
+        poses: List[np.ndarray] = []
+        answered: List[evaluation.AnsweredFrame] = []
+        source_index: Dict[int, Optional[int]] = {}
+        statuses: Counter = Counter()
+        keyframes = rejected = resets = failed_windows = 0
+        last = None
+        n_in = 0
+        t0 = time.perf_counter()
 
-    st = np.array(stamps, np.float64)
-    c2w = np.array(poses, np.float64).reshape(-1, 4, 4)
-    writers.write_tum(out / "trajectory.tum", st, c2w)
-    xyz, rgb = streamer.map_points()
-    writers.write_ply(out / "map.ply", xyz, rgb)
-    if last is not None:
-        writers.write_json(out / "intrinsics.json", {
-            "K": last.intrinsics, "width": last.width, "height": last.height, "source": last.intrinsics_source})
-    embedded = EMBEDDED_VARIANT in str(model_name)
-    summary = {
-        "input": str(args.input), "input_kind": source.kind, "model": model_name,
-        "frames_in": n_in, "frames_answered": len(answered), "frames_rejected": rejected,
-        "windows_failed": failed_windows, "keyframes": keyframes,
-        "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
-        "metric": bool(streamer.metric), "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
-        "world": streamer.world_mode, "alignment": dict(statuses), "map_points": int(len(xyz)),
-        "window": args.window, "stride": args.stride,
-        "trajectory_note": "trajectory.tum holds the last world segment (since the last reset)" if resets else None,
-    }
-    if embedded:
-        summary["model_note"] = EMBEDDED_NOTE
-    lines = [f"run-offline: {n_in} frames in {elapsed:.1f} s ({summary['fps'] or 0:.1f} fps), {len(answered)} answered, "
-             f"{keyframes} keyframes, {rejected} rejected, {resets} resets",
-             f"  model: {model_name}",
-             f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, alignment {dict(statuses)}"]
-    if gt is not None:
-        ev = evaluation.evaluate(answered, gt, bool(streamer.metric), args.window, args.max_dt,
-                                 image_of=_image_reader(source), frames_in=n_in)
-        summary["evaluation"] = ev.summary
-        evaluation.write_rows_csv(out / "frames.csv", ev.rows)
-        lines += evaluation.headline(ev.summary)
-        lines.append(f"  per-frame numbers: {out / 'frames.csv'}")
-        if not args.no_picture:
-            lines.append("  " + _draw(out / "summary.png", ev, model_name, source.kind, embedded, summary))
-    if eval_depth_dir is not None:
-        shutil.rmtree(eval_depth_dir, ignore_errors=True)
+        def handle(results) -> None:
+            nonlocal keyframes, resets, last
+            for r in results:
+                if r.reset is not None:
+                    resets += 1
+                    stamps.clear()
+                    poses.clear()  # a new world: the old poses are in another frame
+                stamps.append(r.stamp)
+                poses.append(r.c2w)
+                statuses[r.alignment] += 1
+                keyframes += int(r.keyframe)
+                last = r
+                name = f"{r.index:06d}"
+                depth_file = None
+                if not args.no_frames:
+                    depth_file = out / "depth" / f"{name}.npy"
+                    np.save(depth_file, r.depth)
+                    writers.write_depth_png_mm(out / "depth" / f"{name}.png", r.depth)
+                    np.save(out / "confidence" / f"{name}.npy", r.confidence)
+                elif eval_depth_dir is not None:
+                    depth_file = eval_depth_dir / f"{name}.npy"
+                    np.save(depth_file, r.depth)
+                answered.append(evaluation.AnsweredFrame(frame=r.index, source_index=source_index.pop(r.index, None),
+                                                         stamp=r.stamp, c2w=r.c2w, segment=resets, depth_file=depth_file))
+
+        for sf in source:
+            frame = Frame(index=n_in, stamp=float(sf.stamp), image=sf.image,
+                          intrinsics=None if args.ignore_intrinsics else sf.intrinsics)
+            source_index[n_in] = sf.index
+            n_in += 1
+            try:
+                handle(streamer.push(frame))
+            except ValueError as exc:  # FrameError: skip the frame, keep going
+                rejected += 1
+                source_index.pop(frame.index, None)
+                print(f"\nrun-offline: frame {frame.index} rejected: {exc}", file=sys.stderr)
+            except ModelOutputError as exc:  # the window's new frames are dropped, the stream goes on
+                failed_windows += 1
+                print(f"\nrun-offline: window with frame {frame.index} dropped: {exc}", file=sys.stderr)
+            progress.update(n_in, len(answered))
+        handle(streamer.flush())
+        progress.update(n_in, len(answered), force=True)
+        progress.close()
+        elapsed = time.perf_counter() - t0
+
+        st = np.array(stamps, np.float64)
+        c2w = np.array(poses, np.float64).reshape(-1, 4, 4)
+        writers.write_tum(out / "trajectory.tum", st, c2w)
+        xyz, rgb = streamer.map_points()
+        writers.write_ply(out / "map.ply", xyz, rgb)
+        if last is not None:
+            writers.write_json(out / "intrinsics.json", {
+                "K": last.intrinsics, "width": last.width, "height": last.height, "source": last.intrinsics_source})
+        embedded = EMBEDDED_VARIANT in str(model_name)
+        summary = {
+            "input": str(args.input), "input_kind": source.kind, "model": model_name,
+            "frames_in": n_in, "frames_answered": len(answered), "frames_rejected": rejected,
+            "windows_failed": failed_windows, "keyframes": keyframes,
+            "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
+            "metric": bool(streamer.metric), "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
+            "world": streamer.world_mode, "alignment": dict(statuses), "map_points": int(len(xyz)),
+            "window": args.window, "stride": args.stride,
+            "trajectory_note": "trajectory.tum holds the last world segment (since the last reset)" if resets else None,
+        }
+        if embedded:
+            summary["model_note"] = EMBEDDED_NOTE
+        lines = [f"run-offline: {n_in} frames in {elapsed:.1f} s ({summary['fps'] or 0:.1f} fps), {len(answered)} answered, "
+                 f"{keyframes} keyframes, {rejected} rejected, {resets} resets",
+                 f"  model: {model_name}",
+                 f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, alignment {dict(statuses)}"]
+        if gt is not None:
+            ev = evaluation.evaluate(answered, gt, bool(streamer.metric), args.window, args.max_dt,
+                                     image_of=_image_reader(source), frames_in=n_in)
+            summary["evaluation"] = ev.summary
+            evaluation.write_rows_csv(out / "frames.csv", ev.rows)
+            lines += evaluation.headline(ev.summary)
+            lines.append(f"  per-frame numbers: {out / 'frames.csv'}")
+            if not args.no_picture:
+                lines.append("  " + _draw(out / "summary.png", ev, model_name, source.kind, embedded, summary))
+    finally:
+        if eval_depth_dir is not None:
+            shutil.rmtree(eval_depth_dir, ignore_errors=True)
     writers.write_json(out / "summary.json", summary)
     if embedded:
         lines.append(f"  note: {EMBEDDED_NOTE}")
