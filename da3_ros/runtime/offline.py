@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -165,7 +165,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stamps: List[float] = []
         poses: List[np.ndarray] = []
         answered: List[evaluation.AnsweredFrame] = []
-        source_index: Dict[int, Optional[int]] = {}
         statuses: Counter = Counter()
         keyframes = rejected = resets = failed_windows = 0
         last = None
@@ -194,19 +193,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 elif eval_depth_dir is not None:
                     depth_file = eval_depth_dir / f"{name}.npy"
                     np.save(depth_file, r.depth)
-                answered.append(evaluation.AnsweredFrame(frame=r.index, source_index=source_index.pop(r.index, None),
+                answered.append(evaluation.AnsweredFrame(frame=r.index, source_index=r.meta,
                                                          stamp=r.stamp, c2w=r.c2w, segment=resets, depth_file=depth_file))
 
         for sf in source:
+            # meta: the source's own index of the frame (its ground truth's key), handed back in the result
             frame = Frame(index=n_in, stamp=float(sf.stamp), image=sf.image,
-                          intrinsics=None if args.ignore_intrinsics else sf.intrinsics)
-            source_index[n_in] = sf.index
+                          intrinsics=None if args.ignore_intrinsics else sf.intrinsics, meta=sf.index)
             n_in += 1
             try:
                 handle(streamer.push(frame))
             except ValueError as exc:  # FrameError: skip the frame, keep going
                 rejected += 1
-                source_index.pop(frame.index, None)
                 print(f"\nrun-offline: frame {frame.index} rejected: {exc}", file=sys.stderr)
             except ModelOutputError as exc:  # the window's new frames are dropped, the stream goes on
                 failed_windows += 1
@@ -230,6 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "input": str(args.input), "input_kind": source.kind, "model": model_name,
             "frames_in": n_in, "frames_answered": len(answered), "frames_rejected": rejected,
             "windows_failed": failed_windows, "keyframes": keyframes,
+            "frames_dropped": {k: v for k, v in streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
             "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
             "metric": bool(streamer.metric), "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
             "world": streamer.world_mode, "alignment": dict(statuses), "map_points": int(len(xyz)),
