@@ -245,15 +245,19 @@ class TumRgbdSource(ImageListSource):
     @staticmethod
     def _intrinsics(path: Path, choice: str) -> Tuple[Optional[np.ndarray], str]:
         if choice in TUM_INTRINSICS:
-            return K_from(*TUM_INTRINSICS[choice]), f"{choice} (published calibration, chosen)"
+            return K_from(*TUM_INTRINSICS[choice]), f"{choice} (published calibration, chosen){_raw_note(choice)}"
         if choice == "none":
             return None, "estimated by the model (none given)"
         if (path / "intrinsics.json").is_file():
             return read_intrinsics_json(path / "intrinsics.json"), "intrinsics.json"
         camera = tum_camera_of(path)
         if camera is not None:
-            return K_from(*TUM_INTRINSICS[camera]), f"{camera} (published calibration, from the folder name)"
+            return K_from(*TUM_INTRINSICS[camera]), f"{camera} (published calibration, from the folder name){_raw_note(camera)}"
         return None, "estimated by the model (folder name has no freiburg1/2/3 and no intrinsics.json)"
+
+
+def _raw_note(camera: str) -> str:
+    return "; its images are not undistorted, the published distortion is not applied" if camera != "fr3" else ""
 
 
 # ---------------------------------------------------------------- 7-Scenes
