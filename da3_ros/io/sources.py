@@ -15,9 +15,19 @@ Image folder layout:
       intrinsics.json  (optional)   {"fx": .., "fy": .., "cx": .., "cy": ..} or
                                     {"K": [[..],[..],[..]]}, pixels at the images'
                                     own resolution; used for every frame.
+      depth/           (optional)   ground-truth depth per image, same file stem:
+                                    16-bit PNG in millimetres (0 = none) or
+                                    float .npy in metres
+      groundtruth.txt  (optional)   ground-truth trajectory (TUM format, the
+                                    images' stamps; also groundtruth.tum)
 
 Video (.mp4 .avi .mkv .mov .webm): needs PyAV (`pip install av`); stamps are the
 frames' presentation times in seconds; no intrinsics.
+
+Dataset layouts with ground truth (da3_ros.io.datasets): a TUM RGB-D sequence
+(rgb.txt, depth.txt, groundtruth.txt) and a 7-Scenes sequence folder
+(frame-XXXXXX.color.png / .depth.png / .pose.txt). A source's `ground_truth`
+(None for video and bags) holds its depth and trajectory for evaluation.
 
 rosbag2 (directory with metadata.yaml, or a .mcap / .db3 file): images from a
 sensor_msgs/Image or CompressedImage topic, stamps from their headers, K from
@@ -63,11 +73,14 @@ class SourceFrame:
 
     stamp: capture time, seconds. image: HxWx3 uint8 RGB.
     intrinsics: 3x3 float64 pinhole K in pixels of this image, or None.
+    index: the frame's position in an image list (folders, datasets: the key
+        of its ground truth), else None.
     """
 
     stamp: float
     image: np.ndarray
     intrinsics: Optional[np.ndarray] = None
+    index: Optional[int] = None
 
     @property
     def width(self) -> int:
@@ -93,6 +106,8 @@ class Source:
         self.path = Path(path)
         self.max_frames = max_frames
         self.length: Optional[int] = None
+        #: da3_ros.io.datasets.GroundTruth of the layout, when it has any
+        self.ground_truth = None
 
     def __iter__(self) -> Iterator[SourceFrame]:
         if self.max_frames == 0:
@@ -123,9 +138,17 @@ def open_source(
     camera_info_topic: Optional[str] = None,
     max_frames: Optional[int] = None,
     rectified: bool = False,
+    max_dt: Optional[float] = None,
+    tum_intrinsics: str = "auto",
 ) -> Source:
-    """Open an image folder, a video file or a rosbag2 as a Source (see module doc).
-    `rectified`: a bag's images are rectified (their intrinsics are CameraInfo's P)."""
+    """Open an image folder, a dataset layout (TUM RGB-D, 7-Scenes), a video file
+    or a rosbag2 as a Source (see module doc).
+    `rectified`: a bag's images are rectified (their intrinsics are CameraInfo's P).
+    `max_dt`: seconds within which a TUM RGB-D depth image belongs to a colour
+    image (default datasets.ASSOCIATION_MAX_DT). `tum_intrinsics`: "auto",
+    "fr1", "fr2", "fr3" or "none" (see datasets.TumRgbdSource)."""
+    from . import datasets  # beside this module; it builds on ImageListSource
+
     p = Path(path)
     if not p.exists():
         raise SourceError(f"{p}: no such file or directory")
@@ -134,7 +157,14 @@ def open_source(
     if image_topic is not None or camera_info_topic is not None or rectified:
         raise SourceError(f"{p}: image_topic/camera_info_topic/rectified are only for rosbag2 inputs")
     if p.is_dir():
-        return FolderSource(p, max_frames)
+        max_dt = datasets.ASSOCIATION_MAX_DT if max_dt is None else float(max_dt)
+        if datasets.is_tum_rgbd(p):
+            return datasets.TumRgbdSource(p, max_frames, max_dt=max_dt, intrinsics=tum_intrinsics)
+        if datasets.is_seven_scenes(p):
+            return datasets.SevenScenesSource(p, max_frames)
+        source = FolderSource(p, max_frames)
+        source.ground_truth = datasets.folder_ground_truth(source)
+        return source
     if p.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(p, max_frames)
     raise SourceError(
@@ -150,7 +180,7 @@ def _natural_key(name: str) -> Tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def _read_intrinsics_json(path: Path) -> np.ndarray:
+def read_intrinsics_json(path: Path) -> np.ndarray:
     try:
         data = json.loads(path.read_text())
         if "K" in data:
@@ -192,40 +222,66 @@ def _read_timestamps(path: Path, names: Sequence[str]) -> List[float]:
     return [by_name[n] for n in names]
 
 
-class FolderSource(Source):
-    kind = "folder"
+def read_rgb(file: PathLike) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB (raises OSError / ValueError when unreadable)."""
+    from PIL import Image
 
-    def __init__(self, path: PathLike, max_frames: Optional[int] = None):
+    try:
+        with Image.open(file) as img:
+            img.load()
+            return pil_to_rgb(img)
+    except SyntaxError as exc:  # PIL's word for some corrupt files
+        raise ValueError(str(exc)) from exc
+
+
+class ImageListSource(Source):
+    """A list of image files with their stamps (seconds) and one K (or None).
+    Frames carry their position in the list as `index`; unreadable images are
+    skipped with a warning."""
+
+    kind = "images"
+
+    def __init__(self, path: PathLike, files: Sequence[Path], stamps: Sequence[float],
+                 intrinsics: Optional[np.ndarray] = None, max_frames: Optional[int] = None):
         super().__init__(path, max_frames)
-        self.files = sorted(
-            (f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
-            key=lambda f: _natural_key(f.name),
-        )
-        if not self.files:
-            raise SourceError(f"{self.path}: folder has no {'/'.join(IMAGE_SUFFIXES)} images")
-        names = [f.name for f in self.files]
-        stamps_file = self.path / "timestamps.txt"
-        if stamps_file.is_file():
-            self.stamps = _read_timestamps(stamps_file, names)
-        else:
-            self.stamps = [i / DEFAULT_FOLDER_FPS for i in range(len(names))]
-        K_file = self.path / "intrinsics.json"
-        self.intrinsics = _read_intrinsics_json(K_file) if K_file.is_file() else None
+        if len(files) != len(stamps):
+            raise SourceError(f"{path}: {len(stamps)} stamps for {len(files)} images")
+        self.files = [Path(f) for f in files]
+        self.stamps = [float(t) for t in stamps]
+        self.intrinsics = intrinsics
         self.length = len(self.files)
 
     def _frames(self) -> Iterator[SourceFrame]:
-        from PIL import Image
-
-        for file, stamp in zip(self.files, self.stamps):
+        for i, (file, stamp) in enumerate(zip(self.files, self.stamps)):
             try:
-                with Image.open(file) as img:
-                    img.load()
-                    image = pil_to_rgb(img)
-            except (OSError, ValueError, SyntaxError) as exc:
+                image = read_rgb(file)
+            except (OSError, ValueError) as exc:
                 log.warning("skipping unreadable image %s: %s", file, exc)
                 continue
             K = None if self.intrinsics is None else self.intrinsics.copy()
-            yield SourceFrame(stamp=float(stamp), image=image, intrinsics=K)
+            yield SourceFrame(stamp=float(stamp), image=image, intrinsics=K, index=i)
+
+
+class FolderSource(ImageListSource):
+    kind = "folder"
+
+    def __init__(self, path: PathLike, max_frames: Optional[int] = None):
+        path = Path(path)
+        files = sorted(
+            (f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda f: _natural_key(f.name),
+        )
+        if not files:
+            raise SourceError(f"{path}: folder has no {'/'.join(IMAGE_SUFFIXES)} images")
+        names = [f.name for f in files]
+        stamps_file = path / "timestamps.txt"
+        if stamps_file.is_file():
+            stamps = _read_timestamps(stamps_file, names)
+        else:
+            stamps = [i / DEFAULT_FOLDER_FPS for i in range(len(names))]
+        K_file = path / "intrinsics.json"
+        K = read_intrinsics_json(K_file) if K_file.is_file() else None
+        super().__init__(path, files, stamps, K, max_frames)
 
 
 # ---------------------------------------------------------------- video

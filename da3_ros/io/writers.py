@@ -179,14 +179,21 @@ def write_depth_png_mm(path: PathLike, depth_m: np.ndarray) -> None:
 
 def read_depth_png_mm(path: PathLike) -> np.ndarray:
     """Read a 16-bit millimetre depth PNG -> HxW float32 metres, NaN where 0."""
+    return read_depth_png(path, 1000.0)
+
+
+def read_depth_png(path: PathLike, units_per_metre: float, invalid: Tuple[int, ...] = (0,)) -> np.ndarray:
+    """Read a 16-bit depth PNG in `units_per_metre` (1000: millimetres, TUM
+    RGB-D: 5000) -> HxW float32 metres, NaN where the value is in `invalid`
+    (0 = no depth; 7-Scenes also marks 65535)."""
     from PIL import Image
 
     with Image.open(path) as img:
-        mm = np.asarray(img)
-    if mm.ndim != 2:
-        raise ValueError(f"{path}: depth PNG must be single-channel, got shape {mm.shape}")
-    depth = mm.astype(np.float32) / np.float32(1000.0)
-    depth[mm == 0] = np.nan
+        raw = np.asarray(img)
+    if raw.ndim != 2 or raw.dtype.kind not in "iu":
+        raise ValueError(f"{path}: depth PNG must be single-channel integer (16-bit), got {raw.dtype} {raw.shape}")
+    depth = raw.astype(np.float32) / np.float32(units_per_metre)
+    depth[np.isin(raw, invalid)] = np.nan
     return depth
 
 

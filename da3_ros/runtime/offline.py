@@ -1,16 +1,23 @@
-"""`da3_ros run-offline`: the streaming pipeline on an image folder, a video or
-a rosbag2, no ROS. Writes per-frame depth (16-bit PNG in mm and float .npy),
-confidence, the world map (PLY), the trajectory (TUM), intrinsics (JSON) and a
-summary (JSON); with --gt, ATE/RPE against a TUM ground truth.
+"""`da3_ros run-offline`: the streaming pipeline (da3_ros.stream.pipeline.Streamer,
+the core the node and process-bag feed) on an image folder, a dataset layout
+(TUM RGB-D, 7-Scenes), a video or a rosbag2, no ROS. Writes per-frame depth
+(16-bit PNG in mm and float .npy), confidence, the world map (PLY), the
+trajectory (TUM), intrinsics (JSON) and a summary (JSON); where the input has
+ground truth (depth and/or poses, see da3_ros.io.datasets) or --gt names a TUM
+trajectory, the evaluation too (summary.json "evaluation", frames.csv,
+summary.png; da3_ros.runtime.evaluation).
 
-    da3_ros run-offline --input frames/ --model depth-anything/DA3-SMALL --out run/
-    da3_ros run-offline --input seq/ --model oracle:seq/ --out run/ --gt seq/groundtruth.txt
+    da3_ros run-offline --input rgbd_dataset_freiburg1_xyz/ --out run/
+    da3_ros run-offline --input frames/ --model depth-anything/DA3-SMALL --out run/ --gt trajectory.txt
+    da3_ros run-offline --input seq/ --model oracle:seq/ --out run/
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,24 +25,38 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..io.datasets import ASSOCIATION_MAX_DT, TUM_INTRINSICS_CHOICES
 from ..stream.config import StreamConfig
 from ..stream.interface import Frame
+from ..weights import EMBEDDED_VARIANT
+from .models import ModelSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="da3_ros run-offline", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--input", required=True, help="image folder, video file or rosbag2 (directory, .mcap, .db3)")
-    p.add_argument("--model", default="depth-anything/DA3-SMALL",
-                   help="DA3 checkpoint (hub id, directory, .safetensors, random:<variant>) or oracle:<synthetic dir>")
+    p.add_argument("--input", required=True, help="image folder, TUM RGB-D or 7-Scenes sequence folder, video file "
+                   "or rosbag2 (directory, .mcap, .db3)")
+    p.add_argument("--model", default="default",
+                   help="default (the node's: hub DA3-SMALL when cached or reachable, else the embedded da3-tiny), "
+                        "a DA3 checkpoint (hub id, directory, .safetensors, random:<variant>) or oracle:<synthetic dir>")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--gt", help="ground-truth trajectory (TUM) for ATE/RPE in the summary")
+    p.add_argument("--gt", default="auto",
+                   help="ground truth to evaluate against: auto (what the input layout has: depth, poses), none, "
+                        "or a TUM trajectory file (poses; depth still from the layout)")
+    p.add_argument("--max-dt", type=float, default=ASSOCIATION_MAX_DT,
+                   help="seconds within which a ground-truth depth image / pose belongs to a frame")
+    p.add_argument("--tum-intrinsics", default="auto", choices=TUM_INTRINSICS_CHOICES,
+                   help="TUM RGB-D input: published calibration fr1/fr2/fr3; auto: intrinsics.json in the folder, "
+                        "else the camera the folder name says (rgbd_dataset_freiburg1_...); none: estimated")
     p.add_argument("--window", type=int, default=8, help="frames per window")
     p.add_argument("--stride", type=int, default=1, help="new frames per inference")
     p.add_argument("--process-res", type=int, default=None, help="network input size (longest side, pixels)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--model-variant", default=None, help="variant name for a bare .safetensors file")
+    p.add_argument("--pose-source", default=ModelSettings.pose_source, choices=["ray", "camera"],
+                   help="the node's pose_source: ray head + solver (more accurate) or camera head (much cheaper on a CPU)")
     p.add_argument("--image-topic", default=None, help="rosbag2 image topic (default: the only image topic)")
     p.add_argument("--camera-info-topic", default=None, help="rosbag2 CameraInfo topic")
     p.add_argument("--rectified", action="store_true",
@@ -48,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel", type=float, default=StreamConfig.map_voxel_size, help="map voxel edge, metres (world units)")
     p.add_argument("--max-map-points", type=int, default=2_000_000)
     p.add_argument("--no-frames", action="store_true", help="skip per-frame depth/confidence files")
+    p.add_argument("--no-picture", action="store_true", help="skip summary.png of the evaluation")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -87,71 +109,37 @@ class Progress:
             self.stream.flush()
 
 
-def associate(stamps_a: np.ndarray, stamps_b: np.ndarray, max_dt: float = 0.02):
-    """Index pairs (i, j) with |a_i - b_j| <= max_dt, nearest first, one-to-one."""
-    if len(stamps_a) == 0 or len(stamps_b) == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    order = np.argsort(stamps_b)
-    sb = stamps_b[order]
-    pos = np.clip(np.searchsorted(sb, stamps_a), 1, len(sb) - 1) if len(sb) > 1 else np.zeros(len(stamps_a), int)
-    left = np.maximum(pos - 1, 0)
-    pick = np.where(np.abs(sb[left] - stamps_a) <= np.abs(sb[pos] - stamps_a), left, pos)
-    ok = np.abs(sb[pick] - stamps_a) <= max_dt
-    ia, jb = np.nonzero(ok)[0], order[pick[ok]]
-    _, first = np.unique(jb, return_index=True)  # one-to-one
-    return ia[first], jb[first]
-
-
-def evaluate(stamps: np.ndarray, c2w: np.ndarray, gt_path: str, metric: bool) -> dict:
-    from ..geometry.metrics import ate, rpe
-    from ..io.writers import read_tum
-
-    gt_stamps, gt_c2w = read_tum(gt_path)
-    ia, ib = associate(stamps, gt_stamps)
-    out = {"gt": str(gt_path), "matched_poses": int(len(ia))}
-    if len(ia) < 3:
-        out["error"] = "fewer than 3 poses matched the ground truth by stamp"
-        return out
-    est, gt = c2w[ia], gt_c2w[ib]
-    moving = np.ptp(gt[:, :3, 3], axis=0).max() > 1e-6
-    align = "se3" if metric or not moving else "sim3"
-    a = ate(est, gt, align)
-    r = rpe(est, gt, 1, scale=a.alignment.scale)
-    out.update({
-        "alignment": align,
-        "ate_rmse_m": a.rmse, "ate_mean_m": a.mean, "ate_max_m": a.max, "scale_to_gt": a.alignment.scale,
-        "rpe_trans_rmse_m": r.trans_rmse, "rpe_rot_rmse_deg": r.rot_rmse_deg,
-    })
-    return out
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        from ..io.sources import open_source
-        from ..io import writers
-    except ImportError as exc:
-        print(f"run-offline: the input/output layer (da3_ros.io) is not available: {exc}", file=sys.stderr)
-        return 2
-    from ..stream.pipeline import Streamer
-    from .models import ModelSettings, ModelUnavailable, make_window_model
+    from ..io import datasets, writers
+    from ..io.sources import open_source
+    from ..stream.pipeline import ModelOutputError, Streamer
+    from . import evaluation
+    from .models import ModelUnavailable, make_window_model
 
     try:
         source = open_source(args.input, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                             max_frames=args.max_frames, rectified=args.rectified)
-    except (ValueError, OSError) as exc:
+                             max_frames=args.max_frames, rectified=args.rectified, max_dt=args.max_dt,
+                             tum_intrinsics=args.tum_intrinsics)
+        gt = None if args.gt == "none" else source.ground_truth
+        if args.gt not in ("auto", "none"):
+            gt = (gt or datasets.GroundTruth("trajectory", [])).with_trajectory(args.gt)
+    except (ValueError, OSError) as exc:  # SourceError, GroundTruthError
         print(f"run-offline: cannot open input: {exc}", file=sys.stderr)
         return 2
+    print(f"run-offline: input {source.kind} {args.input} ({datasets.describe(gt)})", file=sys.stderr, flush=True)
     try:
         model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "",
                                                 device=args.device, precision=args.precision,
-                                                process_res=args.process_res))
+                                                process_res=args.process_res, pose_source=args.pose_source))
     except ModelUnavailable as exc:
         print(f"run-offline: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - any loader failure, in one line
         print(f"run-offline: cannot load model {args.model!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    model_name = getattr(model, "name", args.model)
+    print(f"run-offline: model {model_name}", file=sys.stderr, flush=True)
     try:
         cfg = StreamConfig(window_size=args.window, stride=args.stride, min_confidence=args.min_confidence,
                            depth_range=(args.min_depth, args.max_depth), map_voxel_size=args.voxel,
@@ -164,83 +152,149 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = Path(args.out)
     (out / "depth").mkdir(parents=True, exist_ok=True)
     (out / "confidence").mkdir(exist_ok=True)
-    try:
-        total = len(source)
-    except TypeError:
-        total = None
-    progress = Progress(total, not args.quiet)
-    stamps: List[float] = []
-    poses: List[np.ndarray] = []
-    statuses: Counter = Counter()
-    keyframes = rejected = resets = 0
-    last = None
-    n_in = 0
-    t0 = time.perf_counter()
-
-    def handle(results) -> None:
-        nonlocal keyframes, resets, last
-        for r in results:
-            if r.reset is not None:
-                resets += 1
-                stamps.clear()
-                poses.clear()  # a new world: the old poses are in another frame
-            stamps.append(r.stamp)
-            poses.append(r.c2w)
-            statuses[r.alignment] += 1
-            keyframes += int(r.keyframe)
-            last = r
-            if not args.no_frames:
-                name = f"{r.index:06d}"
-                np.save(out / "depth" / f"{name}.npy", r.depth)
-                writers.write_depth_png_mm(out / "depth" / f"{name}.png", r.depth)
-                np.save(out / "confidence" / f"{name}.npy", r.confidence)
-
-    for sf in source:
-        frame = Frame(index=n_in, stamp=float(sf.stamp), image=sf.image,
-                      intrinsics=None if args.ignore_intrinsics else sf.intrinsics)
-        n_in += 1
+    # the evaluation reads the predicted depth back (several passes, bounded memory)
+    eval_depth_dir = None
+    if gt is not None and gt.has_depth and args.no_frames:
+        eval_depth_dir = Path(tempfile.mkdtemp(prefix=".eval_depth_", dir=out))
+    try:  # the evaluation's copy of the predictions goes, whatever happens
         try:
-            handle(streamer.push(frame))
-        except ValueError as exc:  # FrameError: skip the frame, keep going
-            rejected += 1
-            print(f"\nrun-offline: frame {frame.index} rejected: {exc}", file=sys.stderr)
-        progress.update(n_in, len(stamps))
-    handle(streamer.flush())
-    progress.update(n_in, len(stamps), force=True)
-    progress.close()
-    elapsed = time.perf_counter() - t0
+            total = len(source)
+        except TypeError:
+            total = None
+        progress = Progress(total, not args.quiet)
+        stamps: List[float] = []
+        poses: List[np.ndarray] = []
+        answered: List[evaluation.AnsweredFrame] = []
+        statuses: Counter = Counter()
+        keyframes = rejected = resets = failed_windows = 0
+        last = None
+        n_in = 0
+        t0 = time.perf_counter()
 
-    st = np.array(stamps, np.float64)
-    c2w = np.array(poses, np.float64).reshape(-1, 4, 4)
-    writers.write_tum(out / "trajectory.tum", st, c2w)
-    xyz, rgb = streamer.map_points()
-    writers.write_ply(out / "map.ply", xyz, rgb)
-    if last is not None:
-        writers.write_json(out / "intrinsics.json", {
-            "K": last.intrinsics, "width": last.width, "height": last.height, "source": last.intrinsics_source})
-    summary = {
-        "input": str(args.input), "model": getattr(model, "name", args.model),
-        "frames_in": n_in, "frames_answered": len(stamps), "frames_rejected": rejected, "keyframes": keyframes,
-        "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
-        "metric": bool(streamer.metric), "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
-        "world": streamer.world_mode, "alignment": dict(statuses), "map_points": int(len(xyz)),
-        "window": args.window, "stride": args.stride,
-    }
-    if args.gt:
-        summary["evaluation"] = evaluate(st, c2w, args.gt, streamer.metric)
+        def handle(results) -> None:
+            nonlocal keyframes, resets, last
+            for r in results:
+                if r.reset is not None:
+                    resets += 1
+                    stamps.clear()
+                    poses.clear()  # a new world: the old poses are in another frame
+                stamps.append(r.stamp)
+                poses.append(r.c2w)
+                statuses[r.alignment] += 1
+                keyframes += int(r.keyframe)
+                last = r
+                name = f"{r.index:06d}"
+                depth_file = None
+                if not args.no_frames:
+                    depth_file = out / "depth" / f"{name}.npy"
+                    np.save(depth_file, r.depth)
+                    writers.write_depth_png_mm(out / "depth" / f"{name}.png", r.depth)
+                    np.save(out / "confidence" / f"{name}.npy", r.confidence)
+                elif eval_depth_dir is not None:
+                    depth_file = eval_depth_dir / f"{name}.npy"
+                    np.save(depth_file, r.depth)
+                answered.append(evaluation.AnsweredFrame(frame=r.index, source_index=r.meta,
+                                                         stamp=r.stamp, c2w=r.c2w, segment=resets, depth_file=depth_file))
+
+        for sf in source:
+            # meta: the source's own index of the frame (its ground truth's key), handed back in the result
+            frame = Frame(index=n_in, stamp=float(sf.stamp), image=sf.image,
+                          intrinsics=None if args.ignore_intrinsics else sf.intrinsics, meta=sf.index)
+            n_in += 1
+            try:
+                handle(streamer.push(frame))
+            except ValueError as exc:  # FrameError: skip the frame, keep going
+                rejected += 1
+                print(f"\nrun-offline: frame {frame.index} rejected: {exc}", file=sys.stderr)
+            except ModelOutputError as exc:  # the window's new frames are dropped, the stream goes on
+                failed_windows += 1
+                print(f"\nrun-offline: window with frame {frame.index} dropped: {exc}", file=sys.stderr)
+            progress.update(n_in, len(answered))
+        handle(streamer.flush())
+        progress.update(n_in, len(answered), force=True)
+        progress.close()
+        elapsed = time.perf_counter() - t0
+
+        st = np.array(stamps, np.float64)
+        c2w = np.array(poses, np.float64).reshape(-1, 4, 4)
+        writers.write_tum(out / "trajectory.tum", st, c2w)
+        xyz, rgb = streamer.map_points()
+        writers.write_ply(out / "map.ply", xyz, rgb)
+        if last is not None:
+            writers.write_json(out / "intrinsics.json", {
+                "K": last.intrinsics, "width": last.width, "height": last.height, "source": last.intrinsics_source})
+        embedded = EMBEDDED_VARIANT in str(model_name)
+        summary = {
+            "input": str(args.input), "input_kind": source.kind, "model": model_name,
+            "frames_in": n_in, "frames_answered": len(answered), "frames_rejected": rejected,
+            "windows_failed": failed_windows, "keyframes": keyframes,
+            "frames_dropped": {k: v for k, v in streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
+            "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
+            "metric": bool(streamer.metric), "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
+            "world": streamer.world_mode, "alignment": dict(statuses), "map_points": int(len(xyz)),
+            "window": args.window, "stride": args.stride,
+            "trajectory_note": "trajectory.tum holds the last world segment (since the last reset)" if resets else None,
+        }
+        if embedded:
+            summary["model_note"] = EMBEDDED_NOTE
+        lines = [f"run-offline: {n_in} frames in {elapsed:.1f} s ({summary['fps'] or 0:.1f} fps), {len(answered)} answered, "
+                 f"{keyframes} keyframes, {rejected} rejected, {resets} resets",
+                 f"  model: {model_name}",
+                 f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, alignment {dict(statuses)}"]
+        if gt is not None:
+            ev = evaluation.evaluate(answered, gt, bool(streamer.metric), args.window, args.max_dt,
+                                     image_of=_image_reader(source), frames_in=n_in)
+            summary["evaluation"] = ev.summary
+            evaluation.write_rows_csv(out / "frames.csv", ev.rows)
+            lines += evaluation.headline(ev.summary)
+            lines.append(f"  per-frame numbers: {out / 'frames.csv'}")
+            if not args.no_picture:
+                lines.append("  " + _draw(out / "summary.png", ev, model_name, source.kind, embedded, summary))
+    finally:
+        if eval_depth_dir is not None:
+            shutil.rmtree(eval_depth_dir, ignore_errors=True)
     writers.write_json(out / "summary.json", summary)
-    lines = [f"run-offline: {n_in} frames in {elapsed:.1f} s ({summary['fps'] or 0:.1f} fps), {len(stamps)} answered, "
-             f"{keyframes} keyframes, {rejected} rejected, {resets} resets",
-             f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, alignment {dict(statuses)}",
-             f"  outputs in {out}"]
-    ev = summary.get("evaluation")
-    if ev and "ate_rmse_m" in ev:
-        lines.append(f"  vs ground truth ({ev['matched_poses']} poses, {ev['alignment']}): ATE {ev['ate_rmse_m'] * 1000:.3f} mm rmse, "
-                     f"RPE {ev['rpe_trans_rmse_m'] * 1000:.3f} mm / {ev['rpe_rot_rmse_deg']:.4f} deg per frame")
-    elif ev:
-        lines.append(f"  vs ground truth: {ev.get('error')}")
+    if embedded:
+        lines.append(f"  note: {EMBEDDED_NOTE}")
+    lines.append(f"  outputs in {out}")
     print("\n".join(lines))
-    return 0 if stamps or n_in == 0 else 1
+    return 0 if answered or n_in == 0 else 1
+
+
+EMBEDDED_NOTE = ("the embedded da3-tiny was trained on the project's synthetic renders only: on real images its depth is "
+                 "worse than a constant (see evaluation.depth.constant_depth_reference); real data needs the official "
+                 "DA3 weights (--model depth-anything/DA3-SMALL once cached)")
+
+
+def _image_reader(source):
+    """source index -> RGB image, for sources that are image lists (folders, datasets)."""
+    files = getattr(source, "files", None)
+    if files is None:
+        return None
+    from ..io.sources import read_rgb
+
+    return lambda i: read_rgb(files[i])
+
+
+def _draw(path: Path, ev, model_name: str, kind: str, embedded: bool, summary: dict) -> str:
+    from ..io import plots
+
+    if not plots.available():
+        return "summary.png skipped: matplotlib is not installed (pip install matplotlib)"
+    d, p = ev.summary.get("depth", {}), ev.summary.get("pose", {})
+    title = f"{model_name} on {summary['input']} ({kind}), {summary['frames_answered']}/{summary['frames_in']} frames answered"
+    parts = []
+    if "abs_rel" in d:
+        how = "metres, unscaled" if d["alignment"].startswith("none") else "median-scaled"
+        parts.append(f"depth ({how}) AbsRel {d['abs_rel']:.3f}, delta1 {d['delta1']:.3f} "
+                     f"(a constant: {d['constant_depth_reference']['abs_rel']:.3f})")
+    if "ate_rmse_m" in p:
+        parts.append(f"ATE {p['ate_rmse_m']:.3f} m ({p['alignment'].split(' ')[0]}; standing still "
+                     f"{p['ate_standing_still_m']:.3f} m), AUC@30 {p['auc']['auc30']:.3f}")
+    if embedded:
+        parts.append("embedded da3-tiny: synthetic-only weights")
+    plots.evaluation_figure(path, ev.samples, ev.est_xy, ev.gt_xy, title + "\n" + "; ".join(parts), ev.plane)
+    return f"picture: {path}"
 
 
 if __name__ == "__main__":

@@ -112,3 +112,94 @@ def test_tum_rows_roundtrip():
     rng = np.random.default_rng(8)
     c2w = random_walk(rng, 10)
     np.testing.assert_allclose(tum_to_c2w(c2w_to_tum(c2w)), c2w, atol=1e-12)
+
+
+def test_depth_metrics_all_columns_hand_values():
+    gt = np.array([1.0, 2.0, 4.0, 5.0])
+    pred = np.array([1.0, 3.0, 2.4, 0.0])  # ratios 1, 1.5, 1.67 and a prediction of 0 (a miss at every delta)
+    d = depth_metrics(pred, gt)
+    assert d.n_pixels == 4
+    assert d.abs_rel == pytest.approx((0 + 0.5 + 0.4 + 1.0) / 4)
+    assert d.sq_rel == pytest.approx((0 + 1 / 2 + 2.56 / 4 + 25 / 5) / 4)
+    assert d.rmse == pytest.approx(np.sqrt((0 + 1 + 2.56 + 25) / 4))
+    assert (d.delta1, d.delta2, d.delta3) == (0.25, 0.5, 0.75)  # thresholds 1.25, 1.5625, 1.953
+    # non-finite prediction or ground truth <= 0 / NaN: not counted
+    d = depth_metrics(np.array([1.0, np.nan, 1.0]), np.array([1.0, 1.0, 0.0]))
+    assert d.n_pixels == 1 and d.abs_rel == 0.0
+
+
+def test_depth_error_sums_pool_pixels():
+    from da3_ros.geometry.metrics import DepthErrorSums
+
+    rng = np.random.default_rng(3)
+    gts = [rng.uniform(0.5, 5, n) for n in (10, 1000, 37)]
+    preds = [g * rng.uniform(0.7, 1.4, len(g)) for g in gts]
+    sums = DepthErrorSums()
+    per_frame = [sums.add(p, g) for p, g in zip(preds, gts)]
+    pooled = depth_metrics(np.concatenate(preds), np.concatenate(gts))
+    assert sums.result().as_dict() == pytest.approx(pooled.as_dict(), rel=1e-12)
+    assert per_frame[1].as_dict() == pytest.approx(depth_metrics(preds[1], gts[1]).as_dict(), rel=1e-12)
+    assert DepthErrorSums().result().n_pixels == 0
+
+
+@pytest.mark.parametrize("kind", ["lognormal", "rounded", "mostly_one_value", "two_values", "ulps", "small"])
+def test_streaming_median_is_numpy_median(kind):
+    from da3_ros.geometry.metrics import StreamingMedian
+
+    rng = np.random.default_rng(len(kind))
+    n = 20001 if kind != "two_values" else 20000
+    x = {"lognormal": lambda: rng.lognormal(0, 1, n),
+         "rounded": lambda: np.round(rng.normal(0, 1, n), 1),
+         "mostly_one_value": lambda: np.where(rng.random(n) < 0.9, 1.2345, rng.normal(size=n)),
+         "two_values": lambda: np.repeat([0.0, 1.0], n // 2),
+         "ulps": lambda: 1.0 + np.spacing(1.0) * rng.integers(0, 5, n),
+         "small": lambda: rng.normal(size=7)}[kind]()
+    chunks = np.array_split(rng.permutation(x), 9)
+    m = StreamingMedian(max_keep=100, bins=16)  # tiny limits: several narrowing passes
+    while True:
+        for c in chunks:
+            m.feed(c)
+        if m.end_pass():
+            break
+    assert m.value == np.median(x)
+    assert m.passes == 1 if kind == "small" else m.passes >= 2
+    empty = StreamingMedian()
+    assert empty.end_pass() and np.isnan(empty.value)
+
+
+def test_depth_at_resolution_nearest_pixel():
+    from da3_ros.geometry.metrics import depth_at_resolution
+
+    d = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert depth_at_resolution(d, 2, 3) is d
+    up = depth_at_resolution(d, 4, 6)
+    np.testing.assert_array_equal(up[::2, ::2], d)
+    np.testing.assert_array_equal(up[1::2, 1::2], d)
+    np.testing.assert_array_equal(depth_at_resolution(up, 2, 3), d)
+
+
+def test_relative_pose_errors_and_auc():
+    from da3_ros.geometry.metrics import pose_auc, relative_pose_errors, window_pairs
+
+    gt = np.tile(np.eye(4), (3, 1, 1))
+    gt[1, :3, 3] = [1.0, 0, 0]
+    gt[2, :3, 3] = [0, 0, 2.0]
+    est = gt.copy()
+    est[1, :3, :3] = Rotation.from_rotvec(np.radians(4.0) * np.array([0, 0, 1.0])).as_matrix()  # rot error 4 deg
+    # 30 deg off the ground truth's z direction, opposite sign (a line: the sign does not count), any length
+    est[2, :3, 3] = -np.array([0, np.sin(np.radians(30)), np.cos(np.radians(30))]) * 7.0
+    i, j = np.array([0, 0, 1]), np.array([1, 2, 2])
+    rot, trans = relative_pose_errors(est, gt, i, j)
+    assert rot[0] == pytest.approx(4.0) and trans[0] == pytest.approx(0.0, abs=1e-6)
+    assert rot[1] == pytest.approx(0.0, abs=1e-9) and trans[1] == pytest.approx(30.0)
+    # pair (1, 2): camera 1 is rotated in the estimate, so its relative rotation is off by 4 deg too
+    assert rot[2] == pytest.approx(4.0)
+    # no translation in the ground truth: no direction, scores 90
+    assert relative_pose_errors(est, np.tile(np.eye(4), (3, 1, 1)), i, j)[1][0] == pytest.approx(90.0)
+    # AUC: mean over t = 1..T of the fraction of max(rot, trans) below t
+    r, t = np.array([0.5, 1.5, 0.2, 40.0]), np.array([0.1, 0.0, 2.5, 0.0])
+    assert pose_auc(r, t, 3) == pytest.approx(np.mean([1 / 4, 2 / 4, 3 / 4]))
+    assert pose_auc(r, t, 30) == pytest.approx((30 + 29 + 28) / (4 * 30))
+    assert np.isnan(pose_auc(np.zeros(0), np.zeros(0), 3))
+    ii, jj = window_pairs([0, 1, 2, 5, 9], 4)
+    assert list(zip(ii.tolist(), jj.tolist())) == [(0, 1), (0, 2), (1, 2), (2, 3)]

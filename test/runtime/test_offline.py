@@ -31,8 +31,10 @@ def test_offline_oracle_with_ground_truth(seq_dir, tmp_path, capsys):
         assert (out / "confidence" / f"{i:06d}.npy").is_file()
     summary = json.loads((out / "summary.json").read_text())
     ev = summary["evaluation"]
-    assert summary["frames_answered"] == 40 and ev["matched_poses"] == 40
-    assert ev["ate_rmse_m"] < 1e-4 and ev["rpe_trans_rmse_m"] < 1e-4
+    assert summary["frames_answered"] == 40 and ev["pose"]["frames"] == 40
+    assert ev["pose"]["ate_rmse_m"] < 1e-4 and ev["pose"]["rpe_trans_rmse_m"] < 1e-4
+    # the folder's depth/ (millimetre PNGs) is evaluated too: only the millimetre rounding is left
+    assert ev["depth"]["frames"] == 40 and ev["depth"]["abs_rel"] < 1e-3
     stamps, c2w = read_tum(out / "trajectory.tum")
     np.testing.assert_allclose(stamps, seq.stamps, atol=1e-6)
     np.testing.assert_allclose(c2w[0], np.eye(4), atol=1e-6)
@@ -41,7 +43,7 @@ def test_offline_oracle_with_ground_truth(seq_dir, tmp_path, capsys):
     K = json.loads((out / "intrinsics.json").read_text())
     assert K["source"] == "camera_info" and K["width"] == 96
     # relative depth: the world unit is the first window's, the .npy and the pose agree on it
-    scale = ev["scale_to_gt"]
+    scale = ev["pose"]["scale_to_gt"]
     np.testing.assert_allclose(np.load(out / "depth" / "000017.npy") * scale, seq.depth[17], rtol=1e-5)
 
 
@@ -90,5 +92,7 @@ def test_offline_from_rosbag2(seq_dir, tmp_path, storage):
                        "--model", f"oracle:{d}", "--out", str(out), "--gt", str(d / "groundtruth.txt"), "--quiet"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_answered"] == n and summary["evaluation"]["ate_rmse_m"] < 1e-4
+    ev = summary["evaluation"]
+    assert summary["frames_answered"] == n and ev["pose"]["ate_rmse_m"] < 1e-4 and ev["pose"]["frames"] == n
+    assert ev["depth"] == {"error": "the layout has no ground-truth depth"}  # a bag has none
     assert json.loads((out / "intrinsics.json").read_text())["source"] == "camera_info"
