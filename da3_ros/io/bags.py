@@ -225,6 +225,34 @@ def compressed_image_msg(
     )
 
 
+def latched_qos():
+    """Transient local, so `da3_ros replay` (and ros2 bag play) serve a topic to late joiners (/tf_static, maps)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+
+
+def static_transforms(path: PathLike) -> dict:
+    """{(parent frame, child frame): T_parent_child (4x4)} from a bag's /tf_static
+    (the last one given for each pair)."""
+    from ..geometry.transforms import tum_to_c2w
+
+    out = {}
+    store = get_typestore()
+    with open_reader(path) as reader:
+        if "/tf_static" not in {t.name for t in list_topics(reader)}:
+            return out
+        for m in iter_messages(reader, ["/tf_static"]):
+            msg = deserialize(store, m.rawdata, m.msgtype)
+            for t in msg.transforms:
+                tr, q = t.transform.translation, t.transform.rotation
+                row = np.array([[tr.x, tr.y, tr.z, q.x, q.y, q.z, q.w]], np.float64)
+                out[(t.header.frame_id, t.child_frame_id)] = tum_to_c2w(row)[0]
+    return out
+
+
 def tf_msg(typestore, t: float, transforms):
     """tf2_msgs/TFMessage (for /tf_static) from [(parent frame, child frame, T_parent_child 4x4)]."""
     from ..geometry.transforms import c2w_to_tum

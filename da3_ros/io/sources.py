@@ -75,12 +75,14 @@ class SourceFrame:
     intrinsics: 3x3 float64 pinhole K in pixels of this image, or None.
     index: the frame's position in an image list (folders, datasets: the key
         of its ground truth), else None.
+    frame_id: the camera's optical frame (a bag's image header), else "".
     """
 
     stamp: float
     image: np.ndarray
     intrinsics: Optional[np.ndarray] = None
     index: Optional[int] = None
+    frame_id: str = ""
 
     @property
     def width(self) -> int:
@@ -448,6 +450,6 @@ class BagSource(Source):
                 i = bisect.bisect_right(info_stamps, stamp_ns) - 1
                 if i >= 0:
                     K = self._intrinsics(infos[i], image.shape[1], image.shape[0])
-                yield SourceFrame(stamp=stamp_ns * 1e-9, image=image, intrinsics=K)
+                yield SourceFrame(stamp=stamp_ns * 1e-9, image=image, intrinsics=K, frame_id=msg.header.frame_id)
             if skipped > MAX_SKIP_WARNINGS:
                 log.warning("%s: skipped %d bad messages on %s in all", self.path, skipped, self.image_topic)

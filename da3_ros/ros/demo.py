@@ -334,44 +334,20 @@ def _write_results(out: Path, seq, rec, wall: float, info: dict) -> int:
     return 0
 
 
-def write_rig_bag(rig, path: Path) -> None:
-    """The rig as its drivers and a recorder would write it: /tf_static (base_link ->
-    each optical frame), then per view its CameraInfo and image under <namespace>/<camera>/."""
-    from ..io import bags
-    from .process_bag import latched_qos
-
-    ts = bags.get_typestore()
-    with bags.open_writer(path, storage="mcap") as w:
-        tf = bags.add_topic(w, "/tf_static", "tf2_msgs/msg/TFMessage", ts, qos=[latched_qos()])
-        topics = {c.name: (bags.add_topic(w, f"{NAMESPACE}/{c.name}/image", bags.IMAGE, ts),
-                           bags.add_topic(w, f"{NAMESPACE}/{c.name}/camera_info", bags.CAMERA_INFO, ts)) for c in rig.cameras}
-        t0 = float(rig.stamps.min())
-        w.write(tf, int(round(t0 * 1e9)) - 1, bags.serialize(ts, bags.tf_msg(
-            ts, t0, [(rig.base_frame, c.optical_frame, c.T_base_optical) for c in rig.cameras])))
-        for v in rig.arrival_order():
-            c = rig.cameras[rig.view_camera[v]]
-            t = float(rig.stamps[v])
-            ns = int(round(t * 1e9))
-            img, info = topics[c.name]
-            w.write(info, ns, bags.serialize(ts, bags.camera_info_msg(ts, c.intrinsics, rig.width, rig.height, t,
-                                                                      c.optical_frame)))
-            w.write(img, ns + 1, bags.serialize(ts, bags.image_msg(ts, rig.images[v], "rgb8", t, c.optical_frame)))
-
-
 def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, process_res: int) -> int:
     """The rig demo: one node for every camera; each camera's depth and the rig's
     trajectory against ground truth, in metres from the rig's baselines (no
     ground-truth scale is used)."""
     from ..geometry import ate, depth_metrics
     from ..geometry.transforms import inv_se3
-    from ..synthetic.rig import make_rig_sequence
+    from ..synthetic.rig import make_rig_sequence, write_rig_bag
     from ..train.data import HELD_OUT
     from .conversions import image_to_depth, pose_to_matrix
 
     seed = dict(HELD_OUT)[a.sequence]
     rig = make_rig_sequence(a.rig, a.sequence, n_frames=a.frames, width=320, height=240, seed=seed, jitter=0.002)
     bag = out / "camera_bag"
-    write_rig_bag(rig, bag)
+    write_rig_bag(rig, bag, NAMESPACE)
     names = rig.camera_names
     print(f"[demo] held-out rig '{a.rig}' on '{a.sequence}' (seed {seed}; cameras {', '.join(names)}; "
           f"{len(rig)} rig frames 320x240) -> {bag}", flush=True)

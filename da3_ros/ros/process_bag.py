@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from da3_ros.io.bags import stamp_to_sec
 
-from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic,
+from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic, latched_qos,
                              get_typestore, iter_messages, list_topics, open_reader, open_writer)
 
 PROG = "da3_ros process-bag"
@@ -168,15 +168,6 @@ def output_typestore():
         store = get_typestore("jazzy")
     store.register(get_types_from_msg(keyframe_definition(), KEYFRAME_TYPE))
     return store
-
-
-def latched_qos():
-    """Transient local, so `da3_ros replay` (and ros2 bag play) serve these to late joiners."""
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
 
 
 # ---------------------------------------------------------------- output bag

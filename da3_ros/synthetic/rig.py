@@ -282,3 +282,28 @@ def load_ground_truth(path: Union[str, Path]) -> Union[SyntheticSequence, RigSeq
     """A rig folder (with rig.json) or a single sequence folder."""
     p = Path(path)
     return load_rig_sequence(p) if (p / "rig.json").exists() else load_sequence(p)
+
+
+def write_rig_bag(rig: RigSequence, path: Union[str, Path], namespace: str = "") -> None:
+    """The rig as its drivers and a recorder write it (MCAP): /tf_static (base frame
+    -> each optical frame), then per view its CameraInfo and rgb8 image under
+    <namespace>/<camera>/ (`camera_info`, `image`), received a few ms after their stamps."""
+    from ..io import bags
+
+    ts = bags.get_typestore()
+    prefix = namespace.rstrip("/")
+    with bags.open_writer(path, storage="mcap") as w:
+        tf = bags.add_topic(w, "/tf_static", "tf2_msgs/msg/TFMessage", ts, qos=[bags.latched_qos()])
+        topics = {c.name: (bags.add_topic(w, f"{prefix}/{c.name}/image", bags.IMAGE, ts),
+                           bags.add_topic(w, f"{prefix}/{c.name}/camera_info", bags.CAMERA_INFO, ts)) for c in rig.cameras}
+        t0 = float(rig.stamps.min())
+        w.write(tf, int(round(t0 * 1e9)) - 10_000_000, bags.serialize(ts, bags.tf_msg(
+            ts, t0, [(rig.base_frame, c.optical_frame, c.T_base_optical) for c in rig.cameras])))
+        for v in rig.arrival_order():
+            c = rig.cameras[rig.view_camera[v]]
+            t = float(rig.stamps[v])
+            received = int(round(t * 1e9)) + 3_000_000
+            image, info = topics[c.name]
+            w.write(info, received - 1, bags.serialize(ts, bags.camera_info_msg(ts, c.intrinsics, rig.width, rig.height, t,
+                                                                                c.optical_frame)))
+            w.write(image, received, bags.serialize(ts, bags.image_msg(ts, rig.images[v], "rgb8", t, c.optical_frame)))

@@ -36,14 +36,6 @@ def short_sequence():
     return make_sequence("orbit", n_frames=N_REPLAY, width=32, height=24, seed=1)
 
 
-def latched_qos():
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
-
-
 def static_tf_msg(t: float):
     """/tf_static: base_link -> the camera's optical frame (rosbags message)."""
     T = TS.types
@@ -61,7 +53,7 @@ def write_camera_bag(path, seq, storage, compressed=False, extra_unknown_type=Fa
     Returns the image messages as (receive ns, raw CDR) in order."""
     images = []
     with bags.open_writer(path, storage=storage) as writer:
-        tf = bags.add_topic(writer, "/tf_static", "tf2_msgs/msg/TFMessage", TS, qos=[latched_qos()])
+        tf = bags.add_topic(writer, "/tf_static", "tf2_msgs/msg/TFMessage", TS, qos=[bags.latched_qos()])
         img = bags.add_topic(writer, CAMERA + ("/compressed" if compressed else ""),
                              bags.COMPRESSED_IMAGE if compressed else bags.IMAGE, TS)
         info = bags.add_topic(writer, CAMERA_INFO, bags.CAMERA_INFO, TS)
@@ -402,26 +394,6 @@ def test_process_bag_usage_errors(tmp_path, short_sequence, capsys):
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
 
 
-def write_rig_bag(path, rig):
-    """A rig bag as drivers + a recorder write it: /tf_static (base_link -> each
-    camera's optical frame), then per view its CameraInfo and image under /rig/<camera>/."""
-    with bags.open_writer(path, storage="mcap") as writer:
-        tf = bags.add_topic(writer, "/tf_static", "tf2_msgs/msg/TFMessage", TS, qos=[latched_qos()])
-        topics = {c.name: (bags.add_topic(writer, f"/rig/{c.name}/image_raw", bags.IMAGE, TS),
-                           bags.add_topic(writer, f"/rig/{c.name}/camera_info", bags.CAMERA_INFO, TS)) for c in rig.cameras}
-        t0 = float(rig.stamps.min())
-        extrinsics = [(rig.base_frame, c.optical_frame, c.T_base_optical) for c in rig.cameras]
-        writer.write(tf, stamp_ns(t0) - 10_000_000, bags.serialize(TS, bags.tf_msg(TS, t0, extrinsics)))
-        for v in rig.arrival_order():
-            c = rig.cameras[rig.view_camera[v]]
-            t = float(rig.stamps[v])
-            img, info = topics[c.name]
-            writer.write(info, stamp_ns(t) + RECEIVE_DELAY_NS - 1, bags.serialize(TS, bags.camera_info_msg(
-                TS, c.intrinsics, rig.width, rig.height, t, frame_id=c.optical_frame)))
-            writer.write(img, stamp_ns(t) + RECEIVE_DELAY_NS, bags.serialize(
-                TS, bags.image_msg(TS, rig.images[v], "rgb8", t, frame_id=c.optical_frame)))
-
-
 def test_process_bag_of_a_rig(tmp_path):
     """A three-camera rig bag through process-bag: rig frames grouped as the node
     does, every view answered (offline nothing is dropped), each camera's outputs
@@ -431,10 +403,10 @@ def test_process_bag_of_a_rig(tmp_path):
     from da3_ros.ros.params import default_config
     from da3_ros.ros.process_bag import run_process_bag
     from da3_ros.synthetic.oracle import OracleModel
-    from da3_ros.synthetic.rig import make_rig_sequence
+    from da3_ros.synthetic.rig import make_rig_sequence, write_rig_bag
 
     rig = make_rig_sequence("three", "forward", n_frames=16, width=48, height=32, jitter=0.002, seed=3)
-    write_rig_bag(tmp_path / "in", rig)
+    write_rig_bag(rig, tmp_path / "in", "/rig")
     cfg = default_config(**{**PIPELINE_PARAMS, "cameras": rig.camera_names, "window_size": 9,
                             "base_frame": rig.base_frame})
     model = OracleModel(rig, max_scale=3.0, seed=2)
