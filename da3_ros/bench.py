@@ -12,7 +12,7 @@ it times, in one process and with the SAME weights:
                 uint8 frame (upload + preprocess + per-view blocks) and
                 `predict(decode=[newest])` (cross-view blocks over the cached window,
                 depth head on the new frame only, pose from the same source for
-                every frame - rays: the ray head at half resolution + solver -,
+                every frame - rays: the ray head at a quarter of the official resolution + solver -,
                 maps to native size and host transfer).
 
 (a) and (b) exclude upload / preprocessing / host transfer, (c) includes them, so
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast on CUDA (as the official package), fp32 on CPU")
     p.add_argument("--pose-from", nargs="+", default=[NODE_POSE], choices=["ray", "camera"],
                    help="pose sources to run, each for (a), (b) and (c) (default: ray, the node's)")
+    p.add_argument("--ray-map", default="quarter", choices=["quarter", "half", "full"],
+                   help="(c)'s ray map for ray poses (DA3WindowModel ray_map=; default quarter, the node's)")
     p.add_argument("--no-official", action="store_true", help="skip (a), the official network")
     p.add_argument("--compile", default="auto", choices=["auto", "inductor", "graphs", "staged", "off"],
                    help="(c)'s optimised path (DA3WindowModel compile=): auto = CUDA graphs + torch.compile "
@@ -357,13 +359,14 @@ def profile_kernels(fn: Callable[[], Any], n: int, device: torch.device, title: 
     by kind and the top kernels. Kernels replayed from CUDA graphs are included (CUPTI)."""
     from torch.profiler import ProfilerActivity, profile
 
-    fn()
-    _sync(device)
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        for _ in range(n):
-            fn()
+    with torch.inference_mode():
+        fn()
         _sync(device)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            for _ in range(n):
+                fn()
+            _sync(device)
     kernels: Dict[str, List[float]] = {}
     for ev in prof.events():
         if device.type != "cuda" or str(getattr(ev, "device_type", "")).split(".")[-1] != "CUDA":
@@ -498,6 +501,21 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in str(exc).lower()
 
 
+def _profile_config(profile_out: List[str], wm, incremental, variant, pose, S, w, h, precision, args, device) -> None:
+    title = f"{variant}, pose from {pose}, window {S}, {w}x{h}, {precision}"
+    profile_out.append(profile_kernels(incremental, args.profile, device,
+                                       f"(c) per frame (CUDA-graph replays): {title}"))
+    fast = getattr(wm, "_fast", None)
+    if fast is not None and fast._win and fast._enc:
+        # each stage's function launched from Python: the same kernels as its graph
+        st = next(v for k, v in fast._win.items() if k[0] == S and k[5] == (S - 1,))
+        stages = [("encode", next(iter(fast._enc.values()))["stage"]), ("cross_view", st["cross"]),
+                  ("depth_head", st["depth"]), ("pose", st["pose"])]
+        for sname, stage in stages:
+            profile_out.append(profile_kernels(stage.fn, args.profile, device,
+                                               f"(c) stage {sname}, run eagerly: {title}"))
+
+
 def bench_variant(variant: str, args, device: torch.device, precision: str, use_official: bool,
                   log=print, profile_out: Optional[List[str]] = None) -> Tuple[List[Dict[str, Any]], Optional[dict]]:
     from da3_ros.model import load_model
@@ -561,7 +579,7 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
     # ---- (b) full forward and (c) incremental, same weights; one adapter per pose source
     for pose in args.pose_from:
         wm = DA3WindowModel(net, device=str(device), precision=precision, pose_from=pose,
-                            compile=getattr(args, "compile", "auto"))
+                            compile=getattr(args, "compile", "auto"), ray_map=getattr(args, "ray_map", "quarter"))
         if getattr(wm, "_fast", None) is not None:
             wm._fast.log = lambda m: log(f"[{variant}] {m}")  # kernel choices, capture failures
         net = wm.net
@@ -622,17 +640,10 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
                 row["incremental"]["compile"] = wm.compile_mode
                 row["stages"] = incremental_stages(wm, frames, prev, device, args.iters, args.warmup)
                 if profile_out is not None and args.profile > 0:
-                    title = f"{variant}, pose from {pose}, window {S}, {w}x{h}, {precision}"
-                    profile_out.append(profile_kernels(incremental, args.profile, device,
-                                                       f"(c) per frame (CUDA-graph replays): {title}"))
-                    if fast is not None and fast._win and fast._enc:
-                        # each stage's function launched from Python: the same kernels as its graph
-                        st = next(v for k, v in fast._win.items() if k[0] == S and k[5] == (S - 1,))
-                        stages = [("encode", next(iter(fast._enc.values()))["stage"]), ("cross_view", st["cross"]),
-                                  ("depth_head", st["depth"]), ("pose", st["pose"])]
-                        for sname, stage in stages:
-                            profile_out.append(profile_kernels(stage.fn, args.profile, device,
-                                                               f"(c) stage {sname}, run eagerly: {title}"))
+                    try:
+                        _profile_config(profile_out, wm, incremental, variant, pose, S, w, h, precision, args, device)
+                    except Exception as exc:  # a profile is a diagnostic: never lose the timings for it
+                        log(f"[{variant}] profile failed: {type(exc).__name__}: {exc}")
                 del prev
             except _oom_types() as exc:
                 if not _is_oom(exc):
@@ -709,12 +720,12 @@ def render_markdown(report: Dict[str, Any]) -> str:
          f"- date: {report['date']}",
          f"- precision: {report['precision']}, pose from: {', '.join(report['pose_from'])}, "
          f"iters {report['iters']} (warm-up {report['warmup']})",
-         f"- (c) path: compile={report.get('compile', 'off')}"]
+         f"- (c) path: compile={report.get('compile', 'off')}, ray map {report.get('ray_map', 'quarter')}"]
     for n in report["notes"]:
         L.append(f"- NOTE: {n}")
     legend = ("(a) official network on the whole window; (b) da3_ros.model forward on the whole window; "
               "(c) incremental: encode(new frame) + predict(window, decode=[newest]); all three with the row's "
-              "pose source ((a), (b): full ray maps of every view; (c): the node's half-resolution ray map). "
+              "pose source ((a), (b): full ray maps of every view; (c): the node's ray map, --ray-map). "
               "Times per new frame, median/p90 ms; FPS = 1000/median; peak = max allocated GPU memory "
               "(weights included). (a), (b): network only on the preprocessed window; (c): from the uint8 "
               "frame to host numpy (includes upload, preprocessing and transfer).")
@@ -729,7 +740,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
           "encode = upload + preprocess + per-view blocks of the new frame; cross_view = blocks over the "
           "window (head inputs of the views that need them); depth_head = depth head on the new frame incl. "
           "the resize to native size; pose = the pose source for every frame (camera decoder, or ray head "
-          "at half resolution + solver); metric = nested metric branch. "
+          "at the --ray-map resolution + solver); metric = nested metric branch. "
           "Optimised path (compile != off): the stages are its consecutive CUDA-graph replays and (c) total "
           "adds the one host transfer; plain path: the stages are re-run separately.", "",
           "| variant | pose from | S | size | encode | cross_view | depth_head | pose | metric | (c) total |",
@@ -822,7 +833,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "device": str(device), "device_name": name, "torch": torch.__version__,
         "cuda": torch.version.cuda, "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "precision": precision, "pose_from": args.pose_from, "compile": args.compile, "iters": args.iters,
+        "precision": precision, "pose_from": args.pose_from, "compile": args.compile, "ray_map": args.ray_map,
+        "iters": args.iters,
         "warmup": args.warmup, "official": use_official, "notes": notes, "results": [], "e2e": [],
     }
     json_path, md_path = _out_paths(args.out)

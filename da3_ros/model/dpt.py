@@ -201,7 +201,22 @@ class DualDPT(_DPTBase):
         where its samples sit). Enough for the pose solver, which fits a 3x3 homography
         and a centre per view; not the official ray map.
         """
-        x = self.scratch.output_conv1_aux[-1](self._fuse(rn, "_aux", last_resize=not half))
+        return self._ray_outputs(self._fuse(rn, "_aux", last_resize=not half), H, W)
+
+    def forward_rays_quarter(self, feats: List[torch.Tensor], H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ray head on the 2 x grid (a quarter of the official map's resolution per axis):
+        no level runs above 2 x the patch grid (level 0's lateral is area-averaged down to it,
+        the last two fusions skip their resize). feats: 4 x (N, P, C). Approximate, like `half`."""
+        s = self.scratch
+        l1 = s.layer1_rn(F.avg_pool2d(self.resize_layers[0](self.project(0, feats[0], H, W)), 2))
+        l2, l3, l4 = (self.lateral(i, self.project(i, feats[i], H, W)) for i in (1, 2, 3))
+        x = s.refinenet4_aux(l4, size=l3.shape[2:])
+        x = s.refinenet3_aux(x, l3, size=l2.shape[2:])
+        x = s.refinenet2_aux.out_conv(s.refinenet2_aux.body(x, l2))
+        return self._ray_outputs(s.refinenet1_aux.out_conv(s.refinenet1_aux.body(x, l1)), H, W)
+
+    def _ray_outputs(self, x: torch.Tensor, H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = self.scratch.output_conv1_aux[-1](x)
         x = self.scratch.output_conv2_aux[-1](self._pe(x, H, W)).permute(0, 2, 3, 1)
         return x[..., :6], torch.exp(x[..., 6]) + 1
 

@@ -27,7 +27,8 @@ What this module adds is how they run:
   PyTorch's default on that block's shapes becomes its `Attention.kernel` (the
   model's one switch; `DA3_SDPA=flash|cudnn|efficient|default` forces one).
 * Under bf16/fp16 the blocks' Linear weights are stored in that dtype (what autocast
-  casts them to on every call anyway: bit-identical under autocast).
+  casts them to on every call anyway: bit-identical under autocast); on CUDA the heads'
+  convolution weights are kept channels-last (`DA3_HEAD_NHWC=0`: as loaded).
 
 On the CPU, mode "staged" runs the same stages without graphs or compilation: the
 tests exercise this code with the CPU.
@@ -213,7 +214,7 @@ class FastPath:
     """Fixed-shape staged execution of an any-view `DA3Net` for `DA3WindowModel`."""
 
     def __init__(self, net: DA3Net, device: torch.device, mode: str, pose_from: str, ref_view_strategy: str,
-                 ray_map: str = "half", log: Optional[Callable[[str], None]] = None):
+                 ray_map: str = "quarter", log: Optional[Callable[[str], None]] = None):
         if not (isinstance(net, DA3Net) and net.cfg.any_view):
             raise TypeError("the fast path serves any-view DA3Net models")
         self.net, self.vit, self.device, self.mode = net, net.vit, device, mode
@@ -224,6 +225,10 @@ class FastPath:
         self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         self.log = log or (lambda m: None)
         store_linear_weights_in(self.vit, self.amp)
+        if cuda and os.environ.get("DA3_HEAD_NHWC", "1") != "0":
+            # the heads' convolutions in channels-last layout (cuDNN's native one for tensor-core
+            # convolutions; the same arithmetic, other kernels): the weights carry the layout on
+            net.head.to(memory_format=torch.channels_last)
         self.tuner = AttentionTuner(cuda and mode in ("graphs", "inductor"), lambda m: self.log(m))
         self.blocks: Optional[Sequence[nn.Module]] = None  # None: the modules themselves
         if mode == "inductor" and cuda:
@@ -234,7 +239,10 @@ class FastPath:
     def _compiled_blocks(self):
         from torch import _dynamo
 
-        _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
+        # one code object (Block.forward) serves every block kind and shape: allow its variants
+        for name in ("cache_size_limit", "recompile_limit"):
+            if hasattr(_dynamo.config, name):
+                setattr(_dynamo.config, name, max(getattr(_dynamo.config, name), 64))
         # DA3_COMPILE_DYNAMIC=1: dynamic shapes from the first call (one graph for every size);
         # default: static for the first shape seen (the deployed window, warmed up first), then
         # automatic dynamic shapes for the dims that change

@@ -8,9 +8,11 @@ Two entry points share one implementation:
   `encode` runs the strictly per-view part once per frame (patch embedding and
   blocks [0, alt_start)); `forward_window` runs the cross-view blocks on a window
   of cached frames, the depth branch only on `decode` and the camera / ray
-  branch on every frame (poses for all). Because the official reference-view
-  reordering only permutes views before a per-view block, caching the per-view
-  output and reordering afterwards is exact.
+  branch on every frame (poses for all; rays on the official map or a coarser
+  one, `ray_map`). Because the official reference-view reordering only permutes
+  views before a per-view block, caching the per-view output and reordering
+  afterwards is exact. Its steps (`encode_tokens`, `forward_features`,
+  `forward_depth`, `forward_pose`) are what the fast path (`fast.py`) captures.
 
 Units: depth in the network's unit (arbitrary for any-view models; the metric
 model outputs focal-normalised depth, metres = depth * f / 300 with f in pixels
@@ -38,8 +40,9 @@ from .vit import Backbone
 MIN_VIEWS_FOR_REFERENCE = 3
 METRIC_FOCAL_NORM = 300.0  # DA3METRIC: metres = depth * focal_px / 300
 SKY_THRESHOLD = 0.3
-#: ray maps the pose solver can fit: the official one, or the head's last stage at half resolution
-RAY_MAPS = ("full", "half")
+#: ray maps the pose solver can fit: the official one, the head's last stage at half resolution,
+#: the head above the 2x level at a quarter of it (see `DualDPT.forward_rays`)
+RAY_MAPS = ("full", "half", "quarter")
 #: samples of the half-resolution ray map the solver fits (a regular sub-grid; the solver's
 #: accuracy on the embedded model does not change between ~100 and 16384 evenly spread rays)
 RAY_SOLVER_POINTS = 4096
@@ -201,9 +204,13 @@ class DA3Net(nn.Module):
 
         "camera": the camera decoder on the camera tokens `cam` (B, S, C).
         "ray": the ray head on every view's features (4 x (B, S, P, C)) + the solver, on the
-        official ray map (`ray_map` "full") or on the half-resolution map ("half": the head's
-        costliest stage on a quarter of the pixels; see `DualDPT.forward_rays`), whose
-        regular sub-grid of RAY_SOLVER_POINTS samples the solver fits."""
+        official ray map (`ray_map` "full", 8 x the patch grid), or on a coarser one: "half"
+        (the head's last stage on the 4 x grid, `DualDPT.forward_rays(half=True)`) or
+        "quarter" (nothing above the 2 x grid, `DualDPT.forward_rays_quarter`), each fitted at
+        its samples' true image positions (`ray_map_grid`, at most RAY_SOLVER_POINTS of them).
+        The coarse maps are approximations: the solver fits a 3x3 homography and a centre per
+        view and does not need the official map's 62k rays (validated on the embedded model:
+        test/runtime/test_ray_pose_guard.py)."""
         H, W = image_hw
         with self._no_autocast(cam.device):
             if pose_from == "camera":
@@ -214,10 +221,14 @@ class DA3Net(nn.Module):
             if ray_map not in RAY_MAPS:
                 raise ValueError(f"ray_map must be one of {RAY_MAPS}, got {ray_map!r}")
             B, S = feats[0].shape[:2]
-            half = ray_map == "half"
-            ray, conf = self.head.forward_rays(self.head.stem([f.flatten(0, 1) for f in feats], H, W), H, W, half)
-            grid = ray_map_grid(ray.shape[1], ray.shape[2], half, ray.device)
-            c2w, K_n, _ = solve_rays(ray, conf, max_points=RAY_SOLVER_POINTS if half else 16384, grid=grid)
+            flat = [f.flatten(0, 1) for f in feats]
+            if ray_map == "quarter":
+                ray, conf = self.head.forward_rays_quarter(flat, H, W)
+            else:
+                ray, conf = self.head.forward_rays(self.head.stem(flat, H, W), H, W, half=ray_map == "half")
+            factor = 8 * (H // PATCH_SIZE) // ray.shape[1]
+            grid = ray_map_grid(ray.shape[1], ray.shape[2], factor, ray.device)
+            c2w, K_n, _ = solve_rays(ray, conf, max_points=16384 if factor == 1 else RAY_SOLVER_POINTS, grid=grid)
             return self._ray_cameras(c2w, K_n, B, S, H, W)
 
     @staticmethod

@@ -30,19 +30,19 @@ def normalized_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.T
     return torch.stack((xx, yy), -1)
 
 
-def ray_map_grid(h: int, w: int, half: bool = False, device=None, dtype=torch.float32) -> torch.Tensor:
+def ray_map_grid(h: int, w: int, factor: int = 1, device=None, dtype=torch.float32) -> torch.Tensor:
     """(h, w, 2) image coordinates (x, y) in [-1, 1] of a ray map's samples.
 
-    The official map (8 x the patch grid): pixel centres (`normalized_grid`). A half map
-    (`DualDPT.forward_rays(half=True)`, 4 x the patch grid, the last stage before the
-    align-corners 2x resize): sample j sits where that resize puts it, at full-map pixel
-    j (2h - 1) / (h - 1)."""
-    if not half:
+    The official map (8 x the patch grid, factor 1): pixel centres (`normalized_grid`).
+    A map `factor` times coarser per axis (`DualDPT.forward_rays(half=True)`: 2,
+    `forward_rays_quarter`: 4), whose samples the official map would resize with align
+    corners: sample j sits at full-map pixel j (factor h - 1) / (h - 1)."""
+    if factor == 1:
         return normalized_grid(h, w, device, dtype)
 
     def axis(n):
-        pos = torch.arange(n, device=device, dtype=torch.float64) * ((2 * n - 1) / max(n - 1, 1))
-        return ((pos + 0.5) * (2.0 / (2 * n)) - 1.0).to(dtype)
+        pos = torch.arange(n, device=device, dtype=torch.float64) * ((factor * n - 1) / max(n - 1, 1))
+        return ((pos + 0.5) * (2.0 / (factor * n)) - 1.0).to(dtype)
 
     yy, xx = torch.meshgrid(axis(h), axis(w), indexing="ij")
     return torch.stack((xx, yy), -1)

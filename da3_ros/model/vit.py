@@ -56,29 +56,25 @@ class SwiGLU(nn.Module):
         return self.w3(F.silu(a) * b)
 
 
+try:  # torch >= 2.3 (older torch: `Attention.kernel` is ignored, PyTorch chooses)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    _SDPA_BACKENDS = {k: getattr(SDPBackend, v) for k, v in (
+        ("flash", "FLASH_ATTENTION"), ("cudnn", "CUDNN_ATTENTION"), ("efficient", "EFFICIENT_ATTENTION"),
+        ("math", "MATH")) if hasattr(SDPBackend, v)}
+except ImportError:  # pragma: no cover
+    sdpa_kernel, _SDPA_BACKENDS = None, {}
+
 #: backends `Attention.kernel` can pin (None: PyTorch chooses per call)
-ATTENTION_KERNELS = ("flash", "cudnn", "efficient", "math")
-_SDPA_BACKENDS: dict = {}
-
-
-def _sdpa_backend(kernel: str):
-    if not _SDPA_BACKENDS:
-        from torch.nn.attention import SDPBackend
-
-        names = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
-                 "math": "MATH"}
-        _SDPA_BACKENDS.update({k: getattr(SDPBackend, v) for k, v in names.items() if hasattr(SDPBackend, v)})
-    return _SDPA_BACKENDS[kernel]
+ATTENTION_KERNELS = tuple(_SDPA_BACKENDS)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Optional[str] = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim)) v by `F.scaled_dot_product_attention`; `kernel` (one of
     `ATTENTION_KERNELS`) pins its backend, None lets PyTorch choose."""
-    if kernel is None:
+    if kernel is None or sdpa_kernel is None:
         return F.scaled_dot_product_attention(q, k, v)
-    from torch.nn.attention import sdpa_kernel
-
-    with sdpa_kernel([_sdpa_backend(kernel)]):
+    with sdpa_kernel([_SDPA_BACKENDS[kernel]]):
         return F.scaled_dot_product_attention(q, k, v)
 
 

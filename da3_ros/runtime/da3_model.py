@@ -50,10 +50,11 @@ class DA3WindowModel:
         `variant`, "random:da3-small") or an already built network.
     precision: "fp32" | "bf16" | "fp16" | "auto" (bf16 autocast on CUDA, fp32 on CPU).
     pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray head + solver).
-    ray_map: the ray map the pose solver fits (pose_from="ray"): "half" (default: the ray
-        head's last stage at half resolution per axis, a quarter of its cost, as accurate
-        for poses and intrinsics on the held-out sequences; see `DA3Net.forward_pose`) or
-        "full" (the official map).
+    ray_map: the ray map the pose solver fits (pose_from="ray"): "quarter" (default: the ray
+        head above the 2x level at a quarter of the official resolution per axis; on the
+        embedded model's held-out sequences as accurate for trajectories and intrinsics as
+        the official map, test/runtime/test_ray_pose_guard.py), "half" (only the head's last
+        stage at half resolution) or "full" (the official map). See `DA3Net.forward_pose`.
     compile: the optimised incremental path (`da3_ros.model.fast`), same answers within
         the precision's tolerance: "auto" (default: CUDA graphs + torch.compile-fused
         blocks on CUDA when triton is importable, the plain path on the CPU), True /
@@ -69,7 +70,7 @@ class DA3WindowModel:
     def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
                  process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
                  ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None,
-                 compile: Union[bool, str] = "auto", ray_map: str = "half"):
+                 compile: Union[bool, str] = "auto", ray_map: str = "quarter"):
         self.device = torch.device(device)
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
