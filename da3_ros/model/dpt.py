@@ -47,11 +47,15 @@ class FusionBlock(nn.Module):
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
 
-    def forward(self, x: torch.Tensor, lateral: Optional[torch.Tensor] = None,
-                size: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def body(self, x: torch.Tensor, lateral: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The part before the resize (all 3x3 convolutions: 2 on the lateral, 2 after the sum)."""
         if lateral is not None and self.resConfUnit1 is not None:
             x = x + self.resConfUnit1(lateral)
-        x = self.resConfUnit2(x)
+        return self.resConfUnit2(x)
+
+    def forward(self, x: torch.Tensor, lateral: Optional[torch.Tensor] = None,
+                size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        x = self.body(x, lateral)
         if size is None:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         else:
@@ -122,27 +126,33 @@ class _DPTBase(nn.Module):
     def _pe(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         return x + uv_embedding(x.shape[1], x.shape[2], x.shape[3], W / H, x.device, x.dtype)
 
+    def project(self, i: int, f: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """Level i at the patch grid: (N, P, C) patch features -> norm, 1x1 projection
+        (+ UV embedding) -> (N, out_channels[i], ph, pw)."""
+        ph, pw = H // PATCH_SIZE, W // PATCH_SIZE
+        x = self.norm(f)
+        x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], ph, pw)
+        x = self.projects[i](x)
+        return self._pe(x, H, W) if self.uv_pos else x
+
+    def lateral(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Level i from the patch grid to its own resolution (4x, 2x, 1x, 1/2x) and `features` channels."""
+        return getattr(self.scratch, f"layer{i + 1}_rn")(self.resize_layers[i](x))
+
     def stem(self, feats: List[torch.Tensor], H: int, W: int) -> List[torch.Tensor]:
         """4 x (N, P, C) patch features (fp32) -> 4 lateral maps (N, features, h_i, w_i)."""
-        ph, pw = H // PATCH_SIZE, W // PATCH_SIZE
-        out = []
-        for i, f in enumerate(feats):
-            x = self.norm(f)
-            x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], ph, pw)
-            x = self.projects[i](x)
-            if self.uv_pos:
-                x = self._pe(x, H, W)
-            x = self.resize_layers[i](x)
-            out.append(getattr(self.scratch, f"layer{i + 1}_rn")(x))
-        return out
+        return [self.lateral(i, self.project(i, f, H, W)) for i, f in enumerate(feats)]
 
-    def _fuse(self, rn: List[torch.Tensor], suffix: str = "") -> torch.Tensor:
+    def _fuse(self, rn: List[torch.Tensor], suffix: str = "", last_resize: bool = True) -> torch.Tensor:
+        """Coarse-to-fine fusion; the last block resizes to 2x its input (8 x the patch grid)
+        unless `last_resize` is False (then the result stays at 4 x the patch grid)."""
         s = self.scratch
         l1, l2, l3, l4 = rn
         x = getattr(s, "refinenet4" + suffix)(l4, size=l3.shape[2:])
         x = getattr(s, "refinenet3" + suffix)(x, l3, size=l2.shape[2:])
         x = getattr(s, "refinenet2" + suffix)(x, l2, size=l1.shape[2:])
-        return getattr(s, "refinenet1" + suffix)(x, l1)
+        last = getattr(s, "refinenet1" + suffix)
+        return last(x, l1) if last_resize else last.out_conv(last.body(x, l1))
 
 
 class DualDPT(_DPTBase):
@@ -180,9 +190,33 @@ class DualDPT(_DPTBase):
         x = self.scratch.output_conv2(self._pe(x, H, W))
         return torch.exp(x[:, 0]), torch.exp(x[:, -1]) + 1
 
-    def forward_rays(self, rn: List[torch.Tensor], H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """-> ray (N, 8ph, 8pw, 6) [world direction, camera centre], ray_conf (N, 8ph, 8pw)."""
-        x = self.scratch.output_conv1_aux[-1](self._fuse(rn, "_aux"))
+    def forward_rays(self, rn: List[torch.Tensor], H: int, W: int, half: bool = False
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """-> ray (N, h, w, 6) [world direction, camera centre], ray_conf (N, h, w).
+
+        The official ray map is 8 x the patch grid (h, w = 8ph, 8pw). `half`: the head's
+        last stage (the 1x1 after the last fusion, the output convolutions) runs on the
+        4 x grid instead, skipping the final 2x resize: a quarter of the pixels of the
+        costliest stage, the same field at half the sampling rate (`ray_map_grid` gives
+        where its samples sit). Enough for the pose solver, which fits a 3x3 homography
+        and a centre per view; not the official ray map.
+        """
+        return self._ray_outputs(self._fuse(rn, "_aux", last_resize=not half), H, W)
+
+    def forward_rays_quarter(self, feats: List[torch.Tensor], H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ray head on the 2 x grid (a quarter of the official map's resolution per axis):
+        no level runs above 2 x the patch grid (level 0's lateral is area-averaged down to it,
+        the last two fusions skip their resize). feats: 4 x (N, P, C). Approximate, like `half`."""
+        s = self.scratch
+        l1 = s.layer1_rn(F.avg_pool2d(self.resize_layers[0](self.project(0, feats[0], H, W)), 2))
+        l2, l3, l4 = (self.lateral(i, self.project(i, feats[i], H, W)) for i in (1, 2, 3))
+        x = s.refinenet4_aux(l4, size=l3.shape[2:])
+        x = s.refinenet3_aux(x, l3, size=l2.shape[2:])
+        x = s.refinenet2_aux.out_conv(s.refinenet2_aux.body(x, l2))
+        return self._ray_outputs(s.refinenet1_aux.out_conv(s.refinenet1_aux.body(x, l1)), H, W)
+
+    def _ray_outputs(self, x: torch.Tensor, H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = self.scratch.output_conv1_aux[-1](x)
         x = self.scratch.output_conv2_aux[-1](self._pe(x, H, W)).permute(0, 2, 3, 1)
         return x[..., :6], torch.exp(x[..., 6]) + 1
 

@@ -1,55 +1,55 @@
-"""Optimised incremental path of `DA3WindowModel` (same answers as the plain path).
+"""Optimised incremental path of `DA3WindowModel`: the model's own steps, run as fixed-shape stages.
 
-The plain path (`DA3Net.encode` + `DA3Net.forward_window`) is kept as the
-reference; this module runs the same arithmetic in fixed-shape stages:
+Nothing here re-implements the network. Each stage calls the model's methods on
+static buffers, exactly as the plain path (`DA3Net.encode` + `DA3Net.forward_window`)
+does:
 
 * `encode`: uint8 frame -> ONE reused pinned host buffer -> non-blocking upload ->
-  resize + ImageNet normalisation on the device -> patch embedding -> per-view
-  blocks. Tokens are copied into the frame's handle (the cache).
-* `cross_view`: cached tokens of the window -> reference-view order -> cross-view
-  blocks -> features of the decoded views only (+ camera tokens of all views).
-* `depth`: Dual-DPT depth branch on the decoded views, resized to native size.
-* `pose`: camera decoder (or ray head + solver) for every view.
+  `preprocess.network_input` -> `DA3Net.encode_tokens`. Tokens are copied into the
+  frame's handle (the cache).
+* `cross_view`: cached tokens of the window -> `DA3Net.forward_features` (reference
+  order on the device, cross-view blocks, head inputs of the views that need them).
+* `depth_head`: `DA3Net.forward_depth` on the decoded views, resized to native size
+  (`preprocess.map_to_native`).
+* `pose`: `DA3Net.forward_pose` (camera decoder, or ray head + solver) for every view.
 
-Each stage reads and writes static buffers, so on CUDA it is captured once per
-shape as a CUDA graph (warm-up at start-up) and replayed: no per-frame launches
-from Python, no host synchronisation except the one fetch of the published
-results (one pinned buffer per output, one stream sync).
+What this module adds is how they run:
 
-Blocks run through `block_forward`, a functional copy of `vit.Block` that takes
-its parameters as arguments, so one `torch.compile` graph (inductor, dynamic
-shapes) serves every block of a variant and fuses LayerNorm, QK-norm, RoPE,
-LayerScale and residual adds. Under bf16/fp16 autocast the ViT blocks' Linear
-weights are stored in that dtype (autocast would cast them on every call; the
-result is bit-identical), LayerNorm and LayerScale parameters stay fp32, and the
-dtype flow of autocast is reproduced explicitly (LayerNorm in fp32, matmuls and
-SDPA in the autocast dtype, residual stream fp32). Heads, camera decoder and ray
-solver run in fp32 exactly as in the plain path.
+* CUDA graphs: each stage is captured once per shape (warm-up at start-up) and
+  replayed; no per-frame launches from Python, no host synchronisation except the
+  one fetch of the published results (one pinned buffer per output, one stream sync).
+* torch.compile: the ViT's blocks are wrapped (`torch.compile(block)` shares the
+  module and its parameters) and handed to the model's loops (`blocks=`), so
+  inductor fuses LayerNorm, QK-norm, RoPE, LayerScale and the residual adds of the
+  one `vit.Block`. Shapes are static for the first window size warmed up (the
+  deployed one) and dynamic for the others (torch's automatic dynamic shapes).
+* The attention kernel: per block, the fastest SDPA backend whose output matches
+  PyTorch's default on that block's shapes becomes its `Attention.kernel` (the
+  model's one switch; `DA3_SDPA=flash|cudnn|efficient|default` forces one).
+* Under bf16/fp16 the blocks' Linear weights are stored in that dtype (what autocast
+  casts them to on every call anyway: bit-identical under autocast); on CUDA the heads'
+  convolution weights are kept channels-last (`DA3_HEAD_NHWC=0`: as loaded).
+
+On the CPU, mode "staged" runs the same stages without graphs or compilation: the
+tests exercise this code with the CPU.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .camera import decode_pose, invert_rigid
 from .config import PATCH_SIZE
-from .net import MIN_VIEWS_FOR_REFERENCE, DA3Net
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, processed_size
-from .ray_pose import denormalize_intrinsics, solve_rays
-from .reference import reference_order
-from .rope import apply_rope
-from .vit import Block, SwiGLU
+from .net import DA3Net
+from .preprocess import map_to_native, network_input, processed_size
+from .vit import attention
 
 COMPILE_MODES = ("off", "staged", "graphs", "inductor", "auto")
-
-BlockParams = Tuple[Optional[torch.Tensor], ...]
 
 
 def resolve_compile(compile, device: torch.device) -> str:
@@ -85,147 +85,6 @@ def _triton_available() -> bool:
         return False
 
 
-# ---------------------------------------------------------------------- block
-def block_params(blk: Block) -> BlockParams:
-    """The parameters of a `vit.Block` in `block_forward`'s order (detached views)."""
-    a, m = blk.attn, blk.mlp
-    qk = isinstance(a.q_norm, nn.LayerNorm)
-    if isinstance(m, SwiGLU):
-        f1, f2 = m.w12, m.w3
-    else:
-        f1, f2 = m.fc1, m.fc2
-    ps = (blk.norm1.weight, blk.norm1.bias, a.qkv.weight, a.qkv.bias,
-          a.q_norm.weight if qk else None, a.q_norm.bias if qk else None,
-          a.k_norm.weight if qk else None, a.k_norm.bias if qk else None,
-          a.proj.weight, a.proj.bias, blk.ls1.gamma, blk.norm2.weight, blk.norm2.bias,
-          f1.weight, f1.bias, f2.weight, f2.bias, blk.ls2.gamma)
-    return tuple(None if p is None else p.detach() for p in ps)
-
-
-def _low(t: torch.Tensor, amp: Optional[torch.dtype]) -> torch.Tensor:
-    """Operand of a matmul / SDPA under autocast."""
-    return t if amp is None else t.to(amp)
-
-
-def _ln(t: torch.Tensor, w, b, eps: float, amp: Optional[torch.dtype]) -> torch.Tensor:
-    """LayerNorm as autocast runs it (in fp32)."""
-    return F.layer_norm(t if amp is None else t.float(), (t.shape[-1],), w, b, eps)
-
-
-def block_pre(x: torch.Tensor, n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, cos: Optional[torch.Tensor],
-              sin: Optional[torch.Tensor], heads: int, amp: Optional[torch.dtype], eps: float = 1e-6):
-    """Attention inputs of a block: norm1, qkv, QK-norm, RoPE -> contiguous q, k, v (B, heads, N, hd)."""
-    B, N, C = x.shape
-    h = _ln(x, n1w, n1b, eps, amp)
-    qkv = F.linear(_low(h, amp), _low(qkv_w, amp), _low(qkv_b, amp))
-    q, k, v = qkv.view(B, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
-    if qnw is not None:
-        q, k = _ln(q, qnw, qnb, 1e-5, amp), _ln(k, knw, knb, 1e-5, amp)
-    if cos is not None:
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    return _low(q, amp).contiguous(), _low(k, amp).contiguous(), _low(v, amp).contiguous()
-
-
-def block_post(x: torch.Tensor, o: torch.Tensor, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2,
-               amp: Optional[torch.dtype], swiglu: bool, eps: float = 1e-6) -> torch.Tensor:
-    """Rest of a block after attention: proj, LayerScale, residual, norm2, FFN, LayerScale, residual."""
-    B, N, C = x.shape
-    o = F.linear(_low(o.transpose(1, 2).reshape(B, N, C), amp), _low(pw, amp), _low(pb, amp))
-    x = x + o * g1
-    h = F.linear(_low(_ln(x, n2w, n2b, eps, amp), amp), _low(f1w, amp), _low(f1b, amp))
-    if swiglu:
-        a, b = h.chunk(2, dim=-1)
-        h = F.silu(a) * b
-    else:
-        h = F.gelu(h)
-    h = F.linear(_low(h, amp), _low(f2w, amp), _low(f2b, amp))
-    return x + h * g2
-
-
-def block_forward(x: torch.Tensor, p: BlockParams, cos: Optional[torch.Tensor], sin: Optional[torch.Tensor],
-                  heads: int, amp: Optional[torch.dtype], swiglu: bool, sdpa: Callable = None) -> torch.Tensor:
-    """`vit.Block.forward` (with `rope=(cos, sin)` or none) as one function of its parameters.
-
-    amp: the autocast dtype the plain path runs the block under (None = fp32); its
-    dtype flow is reproduced explicitly, so call this with autocast disabled.
-    """
-    n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2 = p
-    q, k, v = block_pre(x, n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, cos, sin, heads, amp)
-    o = (sdpa or F.scaled_dot_product_attention)(q, k, v)
-    return block_post(x, o, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2, amp, swiglu)
-
-
-class SdpaChooser:
-    """`F.scaled_dot_product_attention` with the fastest exact backend per shape (CUDA).
-
-    At the first call of a shape (warm-up, outside graph capture) it times the
-    flash, cuDNN and memory-efficient kernels and keeps the fastest whose output
-    matches the default's (bf16 noise). `DA3_SDPA=flash|cudnn|efficient|default`
-    forces one."""
-
-    def __init__(self, enabled: bool, log: Optional[Callable[[str], None]] = None):
-        self.enabled = enabled
-        self.choice: Dict[tuple, object] = {}
-        self.log = log or (lambda m: None)
-        self.force = os.environ.get("DA3_SDPA", "").strip().lower()
-
-    def _backends(self):
-        from torch.nn.attention import SDPBackend
-
-        names = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
-        if self.force in names:
-            return [getattr(SDPBackend, names[self.force])]
-        if self.force == "default":
-            return []
-        return [getattr(SDPBackend, names[n]) for n in ("cudnn", "flash", "efficient") if hasattr(SDPBackend, names[n])]
-
-    def _tune(self, q, k, v):
-        from torch.nn.attention import sdpa_kernel
-
-        ref = F.scaled_dot_product_attention(q, k, v)
-        scale = float(ref.abs().max()) + 1e-6
-        best, best_ms, report = None, float("inf"), []
-        for b in self._backends():
-            try:
-                with sdpa_kernel([b]):
-                    out = F.scaled_dot_product_attention(q, k, v)
-                    if float((out.float() - ref.float()).abs().max()) > 2e-2 * scale:
-                        report.append(f"{b.name}: mismatch")
-                        continue
-                    torch.cuda.synchronize()
-                    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    e0.record()
-                    for _ in range(5):
-                        F.scaled_dot_product_attention(q, k, v)
-                    e1.record()
-                    torch.cuda.synchronize()
-                    ms = e0.elapsed_time(e1) / 5
-            except Exception as exc:  # backend unsupported for this shape / build
-                report.append(f"{b.name}: n/a ({type(exc).__name__})")
-                continue
-            report.append(f"{b.name}: {ms:.3f} ms")
-            if ms < best_ms:
-                best, best_ms = b, ms
-        self.log(f"sdpa {tuple(q.shape)} {q.dtype}: " + ", ".join(report) + f" -> {getattr(best, 'name', 'default')}")
-        return best
-
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return F.scaled_dot_product_attention(q, k, v)
-        key = (tuple(q.shape), tuple(k.shape), q.dtype)
-        if key not in self.choice:
-            if torch.cuda.is_current_stream_capturing():
-                return F.scaled_dot_product_attention(q, k, v)
-            self.choice[key] = self._tune(q, k, v)
-        b = self.choice[key]
-        if b is None:
-            return F.scaled_dot_product_attention(q, k, v)
-        from torch.nn.attention import sdpa_kernel
-
-        with sdpa_kernel([b]):
-            return F.scaled_dot_product_attention(q, k, v)
-
-
 def store_linear_weights_in(vit: nn.Module, dtype: Optional[torch.dtype]) -> None:
     """Keep the ViT blocks' Linear weights and biases in the autocast dtype (what autocast
     casts them to on every call anyway: results are bit-identical under autocast).
@@ -240,6 +99,68 @@ def store_linear_weights_in(vit: nn.Module, dtype: Optional[torch.dtype]) -> Non
                     mod.bias.data = mod.bias.data.to(dtype)
 
 
+# ---------------------------------------------------------------------- attention kernel
+class AttentionTuner:
+    """Chooses `Attention.kernel` per block from timings on the block's own shapes (CUDA).
+
+    Keeps the fastest backend whose output matches PyTorch's default choice (bf16
+    noise); a block keeps its first choice (the deployed window is warmed up first)."""
+
+    def __init__(self, enabled: bool, log: Optional[Callable[[str], None]] = None):
+        self.enabled = enabled
+        self.log = log or (lambda m: None)
+        self.force = os.environ.get("DA3_SDPA", "").strip().lower()
+        self.choice: Dict[tuple, Optional[str]] = {}
+        self._tuned: set = set()
+
+    def tune(self, attns: Iterable[nn.Module], q_shape: tuple, k_shape: tuple, dtype: torch.dtype,
+             device: torch.device) -> None:
+        attns = [a for a in attns if id(a) not in self._tuned]
+        if not attns or not self.enabled:
+            return
+        key = (tuple(q_shape), tuple(k_shape), dtype)
+        if key not in self.choice:
+            self.choice[key] = self._time(q_shape, k_shape, dtype, device)
+        for a in attns:
+            a.kernel = self.choice[key]
+            self._tuned.add(id(a))
+
+    def _time(self, q_shape, k_shape, dtype, device) -> Optional[str]:
+        if self.force in ("flash", "cudnn", "efficient", "math"):
+            return self.force
+        if self.force == "default":
+            return None
+        g = torch.Generator(device=device).manual_seed(0)
+        q = torch.randn(q_shape, generator=g, device=device, dtype=dtype)
+        k = torch.randn(k_shape, generator=g, device=device, dtype=dtype)
+        v = torch.randn(k_shape, generator=g, device=device, dtype=dtype)
+        ref = attention(q, k, v)
+        scale = float(ref.abs().max()) + 1e-6
+        best, best_ms, report = None, float("inf"), []
+        for name in ("cudnn", "flash", "efficient"):
+            try:
+                out = attention(q, k, v, name)
+                if float((out.float() - ref.float()).abs().max()) > 2e-2 * scale:
+                    report.append(f"{name}: mismatch")
+                    continue
+                torch.cuda.synchronize(device)
+                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                e0.record()
+                for _ in range(5):
+                    attention(q, k, v, name)
+                e1.record()
+                torch.cuda.synchronize(device)
+                ms = e0.elapsed_time(e1) / 5
+            except Exception as exc:  # backend unsupported for this shape / build
+                report.append(f"{name}: n/a ({type(exc).__name__})")
+                continue
+            report.append(f"{name}: {ms:.3f} ms")
+            if ms < best_ms:
+                best, best_ms = name, ms
+        self.log(f"sdpa q{tuple(q_shape)} k{tuple(k_shape)} {dtype}: " + ", ".join(report) + f" -> {best or 'default'}")
+        return best
+
+
 # ---------------------------------------------------------------------- stages
 class Stage:
     """A function of static input buffers, replayed as a CUDA graph when enabled.
@@ -248,8 +169,10 @@ class Stage:
     tensors; with a graph the returned tensors are the graph's static outputs
     (overwritten by the next replay)."""
 
-    def __init__(self, name: str, fn: Callable[[], Tuple[torch.Tensor, ...]], graph: bool, pool=None):
+    def __init__(self, name: str, fn: Callable[[], Tuple[torch.Tensor, ...]], graph: bool, pool=None,
+                 log: Optional[Callable[[str], None]] = None):
         self.name, self.fn, self.use_graph, self.pool = name, fn, graph, pool
+        self.log = log or (lambda m: None)
         self.graph: Optional[torch.cuda.CUDAGraph] = None
         self.out: Optional[Tuple[torch.Tensor, ...]] = None
 
@@ -267,8 +190,10 @@ class Stage:
             with torch.cuda.graph(g, pool=self.pool):
                 self.out = self.fn()
         except Exception as exc:  # not capturable here: run this stage eagerly
-            warnings.warn(f"CUDA graph capture of stage {self.name!r} failed ({type(exc).__name__}: {exc}); "
-                          "running it eagerly")
+            msg = (f"CUDA graph capture of stage {self.name!r} failed ({type(exc).__name__}: {exc}); "
+                   "running it eagerly")
+            warnings.warn(msg)
+            self.log(msg)
             torch.cuda.synchronize()
             self.use_graph, self.out = False, None
             return
@@ -289,35 +214,41 @@ class FastPath:
     """Fixed-shape staged execution of an any-view `DA3Net` for `DA3WindowModel`."""
 
     def __init__(self, net: DA3Net, device: torch.device, mode: str, pose_from: str, ref_view_strategy: str,
-                 log: Optional[Callable[[str], None]] = None):
+                 ray_map: str = "quarter", log: Optional[Callable[[str], None]] = None):
         if not (isinstance(net, DA3Net) and net.cfg.any_view):
             raise TypeError("the fast path serves any-view DA3Net models")
         self.net, self.vit, self.device, self.mode = net, net.vit, device, mode
-        self.pose_from, self.ref_view_strategy = pose_from, ref_view_strategy
+        self.pose_from, self.ref_view_strategy, self.ray_map = pose_from, ref_view_strategy, ray_map
         self.amp = net.amp_dtype
-        self.use_graphs = mode in ("graphs", "inductor") and device.type == "cuda"
+        cuda = device.type == "cuda"
+        self.use_graphs = mode in ("graphs", "inductor") and cuda
         self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         self.log = log or (lambda m: None)
-        vit = self.vit
-        store_linear_weights_in(vit, self.amp)
-        self.params = [block_params(b) for b in vit.blocks]
-        self.heads = vit.cfg.num_heads
-        self.swiglu = vit.cfg.ffn == "swiglu"
-        self.sdpa = SdpaChooser(device.type == "cuda" and mode in ("graphs", "inductor"), self.log)
-        self._pre, self._post = block_pre, block_post
-        if mode == "inductor" and device.type == "cuda":
-            from torch import _dynamo
-
-            _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
-            # dynamic shapes: one graph per block kind serves every window size and resolution
-            # (DA3_COMPILE_DYNAMIC=auto: torch's automatic dynamic shapes, static dims stay static)
-            dyn = None if os.environ.get("DA3_COMPILE_DYNAMIC", "1") == "auto" else True
-            self._pre = torch.compile(block_pre, dynamic=dyn, fullgraph=True)
-            self._post = torch.compile(block_post, dynamic=dyn, fullgraph=True)
-        self.mean = (torch.tensor(IMAGENET_MEAN, device=device) * 255.0).view(1, 3, 1, 1)
-        self.std = (torch.tensor(IMAGENET_STD, device=device) * 255.0).view(1, 3, 1, 1)
-        self._enc: Dict[Tuple[int, int], dict] = {}
+        store_linear_weights_in(self.vit, self.amp)
+        if cuda and os.environ.get("DA3_HEAD_NHWC", "1") != "0":
+            # the heads' convolutions in channels-last layout (cuDNN's native one for tensor-core
+            # convolutions; the same arithmetic, other kernels): the weights carry the layout on
+            net.head.to(memory_format=torch.channels_last)
+        self.tuner = AttentionTuner(cuda and mode in ("graphs", "inductor"), lambda m: self.log(m))
+        self.blocks: Optional[Sequence[nn.Module]] = None  # None: the modules themselves
+        if mode == "inductor" and cuda:
+            self.blocks = self._compiled_blocks()
+        self._enc: Dict[tuple, dict] = {}
         self._win: Dict[tuple, dict] = {}
+
+    def _compiled_blocks(self):
+        from torch import _dynamo
+
+        # one code object (Block.forward) serves every block kind and shape: allow its variants
+        for name in ("cache_size_limit", "recompile_limit"):
+            if hasattr(_dynamo.config, name):
+                setattr(_dynamo.config, name, max(getattr(_dynamo.config, name), 64))
+        # DA3_COMPILE_DYNAMIC=1: dynamic shapes from the first call (one graph for every size);
+        # default: static for the first shape seen (the deployed window, warmed up first), then
+        # automatic dynamic shapes for the dims that change
+        dyn = True if os.environ.get("DA3_COMPILE_DYNAMIC", "") == "1" else None
+        mode = os.environ.get("DA3_COMPILE_MODE", "") or None  # e.g. max-autotune-no-cudagraphs
+        return [torch.compile(b, dynamic=dyn, fullgraph=True, mode=mode) for b in self.vit.blocks]
 
     def reset(self) -> None:
         """Drop every captured graph and static buffer (their memory goes back to the allocator)."""
@@ -327,27 +258,18 @@ class FastPath:
             torch.cuda.synchronize(self.device)
             self.pool = torch.cuda.graph_pool_handle()
 
-    # ------------------------------------------------------------------ helpers
-    def _autocast_off(self):
-        return torch.autocast(device_type=self.device.type, enabled=False)
-
-    def _run_block(self, i: int, x: torch.Tensor, rope=None, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Block i on x (B, N, D); with `rows` (indices into N, batch 1) only those output rows."""
-        cos, sin = rope if rope is not None else (None, None)
-        n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2 = self.params[i]
+    def _run(self, stage: Stage) -> Tuple[torch.Tensor, ...]:
         try:
-            q, k, v = self._pre(x, n1w, n1b, qkv_w, qkv_b, qnw, qnb, knw, knb, cos, sin, self.heads, self.amp)
-            if rows is not None:
-                q, x = q.index_select(2, rows), x.index_select(1, rows)
-            o = self.sdpa(q, k, v)
-            return self._post(x, o, pw, pb, g1, n2w, n2b, f1w, f1b, f2w, f2b, g2, self.amp, self.swiglu)
-        except Exception as exc:  # inductor unavailable / failing: the same functions, eager
-            if self._pre is block_pre:
+            return stage()
+        except Exception as exc:  # inductor unavailable / failing: the same modules, eager
+            if self.blocks is None:
                 raise
-            warnings.warn(f"torch.compile of the ViT block failed ({type(exc).__name__}: {exc}); running eager")
-            self._pre, self._post = block_pre, block_post
-            self.mode = "graphs"
-            return self._run_block(i, x, rope, rows)
+            msg = f"torch.compile of the ViT blocks failed ({type(exc).__name__}: {exc}); running eager"
+            warnings.warn(msg)
+            self.log(msg)
+            self.blocks, self.mode = None, "graphs"
+            stage.graph, stage.out = None, None
+            return stage()
 
     # ------------------------------------------------------------------ encode
     def _encode_state(self, h: int, w: int, process_res: int) -> dict:
@@ -359,30 +281,18 @@ class FastPath:
         cuda = self.device.type == "cuda"
         st = {"hw": (H, W),
               "host": torch.empty((h, w, 3), dtype=torch.uint8, pin_memory=cuda),
-              "dev": torch.empty((h, w, 3), dtype=torch.uint8, device=self.device),
+              "dev": torch.empty((1, h, w, 3), dtype=torch.uint8, device=self.device),
               "event": torch.cuda.Event() if cuda else None}
-        vit, net = self.vit, self.net
+        vit, heads, hd = self.vit, self.vit.cfg.num_heads, self.vit.cfg.head_dim
+        T = 1 + (H // PATCH_SIZE) * (W // PATCH_SIZE)
+        self.tuner.tune((vit.blocks[i].attn for i in range(vit.n_early)), (1, heads, T, hd), (1, heads, T, hd),
+                        self.amp or torch.float32, self.device)
 
         def fn():
-            img = st["dev"].permute(2, 0, 1)[None].float()
-            if (H, W) != (h, w):
-                if H > h or W > w:
-                    img = F.interpolate(img, size=(H, W), mode="bicubic", align_corners=False).clamp_(0, 255)
-                else:
-                    img = F.interpolate(img, size=(H, W), mode="area")
-            img = (img - self.mean) / self.std
-            with net._autocast(self.device):
-                x = vit.embed(img)
-            with self._autocast_off():
-                sel = x[:, 0]
-                n = vit.n_early
-                for i in range(n):
-                    if i == n - 1:
-                        sel = x[:, 0]
-                    x = self._run_block(i, x)
-            return x[0], sel[0]
+            tok, sel = self.net.encode_tokens(network_input(st["dev"], (H, W)), self.blocks)
+            return tok[0], sel[0]
 
-        st["stage"] = Stage("encode", fn, self.use_graphs, self.pool)
+        st["stage"] = Stage("encode", fn, self.use_graphs, self.pool, lambda m: self.log(m))
         self._enc[key] = st
         return st
 
@@ -396,7 +306,7 @@ class FastPath:
         if st["event"] is not None:
             st["event"].synchronize()  # the previous upload from the pinned buffer is done
         np.copyto(st["host"].numpy(), image)
-        st["dev"].copy_(st["host"], non_blocking=True)
+        st["dev"][0].copy_(st["host"], non_blocking=True)
         if st["event"] is not None:
             st["event"].record()
         return st
@@ -404,126 +314,61 @@ class FastPath:
     def encode(self, image: np.ndarray, process_res: int):
         """-> (tokens (T, D), selector (D,), processed (H, W)); tensors owned by the caller."""
         st = self.upload(image, process_res)
-        tok, sel = st["stage"]()
+        tok, sel = self._run(st["stage"])
         return tok.clone(), sel.clone(), st["hw"]
 
     # ------------------------------------------------------------------ window
     def _window_state(self, S: int, T: int, D: int, dtype, hw, decode: Tuple[int, ...], native_hw) -> dict:
-        key = (S, T, D, dtype, hw, decode, native_hw, self.pose_from, self.ref_view_strategy)
+        key = (S, T, D, dtype, hw, decode, native_hw, self.pose_from, self.ref_view_strategy, self.ray_map)
         st = self._win.get(key)
         if st is not None:
             return st
-        H, W = hw
-        ph, pw = H // PATCH_SIZE, W // PATCH_SIZE
-        dev, vit, net = self.device, self.vit, self.net
-        tok = torch.zeros((1, S, T, D), dtype=dtype, device=dev)
-        sel = torch.zeros((1, S, D), dtype=dtype, device=dev)
-        cos_l, sin_l, cos_g, sin_g = vit.rope.get(ph, pw, dev)
-        rope_l = (cos_l, sin_l)
-        rope_g = (cos_g.repeat(S, 1).contiguous(), sin_g.repeat(S, 1).contiguous())
-        feat_views = list(range(S)) if self.pose_from == "ray" else list(decode)
-        nf = len(feat_views)
+        dev, net, vit = self.device, self.net, self.vit
+        views = net.window_views(S, decode, self.pose_from)
         # index tensors made here, not inside a captured stage (no host->device copies there)
-        fv_idx = torch.tensor(feat_views, dtype=torch.long, device=dev)
-        fv_pos = fv_idx[None]
-        dsel_idx = torch.tensor([feat_views.index(d) for d in decode], dtype=torch.long, device=dev)
-        out_layers = set(vit.cfg.out_layers)
-        st = {"tok": tok, "sel": sel, "decode": decode}
-
-        last = len(vit.blocks) - 1
-        # the last block is global and an out layer: only the decoded views' tokens and every
-        # view's token 0 (camera token) of its output are used, so its queries (and its
-        # projection / FFN rows) are restricted to those; keys and values stay complete.
-        restrict = (last % 2 == 1 and last in out_layers and last > vit.alt_start and nf < S
-                    and os.environ.get("DA3_LAST_BLOCK_FULL", "") != "1")
-        tok_ar = torch.arange(T, device=dev)
-        view_starts = torch.arange(S, device=dev) * T
+        st = {"tok": torch.zeros((1, S, T, D), dtype=dtype, device=dev),
+              "sel": torch.zeros((1, S, D), dtype=dtype, device=dev),
+              "views": torch.tensor(views, dtype=torch.long, device=dev),
+              "dpos": torch.tensor([views.index(d) for d in decode], dtype=torch.long, device=dev)}
+        self._tune_window(S, T, len(views))
 
         def cross():
-            x = tok
-            order = None
-            if S >= MIN_VIEWS_FOR_REFERENCE:
-                order = reference_order(sel, self.ref_view_strategy)
-                x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
-            cam_tok = torch.cat((vit.camera_token[:, :1], vit.camera_token[:, 1:].expand(1, S - 1, D)), 1)
-            x = torch.cat((cam_tok.to(x.dtype)[:, :, None], x[:, :, 1:]), 2)
-            # positions (in the reordered window) of the views whose features are needed
-            if order is not None:
-                inv = torch.argsort(order, dim=1)
-                pos = inv.index_select(1, fv_idx)
-            else:
-                inv, pos = None, fv_pos
-            outs, local_x = [], x
-            cam_rows = None
-            with self._autocast_off():
-                for i in range(vit.alt_start, len(vit.blocks)):
-                    if i == last and restrict:
-                        xin = x.reshape(1, S * T, D)
-                        rows = torch.cat(((pos[0][:, None] * T + tok_ar[None]).reshape(-1), view_starts))
-                        y = self._run_block(i, xin, rope_g, rows)  # (1, nf * T + S, D)
-                        x = y[:, :nf * T].reshape(1, nf, T, D)
-                        cam_rows = y[:, nf * T:]
-                        outs.append((local_x, x))
-                        break
-                    if i % 2 == 1:
-                        x = self._run_block(i, x.reshape(1, S * T, D), rope_g).view(1, S, T, D)
-                    else:
-                        x = self._run_block(i, x.reshape(S, T, D), rope_l).view(1, S, T, D)
-                        local_x = x
-                    if i in out_layers:
-                        outs.append((local_x, x))
-            feats = []
-            idx = pos[:, :, None, None].expand(1, nf, T, D)
-            for j, (lx, gx) in enumerate(outs):
-                gsel = gx if (cam_rows is not None and j == len(outs) - 1) else torch.gather(gx, 1, idx)
-                f, _ = vit.out_features(torch.gather(lx, 1, idx), gsel)
-                feats.append(f)
-            lx, gx = outs[-1]
-            g0 = cam_rows if cam_rows is not None else gx[:, :, 0]
-            raw = torch.cat((lx[:, :, 0], g0), -1) if vit.cfg.cat_token else g0
-            cam = raw.float()
-            if inv is not None:
-                cam = torch.gather(cam, 1, inv[:, :, None].expand_as(cam))
+            feats, cam = net.forward_features(st["tok"], st["sel"], hw, ref_view_strategy=self.ref_view_strategy,
+                                              views=st["views"], blocks=self.blocks)
             return tuple(feats) + (cam,)
 
-        st["cross"] = Stage("cross_view", cross, self.use_graphs, self.pool)
-
         def depth():
-            feats = st["cross_out"][:4]
-            with net._no_autocast(dev):
-                head = net.head
-                rn = head.stem([f[0].index_select(0, dsel_idx) for f in feats], H, W)
-                d, c = head.forward_depth(rn, H, W)
-                maps = torch.stack((d, c), 1)  # (n, 2, H, W)
-                if tuple(native_hw) != (H, W):
-                    maps = F.interpolate(maps.float(), size=tuple(native_hw), mode="bilinear", align_corners=False)
-            return (maps.contiguous(),)
+            feats = [f.index_select(1, st["dpos"]) for f in st["cross_out"][:4]]
+            d, c = net.forward_depth(feats, hw)
+            maps = map_to_native(torch.cat((d[0], c[0]), 0), tuple(native_hw))  # (2n, h, w): depths, then confs
+            return (maps.unflatten(0, (2, len(decode))).transpose(0, 1).contiguous(),)
 
         def pose():
             out = st["cross_out"]
-            feats, cam = out[:4], out[4]
-            with net._no_autocast(dev):
-                if self.pose_from == "ray":
-                    rn = net.head.stem([f[0] for f in feats], H, W)
-                    ray, ray_conf = net.head.forward_rays(rn, H, W)
-                    c2w, K_n, _ = solve_rays(ray, ray_conf)
-                    K = denormalize_intrinsics(K_n, H, W)
-                    K[:, 0, 1] = 0.0
-                    w2c = invert_rigid(c2w)
-                else:
-                    c2w, K = decode_pose(net.cam_dec(cam), (H, W))
-                    w2c, K = invert_rigid(c2w)[0], K[0]
-            return (w2c[:, :3].contiguous(), K.contiguous())
+            w2c, K = net.forward_pose(list(out[:4]), out[4], hw, self.pose_from, self.ray_map)
+            return (w2c[0].contiguous(), K[0].contiguous())
 
-        st["depth"] = Stage("depth_head", depth, self.use_graphs, self.pool)
-        st["pose"] = Stage("pose", pose, self.use_graphs, self.pool)
+        st["cross"] = Stage("cross_view", cross, self.use_graphs, self.pool, lambda m: self.log(m))
+        st["depth"] = Stage("depth_head", depth, self.use_graphs, self.pool, lambda m: self.log(m))
+        st["pose"] = Stage("pose", pose, self.use_graphs, self.pool, lambda m: self.log(m))
         if dev.type == "cuda":
-            n = len(decode)
-            st["host"] = (torch.empty((n, 2) + tuple(native_hw), dtype=torch.float32, pin_memory=True),
+            st["host"] = (torch.empty((len(decode), 2) + tuple(native_hw), dtype=torch.float32, pin_memory=True),
                           torch.empty((S, 3, 4), dtype=torch.float32, pin_memory=True),
                           torch.empty((S, 3, 3), dtype=torch.float32, pin_memory=True))
         self._win[key] = st
         return st
+
+    def _tune_window(self, S: int, T: int, n_views: int) -> None:
+        vit, dt = self.vit, self.amp or torch.float32
+        heads, hd, last = vit.cfg.num_heads, vit.cfg.head_dim, len(vit.blocks) - 1
+        late = range(vit.alt_start, len(vit.blocks))
+        local = [vit.blocks[i].attn for i in late if i % 2 == 0]
+        glob = [vit.blocks[i].attn for i in late if i % 2 == 1 and i != last]
+        self.tuner.tune(local, (S, heads, T, hd), (S, heads, T, hd), dt, self.device)
+        self.tuner.tune(glob, (1, heads, S * T, hd), (1, heads, S * T, hd), dt, self.device)
+        if last % 2 == 1:  # the last block answers the kept views' tokens and the camera tokens
+            rows = n_views * T + S if last in vit.cfg.out_layers else S * T
+            self.tuner.tune([vit.blocks[last].attn], (1, heads, rows, hd), (1, heads, S * T, hd), dt, self.device)
 
     def window(self, tokens: Sequence[torch.Tensor], selectors: Sequence[torch.Tensor], hw, decode: Sequence[int],
                native_hw, clock: Optional[Callable[[], None]] = None):
@@ -531,15 +376,16 @@ class FastPath:
         w2c (S, 3, 4), K (S, 3, 3) in processed pixels). `clock()` is called between stages."""
         S = len(tokens)
         T, D = tokens[0].shape
-        st = self._window_state(S, T, D, tokens[0].dtype, tuple(hw), tuple(decode), tuple(native_hw))
+        st = self._window_state(S, T, D, tokens[0].dtype, tuple(hw), tuple(int(d) for d in decode),
+                                tuple(native_hw))
         torch.stack(list(tokens), out=st["tok"][0])
         torch.stack(list(selectors), out=st["sel"][0])
         tick = clock or (lambda: None)
-        st["cross_out"] = st["cross"]()
+        st["cross_out"] = self._run(st["cross"])
         tick()
-        maps, = st["depth"]()
+        maps, = self._run(st["depth"])
         tick()
-        w2c, K = st["pose"]()
+        w2c, K = self._run(st["pose"])
         tick()
         if self.device.type != "cuda":
             return maps, w2c, K

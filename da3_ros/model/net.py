@@ -8,9 +8,11 @@ Two entry points share one implementation:
   `encode` runs the strictly per-view part once per frame (patch embedding and
   blocks [0, alt_start)); `forward_window` runs the cross-view blocks on a window
   of cached frames, the depth branch only on `decode` and the camera / ray
-  branch on every frame (poses for all). Because the official reference-view
-  reordering only permutes views before a per-view block, caching the per-view
-  output and reordering afterwards is exact.
+  branch on every frame (poses for all; rays on the official map or a coarser
+  one, `ray_map`). Because the official reference-view reordering only permutes
+  views before a per-view block, caching the per-view output and reordering
+  afterwards is exact. Its steps (`encode_tokens`, `forward_features`,
+  `forward_depth`, `forward_pose`) are what the fast path (`fast.py`) captures.
 
 Units: depth in the network's unit (arbitrary for any-view models; the metric
 model outputs focal-normalised depth, metres = depth * f / 300 with f in pixels
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,7 +32,7 @@ import torch.nn as nn
 from .camera import CameraDecoder, CameraEncoder, decode_pose, invert_rigid
 from .config import PATCH_SIZE, DA3Config, NestedConfig
 from .dpt import DPT, DualDPT
-from .ray_pose import denormalize_intrinsics, solve_rays
+from .ray_pose import denormalize_intrinsics, ray_map_grid, solve_rays
 from .reference import reference_order
 from .vit import Backbone
 
@@ -38,6 +40,12 @@ from .vit import Backbone
 MIN_VIEWS_FOR_REFERENCE = 3
 METRIC_FOCAL_NORM = 300.0  # DA3METRIC: metres = depth * focal_px / 300
 SKY_THRESHOLD = 0.3
+#: ray maps the pose solver can fit: the official one, the head's last stage at half resolution,
+#: the head above the 2x level at a quarter of it (see `DualDPT.forward_rays`)
+RAY_MAPS = ("full", "half", "quarter")
+#: samples of the half-resolution ray map the solver fits (a regular sub-grid; the solver's
+#: accuracy on the embedded model does not change between ~100 and 16384 evenly spread rays)
+RAY_SOLVER_POINTS = 4096
 
 
 @dataclass
@@ -126,24 +134,33 @@ class DA3Net(nn.Module):
         return torch.autocast(device_type=device.type, enabled=False)
 
     # ---------------------------------------------------------------- features
+    def encode_tokens(self, images: torch.Tensor, blocks=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Any-view per-view work: images (N, 3, H, W) normalised -> (tokens (N, T, D), selector (N, D)).
+        `blocks`: stand-ins for the ViT blocks (see `VisionTransformer.forward_early`)."""
+        vit = self.vit
+        with self._autocast(images.device):
+            return vit.forward_early(vit.embed(images), blocks)
+
     def encode(self, images: torch.Tensor) -> List[FrameTokens]:
         """Per-view work for N frames. images (N, 3, H, W) normalised, H, W multiples of 14."""
         N, _, H, W = images.shape
-        vit = self.vit
+        if self.cfg.any_view:
+            x, sel = self.encode_tokens(images)
+            return [FrameTokens(x[i], sel[i], (H, W)) for i in range(N)]
         with self._autocast(images.device):
-            x = vit.embed(images)
-            if self.cfg.any_view:
-                x, sel = vit.forward_early(x)
-                return [FrameTokens(x[i], sel[i], (H, W)) for i in range(N)]
-            outs = vit.forward_mono(x)
-        feats = [vit.out_features(lx, gx)[0] for lx, gx in outs]
+            feats = self.vit.forward_mono(self.vit.embed(images))
         return [FrameTokens(None, None, (H, W), feats=[f[i] for f in feats]) for i in range(N)]
 
     def forward_features(self, tokens: torch.Tensor, selector: torch.Tensor, image_hw,
                          extrinsics: Optional[torch.Tensor] = None, intrinsics: Optional[torch.Tensor] = None,
-                         ref_view_strategy: str = "saddle_balanced"):
-        """Cross-view part on cached tokens (B, S, T, D) -> (4 x patch feats (B, S, P, C) fp32,
-        camera tokens (B, S, C) fp32), in input view order."""
+                         ref_view_strategy: str = "saddle_balanced", views: Optional[torch.Tensor] = None,
+                         blocks=None):
+        """Cross-view part on cached tokens (B, S, T, D) -> (4 x patch features (B, n, P, C) fp32
+        of `views` ((n,) long view indices, in that order; None: all S views in input order),
+        camera tokens of all views (B, S, C) fp32 in input order).
+
+        With `views`, the last (global) block answers only those views' tokens and the camera
+        tokens. No host synchronisation (the reference view is chosen on the device)."""
         B, S = tokens.shape[:2]
         H, W = image_hw
         cam_token = None
@@ -152,30 +169,82 @@ class DA3Net(nn.Module):
                 raise ValueError("pose conditioning needs both extrinsics and intrinsics (any-view models)")
             with self._no_autocast(tokens.device):
                 cam_token = self.cam_enc(extrinsics, intrinsics, (H, W))
-        order = None
+        order = inv = keep = None
         if cam_token is None and S >= MIN_VIEWS_FOR_REFERENCE:
             order = reference_order(selector, ref_view_strategy)  # (B, S)
             tokens = torch.gather(tokens, 1, order[:, :, None, None].expand_as(tokens))
+            inv = torch.argsort(order, dim=1)  # position of each input view in the reordered window
+            if views is not None:
+                keep = inv.index_select(1, views)
+        elif views is not None:
+            keep = views[None].expand(B, -1)
         with self._autocast(tokens.device):
-            outs = self.vit.forward_late(tokens, H // PATCH_SIZE, W // PATCH_SIZE, cam_token)
-        feats, cam = [], None
-        for lx, gx in outs:
-            f, cam = self.vit.out_features(lx, gx)
-            feats.append(f)
-        if order is not None:
-            inv = torch.argsort(order, dim=1)
-            feats = [torch.gather(f, 1, inv[:, :, None, None].expand_as(f)) for f in feats]
+            feats, cam = self.vit.forward_late(tokens, H // PATCH_SIZE, W // PATCH_SIZE, cam_token, keep, blocks)
+        if inv is not None:
             cam = torch.gather(cam, 1, inv[:, :, None].expand_as(cam))
+            if views is None:
+                feats = [torch.gather(f, 1, inv[:, :, None, None].expand_as(f)) for f in feats]
         return feats, cam
 
     # ---------------------------------------------------------------- heads
+    def forward_depth(self, feats: List[torch.Tensor], image_hw) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Dual-DPT depth branch (fp32) on the views of `feats` (4 x (B, n, P, C)) ->
+        depth, depth_conf (B, n, H, W)."""
+        H, W = image_hw
+        B, n = feats[0].shape[:2]
+        with self._no_autocast(feats[0].device):
+            rn = self.head.stem([f.flatten(0, 1) for f in feats], H, W)
+            depth, conf = self.head.forward_depth(rn, H, W)
+        return depth.unflatten(0, (B, n)), conf.unflatten(0, (B, n))
+
+    def forward_pose(self, feats: Optional[List[torch.Tensor]], cam: torch.Tensor, image_hw,
+                     pose_from: str = "camera", ray_map: str = "full") -> Tuple[torch.Tensor, torch.Tensor]:
+        """Poses of all S views (fp32) -> world-to-camera (B, S, 3, 4), intrinsics (B, S, 3, 3)
+        in pixels of the network input.
+
+        "camera": the camera decoder on the camera tokens `cam` (B, S, C).
+        "ray": the ray head on every view's features (4 x (B, S, P, C)) + the solver, on the
+        official ray map (`ray_map` "full", 8 x the patch grid), or on a coarser one: "half"
+        (the head's last stage on the 4 x grid, `DualDPT.forward_rays(half=True)`) or
+        "quarter" (nothing above the 2 x grid, `DualDPT.forward_rays_quarter`), each fitted at
+        its samples' true image positions (`ray_map_grid`, at most RAY_SOLVER_POINTS of them).
+        The coarse maps are approximations: the solver fits a 3x3 homography and a centre per
+        view and does not need the official map's 62k rays (validated on the embedded model:
+        test/runtime/test_ray_pose_guard.py)."""
+        H, W = image_hw
+        with self._no_autocast(cam.device):
+            if pose_from == "camera":
+                c2w, K = decode_pose(self.cam_dec(cam), (H, W))
+                return invert_rigid(c2w), K
+            if pose_from != "ray":
+                raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
+            if ray_map not in RAY_MAPS:
+                raise ValueError(f"ray_map must be one of {RAY_MAPS}, got {ray_map!r}")
+            B, S = feats[0].shape[:2]
+            flat = [f.flatten(0, 1) for f in feats]
+            if ray_map == "quarter":
+                ray, conf = self.head.forward_rays_quarter(flat, H, W)
+            else:
+                ray, conf = self.head.forward_rays(self.head.stem(flat, H, W), H, W, half=ray_map == "half")
+            factor = 8 * (H // PATCH_SIZE) // ray.shape[1]
+            grid = ray_map_grid(ray.shape[1], ray.shape[2], factor, ray.device)
+            c2w, K_n, _ = solve_rays(ray, conf, max_points=16384 if factor == 1 else RAY_SOLVER_POINTS, grid=grid)
+            return self._ray_cameras(c2w, K_n, B, S, H, W)
+
+    @staticmethod
+    def _ray_cameras(c2w: torch.Tensor, K_n: torch.Tensor, B: int, S: int, H: int, W: int):
+        K = denormalize_intrinsics(K_n, H, W)
+        K[:, 0, 1] = 0.0  # pinhole without skew, as the official solver reports
+        return invert_rigid(c2w).unflatten(0, (B, S)), K.unflatten(0, (B, S))
+
     def forward_heads(self, feats: List[torch.Tensor], cam: Optional[torch.Tensor], image_hw,
                       decode: Optional[Sequence[int]] = None, pose_from: str = "camera",
                       rays: Optional[bool] = None) -> Dict[str, torch.Tensor]:
-        """Heads in fp32. feats 4 x (B, S, P, C); decode: view indices for depth (None = all).
+        """Heads of the official contract, fp32. feats 4 x (B, S, P, C); decode: view indices for
+        depth (None = all).
 
-        Rays are computed for every view when pose_from == "ray" (they give the poses),
-        for the decoded views when `rays` is True, else not at all.
+        Full-resolution ray maps are computed for every view when pose_from == "ray" (they give
+        the poses), for the decoded views when `rays` is True, else not at all.
         """
         H, W = image_hw
         B, S = feats[0].shape[:2]
@@ -205,13 +274,9 @@ class DA3Net(nn.Module):
                 out["ray_conf"] = ray_conf.unflatten(0, (B, len(ray_views)))
             if pose_from == "ray":
                 c2w, K_n, _ = solve_rays(out["ray"].flatten(0, 1), out["ray_conf"].flatten(0, 1))
-                K = denormalize_intrinsics(K_n, H, W)
-                K[:, 0, 1] = 0.0  # pinhole without skew, as the official solver reports
-                out["extrinsics"] = invert_rigid(c2w).unflatten(0, (B, S))
-                out["intrinsics"] = K.unflatten(0, (B, S))
+                out["extrinsics"], out["intrinsics"] = self._ray_cameras(c2w, K_n, B, S, H, W)
             else:
-                c2w, K = decode_pose(self.cam_dec(cam), (H, W))
-                out["extrinsics"], out["intrinsics"] = invert_rigid(c2w), K
+                out["extrinsics"], out["intrinsics"] = self.forward_pose(None, cam, (H, W), "camera")
         return out
 
     # ---------------------------------------------------------------- public
@@ -235,11 +300,19 @@ class DA3Net(nn.Module):
         feats, cam = self.forward_features(tokens, sel, (H, W), extrinsics, intrinsics, ref_view_strategy)
         return self.forward_heads(feats, cam, (H, W), None, pose_from, rays=True)
 
+    @staticmethod
+    def window_views(S: int, decode: Sequence[int], pose_from: str) -> List[int]:
+        """The views whose head inputs a window needs: every view for ray poses, else the decoded ones."""
+        return list(range(S)) if pose_from == "ray" else [int(d) for d in decode]
+
     def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
                        ref_view_strategy: str = "saddle_balanced", extrinsics: Optional[torch.Tensor] = None,
-                       intrinsics: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                       intrinsics: Optional[torch.Tensor] = None,
+                       ray_map: str = "full") -> Dict[str, torch.Tensor]:
         """One window of S cached frames (batch 1). Depth for `decode` only ((1, len(decode), H, W)),
-        extrinsics / intrinsics for all S frames ((1, S, ...)). Conditioning as in `forward`."""
+        extrinsics / intrinsics for all S frames ((1, S, ...)). Conditioning as in `forward`;
+        `ray_map` as in `forward_pose`. The fast path (`da3_ros.model.fast`) runs these same
+        steps (`forward_features`, `forward_depth`, `forward_pose`) as captured stages."""
         hw = cached[0].image_hw
         if any(c.image_hw != hw for c in cached):
             raise ValueError("all frames of a window must share the network input size")
@@ -248,8 +321,16 @@ class DA3Net(nn.Module):
             return mono_sky_fill(self.forward_heads(feats, None, hw))
         tokens = torch.stack([c.tokens for c in cached])[None]
         sel = torch.stack([c.selector for c in cached])[None]
-        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, ref_view_strategy)
-        return self.forward_heads(feats, cam, hw, decode, pose_from, rays=False)
+        dev = tokens.device
+        views = self.window_views(len(cached), decode, pose_from)
+        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, ref_view_strategy,
+                                           views=torch.tensor(views, dtype=torch.long, device=dev))
+        out: Dict[str, torch.Tensor] = {}
+        if decode:
+            pos = torch.tensor([views.index(int(d)) for d in decode], dtype=torch.long, device=dev)
+            out["depth"], out["depth_conf"] = self.forward_depth([f.index_select(1, pos) for f in feats], hw)
+        out["extrinsics"], out["intrinsics"] = self.forward_pose(feats, cam, hw, pose_from, ray_map)
+        return out
 
 
 def mono_sky_fill(out: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -325,10 +406,12 @@ class NestedDA3Net(nn.Module):
         return self.align(out, self.da3_metric(images))
 
     def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
-                       ref_view_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None):
+                       ref_view_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None,
+                       ray_map: str = "full"):
         """As `DA3Net.forward_window`; the scale is fitted on the decoded frames only
         (equal to the full forward when every frame is decoded)."""
-        out = self.da3.forward_window(cached, decode, pose_from, ref_view_strategy, extrinsics, intrinsics)
+        out = self.da3.forward_window(cached, decode, pose_from, ref_view_strategy, extrinsics, intrinsics,
+                                      ray_map)
         if not decode:  # no depth to fit a scale on: poses stay in the any-view unit
             return out
         mout = self.da3_metric.forward_window([c.metric for c in cached], decode)

@@ -42,11 +42,43 @@ def _to_device_uint8(frame: Union[np.ndarray, torch.Tensor], device) -> torch.Te
     if isinstance(frame, np.ndarray):
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frames must be HxWx3 uint8 RGB, got {frame.dtype} {frame.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(frame))
+        # a decoded message buffer is read-only: torch tensors must own writable memory
+        t = torch.from_numpy(np.ascontiguousarray(frame) if frame.flags.writeable else np.array(frame))
         if torch.device(device).type == "cuda":
             t = t.pin_memory()
         return t.to(device, non_blocking=True)
     return frame.to(device)
+
+
+_NORM_CACHE: dict = {}
+
+
+def _mean_std(device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean / std (1, 3, 1, 1) in [0, 255] units on `device`, made once per device
+    (so a CUDA-graph capture of `network_input` copies nothing from the host)."""
+    key = str(device)
+    if key not in _NORM_CACHE:
+        with torch.inference_mode(False):
+            mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
+            std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
+        _NORM_CACHE[key] = (mean, std)
+    return _NORM_CACHE[key]
+
+
+def network_input(images: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """THE preprocessing: (N, h, w, 3) uint8 RGB on the model's device -> (N, 3, H, W) float32
+    ImageNet-normalised at the network size `size` = (H, W) (`processed_size`): bicubic
+    (clamped to [0, 255]) when enlarging, area when shrinking."""
+    img = images.permute(0, 3, 1, 2).float()  # (N, 3, h, w) in [0, 255]
+    h, w = img.shape[-2:]
+    H, W = size
+    if (H, W) != (h, w):
+        if H > h or W > w:
+            img = F.interpolate(img, size=(H, W), mode="bicubic", align_corners=False).clamp_(0, 255)
+        else:
+            img = F.interpolate(img, size=(H, W), mode="area")
+    mean, std = _mean_std(img.device)
+    return (img - mean) / std
 
 
 def preprocess(frames: Sequence[Union[np.ndarray, torch.Tensor]], device: Union[str, torch.device] = "cpu",
@@ -55,22 +87,14 @@ def preprocess(frames: Sequence[Union[np.ndarray, torch.Tensor]], device: Union[
     device = torch.device(device)
     out: List[torch.Tensor] = []
     size = None
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
     for f in frames:
-        img = _to_device_uint8(f, device).permute(2, 0, 1)[None].float()  # (1, 3, h, w) in [0, 255]
-        h, w = img.shape[-2:]
-        H, W = processed_size(h, w, process_res)
+        img = _to_device_uint8(f, device)
+        hw = processed_size(img.shape[0], img.shape[1], process_res)
         if size is None:
-            size = (H, W)
-        elif (H, W) != size:
-            raise ValueError(f"frames of one call must map to one network size: {size} vs {(H, W)}")
-        if (H, W) != (h, w):
-            if H > h or W > w:
-                img = F.interpolate(img, size=(H, W), mode="bicubic", align_corners=False).clamp_(0, 255)
-            else:
-                img = F.interpolate(img, size=(H, W), mode="area")
-        out.append((img - mean) / std)
+            size = hw
+        elif hw != size:
+            raise ValueError(f"frames of one call must map to one network size: {size} vs {hw}")
+        out.append(network_input(img[None], hw))
     return torch.cat(out, 0)
 
 

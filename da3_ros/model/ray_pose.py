@@ -30,6 +30,24 @@ def normalized_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.T
     return torch.stack((xx, yy), -1)
 
 
+def ray_map_grid(h: int, w: int, factor: int = 1, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(h, w, 2) image coordinates (x, y) in [-1, 1] of a ray map's samples.
+
+    The official map (8 x the patch grid, factor 1): pixel centres (`normalized_grid`).
+    A map `factor` times coarser per axis (`DualDPT.forward_rays(half=True)`: 2,
+    `forward_rays_quarter`: 4), whose samples the official map would resize with align
+    corners: sample j sits at full-map pixel j (factor h - 1) / (h - 1)."""
+    if factor == 1:
+        return normalized_grid(h, w, device, dtype)
+
+    def axis(n):
+        pos = torch.arange(n, device=device, dtype=torch.float64) * ((factor * n - 1) / max(n - 1, 1))
+        return ((pos + 0.5) * (2.0 / (factor * n)) - 1.0).to(dtype)
+
+    yy, xx = torch.meshgrid(axis(h), axis(w), indexing="ij")
+    return torch.stack((xx, yy), -1)
+
+
 def _null_vector(G: torch.Tensor, x0: Optional[torch.Tensor] = None, iters: int = 3) -> torch.Tensor:
     """Unit eigenvector of the smallest eigenvalue of PSD matrices G (V, 9, 9), float64.
 
@@ -146,24 +164,35 @@ def _robust_init(p, d, c, n_hyp: int = 64, k: int = 8, thr: float = 0.05) -> tor
 
 
 def solve_rays(ray: torch.Tensor, conf: torch.Tensor, iters: int = 4, max_points: int = 16384,
-               kernel_scale: float = 3.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               kernel_scale: float = 3.0, grid: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fit one camera per ray map.
 
-    ray: (V, h, w, 6) [world direction (any length), origin]; conf: (V, h, w) >= 0.
-    Returns c2w (V, 3, 4), normalised intrinsics K_n (V, 3, 3) (image spanning
-    [-1, 1]; see `denormalize_intrinsics`), and the final per-point weights (V, N).
+    ray: (V, h, w, 6) [world direction (any length), origin]; conf: (V, h, w) >= 0;
+    grid: (h, w, 2) image coordinates of the samples (default: pixel centres,
+    `normalized_grid`; see `ray_map_grid`). A regular sub-grid of at most `max_points`
+    samples is used. Returns c2w (V, 3, 4), normalised intrinsics K_n (V, 3, 3) (image
+    spanning [-1, 1]; see `denormalize_intrinsics`), and the final per-point weights (V, N).
     """
+    V, h, w, _ = ray.shape
+    # regular sub-grid keeps the cost bounded on large maps (deterministic)
+    step = 1
+    while (h // step) * (w // step) > max_points:
+        step += 1
+    off = step // 2
+    grid = normalized_grid(h, w, ray.device) if grid is None else grid
+    return solve_ray_points(grid[off::step, off::step].reshape(-1, 2), ray[:, off::step, off::step].reshape(V, -1, 6),
+                            conf[:, off::step, off::step].reshape(V, -1), iters, kernel_scale)
+
+
+def solve_ray_points(points: torch.Tensor, ray: torch.Tensor, conf: torch.Tensor, iters: int = 4,
+                     kernel_scale: float = 3.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`solve_rays` on rays at given image points: points (N, 2) (x, y) in [-1, 1] over the
+    image (pixel centres, as `normalized_grid`), ray (V, N, 6), conf (V, N)."""
     with torch.autocast(device_type=ray.device.type, enabled=False):
-        ray, conf = ray.float(), conf.float()
-        V, h, w, _ = ray.shape
-        # regular sub-grid keeps the cost bounded on large maps (deterministic)
-        step = 1
-        while (h // step) * (w // step) > max_points:
-            step += 1
-        off = step // 2
-        grid = normalized_grid(h, w, ray.device)[off::step, off::step].reshape(-1, 2)
-        r = ray[:, off::step, off::step].reshape(V, -1, 6)
-        c = conf[:, off::step, off::step].reshape(V, -1)
+        r, c = ray.float(), conf.float()
+        V = r.shape[0]
+        grid = points.to(device=r.device, dtype=torch.float32)
         p = torch.cat((grid, torch.ones_like(grid[:, :1])), -1).expand(V, -1, -1)
         dn = torch.linalg.norm(r[..., :3], dim=-1)
         valid = torch.isfinite(r).all(-1) & torch.isfinite(c) & (dn > 1e-8)
@@ -187,10 +216,11 @@ def solve_rays(ray: torch.Tensor, conf: torch.Tensor, iters: int = 4, max_points
 
 
 def denormalize_intrinsics(K_n: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Normalised intrinsics (image = [-1, 1]^2) -> pixels of a height x width image."""
-    S = torch.tensor([[width / 2, 0, width / 2], [0, height / 2, height / 2], [0, 0, 1]],
-                     dtype=K_n.dtype, device=K_n.device)
-    return S @ K_n
+    """Normalised intrinsics (image = [-1, 1]^2) -> pixels of a height x width image:
+    diag(w/2, h/2, 1) K_n + (w/2, h/2) times K_n's last row (no host->device copy, so it
+    can be captured in a CUDA graph)."""
+    r0, r1, r2 = K_n[..., 0, :], K_n[..., 1, :], K_n[..., 2, :]
+    return torch.stack((width / 2 * (r0 + r2), height / 2 * (r1 + r2), r2), -2)
 
 
 def rays_from_camera(c2w: torch.Tensor, K: torch.Tensor, h: int, w: int, height: int, width: int) -> torch.Tensor:

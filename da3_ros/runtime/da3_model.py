@@ -49,7 +49,12 @@ class DA3WindowModel:
     model: anything `load_model` accepts (hub id, directory, .safetensors with
         `variant`, "random:da3-small") or an already built network.
     precision: "fp32" | "bf16" | "fp16" | "auto" (bf16 autocast on CUDA, fp32 on CPU).
-    pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray map + solver).
+    pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray head + solver).
+    ray_map: the ray map the pose solver fits (pose_from="ray"): "quarter" (default: the ray
+        head above the 2x level at a quarter of the official resolution per axis; on the
+        embedded model's held-out sequences as accurate for trajectories and intrinsics as
+        the official map, test/runtime/test_ray_pose_guard.py), "half" (only the head's last
+        stage at half resolution) or "full" (the official map). See `DA3Net.forward_pose`.
     compile: the optimised incremental path (`da3_ros.model.fast`), same answers within
         the precision's tolerance: "auto" (default: CUDA graphs + torch.compile-fused
         blocks on CUDA when triton is importable, the plain path on the CPU), True /
@@ -65,7 +70,7 @@ class DA3WindowModel:
     def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
                  process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
                  ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None,
-                 compile: Union[bool, str] = "auto"):
+                 compile: Union[bool, str] = "auto", ray_map: str = "quarter"):
         self.device = torch.device(device)
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
@@ -76,6 +81,7 @@ class DA3WindowModel:
         self.process_res = process_res
         self.pose_from = pose_from
         self.ref_view_strategy = ref_view_strategy
+        self.ray_map = ray_map
         self._anyview = isinstance(net, NestedDA3Net) or net.cfg.any_view
         self.metric = isinstance(net, NestedDA3Net) or (isinstance(net, DA3Net) and net.is_metric)
         variant = getattr(net, "variant", getattr(net.cfg, "name", "da3"))
@@ -84,7 +90,7 @@ class DA3WindowModel:
         self.compile_mode = resolve_compile(compile, self.device)
         self._fast: Optional[FastPath] = None
         if self.compile_mode != "off" and isinstance(net, DA3Net) and net.cfg.any_view:
-            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy)
+            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy, ray_map)
         elif self.compile_mode != "off":
             self.compile_mode = "off"
 
@@ -92,15 +98,23 @@ class DA3WindowModel:
     def warmup(self, width: int, height: int, window: int, all_sizes: bool = True) -> float:
         """Compile / capture the fixed shapes of a stream of `width` x `height` frames and
         windows of 1..`window` frames (only `window` when all_sizes is False) before the
-        first frame. Returns the seconds it took (0 on the plain path)."""
+        first frame: the newest frame decoded, and for the full window also the streaming
+        core's usual set (two shared keyframes and the newest frame). The full window goes
+        first, so its shapes are the ones compiled static. Returns the seconds it took (0 on
+        the plain path)."""
         if self._fast is None:
             return 0.0
         t0 = time.perf_counter()
+        window = int(window)
         img = np.zeros((int(height), int(width), 3), dtype=np.uint8)
         tok, sel, hw = self._fast.encode(img, self.process_res)
-        sizes = range(1, int(window) + 1) if all_sizes else [int(window)]
-        for S in sizes:
-            self._fast.window([tok] * S, [sel] * S, hw, [S - 1], (int(height), int(width)))
+        runs = [(window, [window - 1])]
+        if window >= 3:
+            runs.append((window, [window - 3, window - 2, window - 1]))
+        if all_sizes:
+            runs += [(S, [S - 1]) for S in range(1, window)]
+        for S, decode in runs:
+            self._fast.window([tok] * S, [sel] * S, hw, decode, (int(height), int(width)))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0
@@ -145,7 +159,8 @@ class DA3WindowModel:
         out = self.net.forward_window(cached, decode, pose_from=self.pose_from,
                                       ref_view_strategy=self.ref_view_strategy,
                                       extrinsics=None if cond is None else cond[0][None],
-                                      intrinsics=None if cond is None else K_proc[None])
+                                      intrinsics=None if cond is None else K_proc[None],
+                                      ray_map=self.ray_map)
         depth = out.get("depth")
         conf = out.get("depth_conf")
         metric = self.metric

@@ -1,8 +1,8 @@
 """The optimised incremental path (`da3_ros.model.fast`) equals the plain path.
 
 CUDA graphs and torch.compile are GPU-only; what runs on the CPU is tested here:
-the fixed-shape stages (reused upload buffer, preprocessing, functional blocks,
-reference order, features of the decoded views only, depth and pose stages).
+the fixed-shape stages (reused upload buffer, the model's own preprocessing, blocks,
+reference order, head inputs of the needed views only, depth and pose stages).
 The GPU equality check lives in `da3_ros bench`, which compares (c) with (b)."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import torch
 
 from da3_ros.model import load_model
 from da3_ros.runtime.da3_model import DA3WindowModel
-from da3_ros.model.fast import block_forward, block_params, resolve_compile
-from da3_ros.model.vit import Block
+from da3_ros.model.fast import resolve_compile
 from da3_ros.stream.interface import Frame
 
 PROCESS_RES = 126
@@ -41,20 +40,36 @@ def test_resolve_compile():
         resolve_compile("fast", cpu)
 
 
-@pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
-def test_block_forward_equals_block(ffn):
-    torch.manual_seed(0)
-    blk = Block(64, 4, ffn=ffn, qk_norm=True).eval()
-    for p in blk.parameters():
-        p.data.normal_(0, 0.1)
-    from da3_ros.model.rope import RopeCache
+def test_one_block_implementation():
+    """The fast path has no block, attention or preprocessing of its own: it runs the model's."""
+    import inspect
 
-    cos, sin, _, _ = RopeCache(16).get(3, 4, "cpu")
-    x = torch.randn(2, 13, 64)
-    with torch.no_grad():
-        ref = blk(x, (cos, sin))
-        out = block_forward(x, block_params(blk), cos, sin, 4, None, ffn == "swiglu")
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    import da3_ros.model.fast as fast
+
+    src = inspect.getsource(fast)
+    for name in ("scaled_dot_product_attention", "layer_norm", "F.linear", "apply_rope", "interpolate"):
+        assert name not in src, name
+
+
+def test_model_changes_reach_the_fast_path(net):
+    """A change made in the model (here: a forward hook on one cross-view block and a pinned
+    attention kernel) changes the staged path exactly as the plain path."""
+    plain = DA3WindowModel(net, precision="fp32", process_res=PROCESS_RES, compile=False)
+    fast = DA3WindowModel(net, precision="fp32", process_res=PROCESS_RES, compile="staged")
+    fs = frames(3, seed=5)
+    before = plain.predict(fs, [plain.encode(f) for f in fs], [2])
+    blk = net.vit.blocks[net.vit.alt_start + 1]
+    hook = blk.register_forward_hook(lambda m, args, out: out * 1.5)
+    blk.attn.kernel = "math"
+    try:
+        a = plain.predict(fs, [plain.encode(f) for f in fs], [2])
+        b = fast.predict(fs, [fast.encode(f) for f in fs], [2])
+    finally:
+        hook.remove()
+        blk.attn.kernel = None
+    assert np.abs(a.depth[2] - before.depth[2]).max() > 1e-3 * np.abs(before.depth[2]).max()
+    np.testing.assert_allclose(b.depth[2], a.depth[2], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b.c2w, a.c2w, atol=1e-4)
 
 
 @pytest.mark.parametrize("pose_from", ["camera", "ray"])

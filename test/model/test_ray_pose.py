@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
@@ -91,3 +92,28 @@ def test_large_map_is_subsampled_and_still_exact():
     ray = rays_from_camera(c2w, K, 160, 288, H, W)
     rot, trans, k = errors(c2w, K, *solve_rays(ray, torch.ones(1, 160, 288), max_points=4096)[:2])
     assert rot < 1e-5 and k < 1e-5
+
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_coarse_map_grid_and_exact_recovery(factor):
+    """Rays of a camera sampled where a coarse ray map's samples sit (`ray_map_grid`) give the
+    camera exactly; the grid's corners are the full map's corner pixel centres."""
+    from da3_ros.model.ray_pose import ray_map_grid
+
+    h, w = 160 // factor, 288 // factor
+    g = ray_map_grid(h, w, factor)
+    full = ray_map_grid(factor * h, factor * w)
+    for corner in ((0, 0), (-1, -1), (0, -1), (-1, 0)):
+        assert torch.allclose(g[corner], full[corner], atol=1e-6)
+    c2w, K = cameras(seed=5)
+    Kn = torch.linalg.solve(torch.tensor([[W / 2, 0, W / 2], [0, H / 2, H / 2], [0, 0, 1.0]]), K)
+    p = torch.cat((g, torch.ones_like(g[..., :1])), -1)
+    dirs = torch.einsum("vij,hwj->vhwi", c2w[:, :3, :3] @ torch.linalg.inv(Kn), p)
+    rays = torch.cat((2.0 * dirs, c2w[:, None, None, :3, 3].expand_as(dirs)), -1)
+    conf = 1 + torch.rand(3, h, w, generator=torch.Generator().manual_seed(6))
+    rot, trans, k = errors(c2w, K, *solve_rays(rays, conf, max_points=1024, grid=g)[:2])
+    assert rot < 1e-5 and trans < 1e-5 and k < 1e-5
+    # the same rays placed at pixel centres (the wrong grid) give a wrong camera
+    rot, trans, k = errors(c2w, K, *solve_rays(rays, conf, max_points=1024)[:2])
+    assert k > 1e-3

@@ -85,3 +85,20 @@ def test_nested_window_equals_full_forward():
     for k in ("depth", "depth_conf", "extrinsics", "intrinsics"):
         assert rel_err(full[k], win[k]) < TOL, k
     assert float(full["scale_factor"]) > 0
+
+
+@pytest.mark.parametrize("ray_map", ["half", "quarter"])
+def test_coarse_ray_maps_give_cameras(small, ray_map):
+    """The coarse ray maps of the streaming path (the node's default is "quarter") give a finite
+    pinhole camera per view; the official map stays the default of `forward_window`."""
+    import inspect
+
+    assert inspect.signature(small.forward_window).parameters["ray_map"].default == "full"
+    torch.manual_seed(12)
+    images = torch.randn(1, 3, 3, 56, 84)
+    with torch.no_grad():
+        win = small.forward_window(small.encode(images[0]), [2], pose_from="ray", ray_map=ray_map)
+    K = win["intrinsics"][0]
+    assert win["extrinsics"].shape == (1, 3, 3, 4) and torch.isfinite(win["extrinsics"]).all()
+    assert torch.isfinite(K).all() and (K[:, 0, 0] > 0).all() and (K[:, 1, 1] > 0).all()
+    assert (K[:, 0, 1] == 0).all()
