@@ -12,7 +12,6 @@ import tempfile
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -92,13 +91,13 @@ def launch_setup(context):
             EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                         transition_id=Transition.TRANSITION_CONFIGURE)),
         ]
-    rviz = Node(
-        package="rviz2", executable="rviz2", name="rviz2", output="log",
-        arguments=["-d", rviz_config_for(get("namespace"))],
-        parameters=[{"use_sim_time": overrides["use_sim_time"]}],
-        condition=IfCondition(get("rviz")),
-    )
-    return actions + [rviz]
+    if get("rviz").lower() == "true":  # (its config is a temporary file: written only when used)
+        actions.append(Node(
+            package="rviz2", executable="rviz2", name="rviz2", output="log",
+            arguments=["-d", rviz_config_for(get("namespace"))],
+            parameters=[{"use_sim_time": overrides["use_sim_time"]}],
+        ))
+    return actions
 
 
 def generate_launch_description():
