@@ -153,6 +153,7 @@ class Da3Node(LifecycleNode):
         self._pending_cfg: Optional[NodeConfig] = None  # validated parameter changes, applied by the worker
         self._reset_request: Optional[str] = None
         self._clock_jump = None
+        self._stream_status: Dict[str, Any] = {}  # the streaming core's state for /diagnostics
         self._configured: List[Any] = []  # publishers, services, timers, subscriptions made by configure
         self._activated: List[Any] = []  # ... and by activate
         self.configure_error = ""
@@ -192,13 +193,14 @@ class Da3Node(LifecycleNode):
             self.diag_pub,
             self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group),
             self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group),
-            self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics),
+            self.create_timer(self.cfg.diagnostics_period, self._guarded(self._publish_diagnostics)),
         ]
         return super().on_configure(state)
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._apply_requests()
-        self._activated = self._create_subscriptions() + [self.create_timer(self.cfg.map_publish_period, self._publish_map)]
+        self._activated = self._create_subscriptions() + [
+            self.create_timer(self.cfg.map_publish_period, self._guarded(self._publish_map))]
         # simulated time jumping back (a bag restarted with --clock): the old world no longer applies
         self._clock_jump = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
@@ -395,10 +397,21 @@ class Da3Node(LifecycleNode):
                     frames = [self.pipeline.to_frame(v.msg, v.compressed, v.received, v.camera) for v in views]
                     frames = [f for f in frames if f is not None]
                     results = self.pipeline.push_rig(frames) if frames else []
+                    self._stream_status = self._read_stream_status()
                 for result in results:
                     self._hand_over(result)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
                 self._report_failure(exc)
+
+    def _read_stream_status(self) -> Dict[str, Any]:
+        """What /diagnostics reports of the streaming core, read on the inference
+        thread (the diagnostics timer must not read the core while it changes)."""
+        streamer = self.pipeline.streamer
+        status: Dict[str, Any] = {"counts": dict(streamer.counts), "metric": streamer.metric,
+                                  "intrinsics": self.pipeline.intrinsics_source}
+        if self.rig is not None:
+            status["rig"] = {**{k: str(v) for k, v in self.rig.stats().items()}, **streamer.rig_status()}
+        return status
 
     def _next_views(self, items: List[_Input]) -> List[_Input]:
         """The images to answer now: the one camera's newest; or, for a rig, the
@@ -471,6 +484,17 @@ class Da3Node(LifecycleNode):
                 wanted.append(o.name)
         return frozenset(wanted)
 
+    def _guarded(self, callback):
+        """A timer callback that reports its failure instead of raising into the
+        executor (which would end the node's spin)."""
+        def run():
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001 - a diagnostics or map tick must not stop the node
+                if rclpy.ok(context=self.context):
+                    self._report_failure(exc)
+        return run
+
     def _report_failure(self, exc: Exception) -> None:
         with self.stats.lock:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -497,7 +521,8 @@ class Da3Node(LifecycleNode):
         s = self.stats
         with s.lock:
             received, answered, bad, fill, error = s.received, s.answered, s.bad_inputs, s.window_fill, s.last_error
-        counts = dict(self.pipeline.streamer.counts)
+        stream = self._stream_status
+        counts = stream.get("counts", {})
         level, message = DiagnosticStatus.OK, "streaming"
         if not self._running:
             level, message = DiagnosticStatus.WARN, "inactive (lifecycle): frames are not answered"
@@ -520,15 +545,14 @@ class Da3Node(LifecycleNode):
             "resolution_changes": str(counts.get("resolution_changes", 0)),
             "resets": str(counts.get("resets", 0)),
             "window_fill": f"{fill}/{self.cfg.window_size}",
-            "intrinsics": self.pipeline.intrinsics_source,
-            "scale": "metric (metres)" if self.pipeline.streamer.metric else "relative (first window's unit)",
+            "intrinsics": stream.get("intrinsics", "none yet"),
+            "scale": "metric (metres)" if stream.get("metric") else "relative (first window's unit)",
             "gpu_memory_mb": _gpu_memory_mb(),
             "last_error": error or "none",
         }
         if self.rig is not None:
             values["rig_frames_dropped"] = str(self.rig_frames_dropped)
-            values.update({f"rig_{k}": str(v) for k, v in self.rig.stats().items()})
-            values.update({f"rig_{k}": v for k, v in self.pipeline.streamer.rig_status().items()})
+            values.update({f"rig_{k}": v for k, v in stream.get("rig", {}).items()})
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
                                   hardware_id=self.model.name,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
