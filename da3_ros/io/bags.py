@@ -225,6 +225,21 @@ def compressed_image_msg(
     )
 
 
+def camera_image_topics(image_topics: Sequence[str], cameras: Sequence[str]) -> List[str]:
+    """Each rig camera's image topic among `image_topics`: the one with the camera's
+    name as a namespace (/rig/<camera>/image_raw). Raises BagError when a camera
+    has none or several."""
+    chosen = []
+    for camera in cameras:
+        match = [t for t in image_topics if f"/{camera}/" in f"{t}/"]
+        if len(match) != 1:
+            raise BagError(f"cannot tell camera {camera!r}'s image topic ({len(match)} candidates among "
+                           f"{', '.join(image_topics) or 'no image topics'}); give one image topic per camera, "
+                           "in the order of the cameras")
+        chosen.append(match[0])
+    return chosen
+
+
 def latched_qos():
     """Transient local, so `da3_ros replay` (and ros2 bag play) serve a topic to late joiners (/tf_static, maps)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime

@@ -430,6 +430,8 @@ class Da3Node(LifecycleNode):
     def _apply_requests(self) -> None:
         cfg, self._pending_cfg = self._pending_cfg, None
         reason, self._reset_request = self._reset_request, None
+        if cfg is None and reason is None:
+            return  # the usual case: no lock taken on every tick of the worker
         with self._pipeline_lock:
             if cfg is not None:
                 if self.pipeline is not None:

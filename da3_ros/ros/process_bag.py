@@ -19,10 +19,9 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from da3_ros.io.bags import stamp_to_sec
-
-from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic, latched_qos,
-                             get_typestore, iter_messages, list_topics, open_reader, open_writer)
+from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic,
+                             camera_image_topics, latched_qos,
+                             get_typestore, iter_messages, list_topics, open_reader, open_writer, stamp_to_sec)
 
 PROG = "da3_ros process-bag"
 TF_STATIC = "/tf_static"
@@ -282,14 +281,10 @@ def rig_image_topics(topics, cameras: Sequence[str], wanted: Sequence[str]) -> L
         if len(wanted) != len(cameras):
             raise UsageError(f"{len(wanted)} image topics for {len(cameras)} cameras ({', '.join(cameras)})")
         return [select_image_topic(topics, w)[0] for w in wanted]
-    chosen = []
-    for camera in cameras:
-        match = [t.name for t in images if f"/{camera}/" in f"{t.name}/"]
-        if len(match) != 1:
-            raise UsageError(f"cannot tell camera {camera!r}'s image topic ({len(match)} candidates); image topics: "
-                             f"{_names(images)}; give one --image-topic per camera, in the order of `cameras`")
-        chosen.append(match[0])
-    return chosen
+    try:
+        return camera_image_topics([t.name for t in images], cameras)
+    except BagError as exc:
+        raise UsageError(f"{exc} (--image-topic)") from None
 
 
 def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[str] = None,

@@ -292,13 +292,13 @@ def run_rig(args, cameras: List[str]) -> int:
     try:
         with bags.open_reader(args.input) as reader:
             images = [t.name for t in bags.list_topics(reader) if t.msgtype in bags.IMAGE_TYPES]
-        topics = args.image_topic or [next(t for t in images if f"/{c}/" in f"{t}/") for c in cameras]
+        topics = args.image_topic or bags.camera_image_topics(images, cameras)
         if len(topics) != len(cameras):
             raise ValueError(f"{len(topics)} image topics for {len(cameras)} cameras")
         sources = {c: BagSource(args.input, t, None, args.max_frames, rectified=args.rectified)
                    for c, t in zip(cameras, topics)}
         static = bags.static_transforms(args.input) if args.base_frame else {}
-    except (StopIteration, ValueError, OSError) as exc:
+    except (bags.BagError, ValueError, OSError) as exc:
         print(f"run-offline: cannot open the rig's topics ({', '.join(cameras)}): {exc!r}", file=sys.stderr)
         return 2
     model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "", device=args.device,
