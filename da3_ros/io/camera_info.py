@@ -95,7 +95,7 @@ def camera_info_intrinsics(msg, width: int, height: int, rectified: bool = False
     if not rectified and d.size and np.any(d != 0):
         notes.append(f"CameraInfo has {msg.distortion_model or 'unnamed'} distortion {np.round(d, 4).tolist()}: the "
                      "network assumes pinhole images; rectify them upstream (image_proc's image_rect) and declare "
-                     "them rectified (node parameter input_rectified, offline --rectified) so P is used")
+                     "them rectified (node parameter input_rectified, run-offline --input-rectified) so P is used")
     return K, notes
 
 

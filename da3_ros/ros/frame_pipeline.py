@@ -1,13 +1,14 @@
 """The node's per-frame work, without DDS: image message in, output messages out.
 
 image message -> RGB + intrinsics (+ base transform, + external pose) -> Frame
--> streaming core (every per-frame decision: timeline, window, world, map)
--> StreamResult -> messages of the wanted outputs (ros.outputs).
+-> the streaming session (`stream.session.Session`: rig synchronisation, every
+per-frame decision, reset) -> StreamResult -> messages of the wanted outputs
+(ros.outputs).
 
-The live node runs `to_frame` + `push` on its inference thread and `build` on
-its output thread; `da3_ros process-bag` calls `process` (all three in turn).
-`to_frame`/`push`/`reset`/`apply` from one thread at a time (the node holds a
-lock); `build` from one (other) thread.
+The live node runs `to_frame` + `push_frames` on its inference thread and
+`build` on its output thread; `da3_ros process-bag` calls `process` (all three
+in turn). `to_frame`/`push_frames`/`reset`/`apply` from one thread at a time
+(the node holds a lock); `build` from one (other) thread.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from da3_ros.ros.frames import OdometryHistory
 from da3_ros.ros.outputs import FrameSource, Output, OutputBuilder, map_cloud, switched_on
 from da3_ros.ros.params import NodeConfig, output_options, stream_config
 from da3_ros.stream.interface import Frame, WindowModel
-from da3_ros.stream.pipeline import FrameError, Streamer
+from da3_ros.stream.pipeline import Streamer
 from da3_ros.stream.result import StreamResult
+from da3_ros.stream.session import Session
 
 DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
 
@@ -38,16 +40,17 @@ class FramePipeline:
     warn(text): called for every bad input, already phrased for a log line.
     notice(text): called for remarks on the configuration (default: warn).
     lookup_static(target, source) -> T_target_source or None: the /tf_static tree.
+    newest_only: a rig answers only the newest rig frame released at once (live).
     """
 
     def __init__(self, model: WindowModel, cfg: NodeConfig, warn: Callable[[str], None],
                  lookup_static: Callable[[str, str], Optional[np.ndarray]] = lambda target, source: None,
                  odometry: Optional[OdometryHistory] = None, notice: Optional[Callable[[str], None]] = None,
-                 map_deferred: bool = False):
+                 map_deferred: bool = False, newest_only: bool = False):
         self.cfg = cfg
         self.model = model
         self._map_deferred = map_deferred
-        self.streamer = Streamer(model, self._stream_config(cfg))
+        self.session = Session(model, self._stream_config(cfg), newest_only=newest_only, warn=warn)
         self.builder = OutputBuilder(output_options(cfg))
         self.odometry = odometry or OdometryHistory()
         self._warn = warn
@@ -59,6 +62,10 @@ class FramePipeline:
         self._camera_info_readers: Dict[str, CameraInfoReader] = {}  # setup remarks said once per camera
         self.intrinsics_source = "none yet"
         self._frame_index = 0
+
+    @property
+    def streamer(self) -> Streamer:
+        return self.session.streamer
 
     @property
     def camera_info(self) -> Optional[CameraInfo]:
@@ -82,14 +89,15 @@ class FramePipeline:
     # ------------------------------------------------------------ state
 
     def reset(self, reason: str = "reset_called") -> None:
-        self.streamer.reset(reason)
+        """The one reset (~/reset, a clock jump): the session, and the odometry history."""
+        self.session.reset(reason)
         self.odometry.clear()
 
     def apply(self, cfg: NodeConfig) -> None:
         """Parameters changed at run time (already validated): thresholds reach the
         streaming core, switches and frames the builder."""
         new = self._stream_config(cfg)
-        self.streamer.update_config(**{name: getattr(new, name) for name in Streamer.RUNTIME_FIELDS})
+        self.session.update(**{name: getattr(new, name) for name in Streamer.RUNTIME_FIELDS})
         self.builder.options = output_options(cfg)
         self.cfg = cfg
 
@@ -119,12 +127,12 @@ class FramePipeline:
         the frame was rejected or waits for its window). `wanted`: output names
         to build (default: every output switched on)."""
         frame = self.to_frame(msg, compressed, received)
-        results = self.push(frame) if frame is not None else []
+        results = self.push_frames([frame]) if frame is not None else []
         return [self.build(r, wanted) for r in results]
 
-    def flush(self, wanted: Optional[FrozenSet[str]] = None) -> List[List[Tuple[Output, object]]]:
-        """Messages for the frames still waiting for a full stride (end of input)."""
-        return [self.build(r, wanted) for r in self.streamer.flush()]
+    def flush(self) -> List[StreamResult]:
+        """End of input: the results of the rig frames and frames still waiting."""
+        return self._with_rig_sources(self.session.flush())
 
     def to_frame(self, msg, compressed: bool, received: float = 0.0, camera: str = "") -> Optional[Frame]:
         """An image message (of rig camera `camera`) as the streaming core's
@@ -160,20 +168,14 @@ class FramePipeline:
         self._frame_index += 1
         return frame
 
-    def push(self, frame: Frame) -> List[StreamResult]:
-        """The frame into the streaming core -> the results it answered."""
-        return self.push_rig([frame])
+    def push_frames(self, frames: List[Frame]) -> List[StreamResult]:
+        """Frames (of one camera, or of a rig's cameras) into the streaming
+        session -> the results it answered."""
+        return self._with_rig_sources(self.session.push_frames(frames))
 
-    def push_rig(self, frames: List[Frame]) -> List[StreamResult]:
-        """A rig frame (one Frame per camera of one instant, the primary first)
-        into the streaming core -> the results it answered."""
-        for k, frame in enumerate(frames):
-            frame.meta.primary = k == 0
-        try:
-            results = self.streamer.push_rig(frames)
-        except FrameError as exc:  # the streaming core rejected the frame (shape, dtype, ...)
-            self._warn(f"frame at t={frames[0].stamp:.3f} rejected: {exc}")
-            return []
+    def _with_rig_sources(self, results: List[StreamResult]) -> List[StreamResult]:
+        for r in results:
+            r.meta.primary = r.primary
         self._attach_estimated_extrinsics(results)
         return results
 

@@ -49,7 +49,6 @@ from da3_ros.ros.frames import TF_STATIC_QOS, OdometryHistory, StaticTree
 from da3_ros.ros.outputs import OUTPUTS, Output
 from da3_ros.ros.params import PARAMETERS, NodeConfig, check_value, declare_parameters, model_settings, validate
 from da3_ros.stream.interface import WindowModel
-from da3_ros.stream.rig import RigSynchronizer
 from da3_ros.stream.result import StreamResult
 
 THROTTLE_S = 5.0
@@ -178,11 +177,9 @@ class Da3Node(LifecycleNode):
         self.get_logger().info(f"model ready: {self.model.name}")
         self.static_tf = StaticTree()  # fed by the /tf_static subscription below
         self._configured.append(self.create_subscription(TFMessage, "/tf_static", self.static_tf.add, TF_STATIC_QOS))
+        # live: a rig answers the newest rig frame released at once (the newest wins, as for one camera)
         self.pipeline = FramePipeline(self.model, self.cfg, self._warn_bad, self.static_tf.lookup, OdometryHistory(),
-                                      notice=self.get_logger().warning, map_deferred=True)
-        self.rig = RigSynchronizer(self.cfg.cameras, self.cfg.rig_sync_tolerance, self.cfg.rig_max_wait,
-                                   max_forward_jump_s=self.cfg.max_stamp_jump) if self.cfg.cameras else None
-        self.rig_frames_dropped = 0
+                                      notice=self.get_logger().warning, map_deferred=True, newest_only=True)
         self._warn_config()
         self._warm_up()
         self.pubs = {(o.name, camera): self.create_lifecycle_publisher(o.msg_type, o.topic_for(camera), o.qos)
@@ -353,14 +350,20 @@ class Da3Node(LifecycleNode):
             self._reset_request = "clock_jumped_back"
 
     def _on_reset(self, request, response):
-        with self._pipeline_lock:
-            self.pipeline.reset()
-            if self.rig is not None:
-                self.rig.reset()
-            self.slot.clear()
-        self.get_logger().warning("~/reset: world frame, window, map and path cleared")
+        self._reset("reset_called")
         response.success, response.message = True, "world frame, window, map and path cleared"
         return response
+
+    def _reset(self, reason: str) -> None:
+        """The one reset, for ~/reset and a clock jump (a restart of stamps is
+        found and reset by the session itself): the session, the odometry
+        history and the images not taken yet."""
+        with self._pipeline_lock:
+            if self.pipeline is None:
+                return
+            self.pipeline.reset(reason)
+            self.slot.clear()
+        self.get_logger().warning(f"{reason}: world frame, window, map and path reset")
 
     def _on_save(self, request, response):
         directory = pathlib.Path(os.path.expanduser(self.cfg.save_directory))
@@ -390,13 +393,11 @@ class Da3Node(LifecycleNode):
             items = self.slot.take(timeout=0.1)
             self._apply_requests()  # after the wait: a change made meanwhile applies to this frame
             try:
-                views = self._next_views(items)
-                if not views:
+                if not items:
                     continue
                 with self._pipeline_lock:
-                    frames = [self.pipeline.to_frame(v.msg, v.compressed, v.received, v.camera) for v in views]
-                    frames = [f for f in frames if f is not None]
-                    results = self.pipeline.push_rig(frames) if frames else []
+                    frames = [self.pipeline.to_frame(v.msg, v.compressed, v.received, v.camera) for v in items]
+                    results = self.pipeline.push_frames([f for f in frames if f is not None])
                     self._stream_status = self._read_stream_status()
                 for result in results:
                     self._hand_over(result)
@@ -404,28 +405,9 @@ class Da3Node(LifecycleNode):
                 self._report_failure(exc)
 
     def _read_stream_status(self) -> Dict[str, Any]:
-        """What /diagnostics reports of the streaming core, read on the inference
+        """What /diagnostics reports of the streaming session, read on the inference
         thread (the diagnostics timer must not read the core while it changes)."""
-        streamer = self.pipeline.streamer
-        status: Dict[str, Any] = {"counts": dict(streamer.counts), "metric": streamer.metric,
-                                  "intrinsics": self.pipeline.intrinsics_source}
-        if self.rig is not None:
-            status["rig"] = {**{k: str(v) for k, v in self.rig.stats().items()}, **streamer.rig_status()}
-        return status
-
-    def _next_views(self, items: List[_Input]) -> List[_Input]:
-        """The images to answer now: the one camera's newest; or, for a rig, the
-        views of the newest rig frame the synchronizer released (older released
-        rig frames are dropped and counted: the newest wins, as for one camera)."""
-        if self.rig is None:
-            return items[-1:]
-        released = []
-        for item in items:
-            released += self.rig.push(item.camera, stamp_to_sec(item.msg.header.stamp), item)
-        if not released:
-            return []
-        self.rig_frames_dropped += len(released) - 1
-        return [view.data for view in released[-1].views.values()]
+        return {**self.pipeline.session.status(), "intrinsics": self.pipeline.intrinsics_source}
 
     def _apply_requests(self) -> None:
         cfg, self._pending_cfg = self._pending_cfg, None
@@ -437,9 +419,8 @@ class Da3Node(LifecycleNode):
                 if self.pipeline is not None:
                     self.pipeline.apply(cfg)
                 self.cfg = cfg
-            if reason is not None and self.pipeline is not None:
-                self.pipeline.reset(reason)
-                self.get_logger().warning(f"{reason}: world frame, window, map and path reset")
+        if reason is not None:
+            self._reset(reason)
 
     def _hand_over(self, result: StreamResult) -> None:
         """To the output thread; waits while it is behind (bounded), gives up on stop."""
@@ -552,9 +533,7 @@ class Da3Node(LifecycleNode):
             "gpu_memory_mb": _gpu_memory_mb(),
             "last_error": error or "none",
         }
-        if self.rig is not None:
-            values["rig_frames_dropped"] = str(self.rig_frames_dropped)
-            values.update({f"rig_{k}": v for k, v in stream.get("rig", {}).items()})
+        values.update({f"rig_{k}": v for k, v in stream.get("rig", {}).items()})
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
                                   hardware_id=self.model.name,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])

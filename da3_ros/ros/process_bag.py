@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic,
                              camera_image_topics, latched_qos,
-                             get_typestore, iter_messages, list_topics, open_reader, open_writer, stamp_to_sec)
+                             get_typestore, iter_messages, list_topics, open_reader, open_writer)
 
 PROG = "da3_ros process-bag"
 TF_STATIC = "/tf_static"
@@ -41,42 +41,16 @@ class ModelLoadError(RuntimeError):
 
 
 def parse_parameter(assignment: str) -> Tuple[str, object]:
-    """"name:=value" -> (name, value typed like the parameter's default)."""
-    from da3_ros.ros.params import PARAMETERS, check_value
+    """"name:=value" -> (name, value typed like the setting's default)."""
+    from da3_ros.stream.settings import parse_value
 
     name, sep, text = assignment.partition(":=")
     if not sep:
         raise UsageError(f"-p expects name:=value, got {assignment!r}")
-    spec = PARAMETERS.get(name)
-    if spec is None:
-        raise UsageError(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
     try:
-        value = _typed(text, spec.default)
-    except ValueError:
-        raise UsageError(f"parameter {name}: {text!r} is not a {type(spec.default).__name__}") from None
-    try:
-        check_value(name, value)
+        return name, parse_value(name, text)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return name, value
-
-
-def _typed(text: str, default):
-    if isinstance(default, list):  # "[front, left]" or "front,left"
-        names = text.strip().strip("[]")
-        return [n.strip().strip("'\"") for n in names.split(",") if n.strip()]
-    if isinstance(default, bool):  # before int: bool is an int
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(text)
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    return text
 
 
 def config_from(assignments: Sequence[str], model: Optional[str] = None):
@@ -233,12 +207,12 @@ class BagRun:
         self.frames = self.answered = 0
         self.last_stamp_ns: Optional[int] = None
 
-    def take(self, views, compressed: bool) -> None:
-        """One rig frame's images [(camera, image message)] ("" for one camera): answered and written."""
-        frames = [self.pipeline.to_frame(msg, compressed, 0.0, camera) for camera, msg in views]
-        frames = [f for f in frames if f is not None]
-        if frames:
-            self.write_results(self.pipeline.push_rig(frames))
+    def take(self, msg, compressed: bool, camera: str) -> None:
+        """One image message of `camera` ("" for one camera): answered (with its
+        rig frame, once complete) and written."""
+        frame = self.pipeline.to_frame(msg, compressed, 0.0, camera)
+        if frame is not None:
+            self.write_results(self.pipeline.push_frames([frame]))
 
     def write_results(self, results) -> None:
         from da3_ros.ros.conversions import stamp_to_ns
@@ -300,7 +274,6 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
 
     from da3_ros.ros.frame_pipeline import FramePipeline
     from da3_ros.ros.frames import StaticTree
-    from da3_ros.stream.rig import RigSynchronizer
 
     if storage not in STORAGES:
         raise UsageError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
@@ -330,17 +303,11 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
         if model is None:
             model = load_model(cfg)
         tree = StaticTree()
-        pipeline = FramePipeline(model, cfg, warn, tree.lookup)
-        sync = RigSynchronizer(cfg.cameras, cfg.rig_sync_tolerance, cfg.rig_max_wait,
-                               max_forward_jump_s=cfg.max_stamp_jump) if cfg.cameras else None
+        pipeline = FramePipeline(model, cfg, warn, tree.lookup)  # offline nothing is dropped: every rig frame
         image_cls = CompressedImage if compressed else Image
         meter = Progress(total, progress)
         with open_writer(out_path, storage=storage) as writer:
             run = BagRun(pipeline, OutputBag(writer, output_typestore()), namespace, warn)
-
-            def take_rig_frames(rig_frames) -> None:  # offline nothing is dropped: every rig frame
-                for rf in rig_frames:
-                    run.take([(camera, view.data) for camera, view in rf.views.items()], compressed)
 
             for m in iter_messages(reader, list(image_of) + [TF_STATIC] + list(info_of)):
                 if m.topic == TF_STATIC:
@@ -355,14 +322,10 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
                 else:
                     run.frames += 1
                     msg = run.decode(m, image_cls)
-                    if msg is not None and sync is None:
-                        run.take([("", msg)], compressed)
-                    elif msg is not None:
-                        take_rig_frames(sync.push(image_of[m.topic], stamp_to_sec(msg.header.stamp), msg))
+                    if msg is not None:
+                        run.take(msg, compressed, image_of[m.topic])
                     meter.update(run.frames, run.answered)
-            if sync is not None:
-                take_rig_frames(sync.flush())
-            run.write_results(pipeline.streamer.flush())
+            run.write_results(pipeline.flush())
             run.write_map()
             meter.update(run.frames, run.answered, force=True)
 
@@ -374,8 +337,8 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
         "dropped": {k: v for k, v in pipeline.streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
         "messages": dict(run.out.counts), "seconds": time.monotonic() - started,
     }
-    if sync is not None:
-        summary["rig"] = {**sync.stats(), **pipeline.streamer.rig_calibration()}
+    if cfg.cameras:
+        summary["rig"] = pipeline.session.rig_summary()
     return summary
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from ..stream.interface import WindowModel
+from ..stream.settings import SETTINGS
 
 ORACLE_KINDS = ("oracle", "oracle-metric", "noisy-oracle")
 
@@ -29,23 +30,27 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """How to build the window model; the node's parameters of the same names."""
+    """How to build the window model: the MODEL settings of `stream.settings`
+    (same names, defaults and meanings; declared there), plus the noisy
+    oracle's seed."""
 
-    model: str = "default"
-    #: variant name when `model` is a bare .safetensors file
-    model_variant: str = ""
-    #: torch device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
-    device: str = "cpu"
-    #: "auto" | "fp32" | "bf16" | "fp16"
-    precision: str = "auto"
-    #: longest image side fed to the network, pixels; None: the checkpoint's default
-    process_res: Optional[int] = None
-    #: "ray" (ray head + solver) or "camera" (camera-token decoder)
-    pose_source: str = "ray"
-    #: DA3's reference-view strategy of a window
-    reference_strategy: str = "saddle_balanced"
+    model: str = SETTINGS["model"].default
+    model_variant: str = SETTINGS["model_variant"].default
+    device: str = SETTINGS["device"].default
+    precision: str = SETTINGS["precision"].default
+    #: None: the checkpoint's own default
+    process_res: Optional[int] = SETTINGS["process_res"].default
+    pose_source: str = SETTINGS["pose_source"].default
+    ray_map: str = SETTINGS["ray_map"].default
+    reference_strategy: str = SETTINGS["reference_strategy"].default
+    compile: str = SETTINGS["compile"].default
     #: seed of the noisy oracle
     seed: int = 0
+
+
+def model_settings(cfg) -> ModelSettings:
+    """The model's part of the settings (`stream.settings.Settings`), by name."""
+    return ModelSettings(**{f.name: getattr(cfg, f.name) for f in fields(ModelSettings) if f.name != "seed"})
 
 
 def make_window_model(settings: ModelSettings) -> WindowModel:
@@ -77,7 +82,8 @@ def make_window_model(settings: ModelSettings) -> WindowModel:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     kwargs: dict = dict(device=device, precision=settings.precision, pose_from=settings.pose_source,
-                        ref_view_strategy=settings.reference_strategy, variant=settings.model_variant or None)
+                        ref_view_strategy=settings.reference_strategy, variant=settings.model_variant or None,
+                        ray_map=settings.ray_map, compile=settings.compile)
     if process_res:
         kwargs["process_res"] = int(process_res)
     return DA3WindowModel(spec, **kwargs)

@@ -10,6 +10,9 @@ summary.png; da3_ros.runtime.evaluation).
     da3_ros run-offline --input rgbd_dataset_freiburg1_xyz/ --out run/
     da3_ros run-offline --input frames/ --model depth-anything/DA3-SMALL --out run/ --gt trajectory.txt
     da3_ros run-offline --input seq/ --model oracle:seq/ --out run/
+
+Every setting of the node that is not about ROS I/O is a flag of the same name
+and default (`--window-size` for `window_size`; da3_ros.stream.settings).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import numpy as np
 from ..io.datasets import ASSOCIATION_MAX_DT, TUM_INTRINSICS_CHOICES
 from ..stream.config import StreamConfig
 from ..stream.interface import Frame
+from ..stream.session import Session
+from ..stream.settings import SETTINGS, Settings, default_value, flag, offline_names, parse_value, settings
 from ..weights import EMBEDDED_VARIANT
-from .models import ModelSettings
+from .models import model_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="image folder, TUM RGB-D or 7-Scenes sequence folder, video file "
                    "or rosbag2 (directory, .mcap, .db3)")
-    p.add_argument("--model", default="default",
-                   help="default (the node's: hub DA3-SMALL when cached or reachable, else the embedded da3-tiny), "
-                        "a DA3 checkpoint (hub id, directory, .safetensors, random:<variant>) or oracle:<synthetic dir>")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--gt", default="auto",
                    help="ground truth to evaluate against: auto (what the input layout has: depth, poses), none, "
@@ -49,37 +51,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tum-intrinsics", default="auto", choices=TUM_INTRINSICS_CHOICES,
                    help="TUM RGB-D input: published calibration fr1/fr2/fr3; auto: intrinsics.json in the folder, "
                         "else the camera the folder name says (rgbd_dataset_freiburg1_...); none: estimated")
-    p.add_argument("--window", type=int, default=8, help="frames per window")
-    p.add_argument("--stride", type=int, default=1, help="new frames per inference")
-    p.add_argument("--process-res", type=int, default=None, help="network input size (longest side, pixels)")
-    p.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--model-variant", default=None, help="variant name for a bare .safetensors file")
-    p.add_argument("--pose-source", default=ModelSettings.pose_source, choices=["ray", "camera"],
-                   help="the node's pose_source: ray head + solver (more accurate) or camera head (much cheaper on a CPU)")
     p.add_argument("--image-topic", action="append", default=[],
                    help="rosbag2 image topic (default: the only image topic); with --cameras one per camera, in order "
                         "(default: the topic named by each camera)")
-    p.add_argument("--cameras", default="",
-                   help="a rig bag: camera names, e.g. left,right: their images are grouped into rig frames and run "
-                        "as one window (as da3_node does with its `cameras` parameter); no evaluation")
-    p.add_argument("--base-frame", default="",
-                   help="with --cameras: the rig's base frame in the bag's /tf_static (base -> each optical frame): "
-                        "the baselines make the output metric")
     p.add_argument("--camera-info-topic", default=None, help="rosbag2 CameraInfo topic")
-    p.add_argument("--rectified", action="store_true",
-                   help="the bag's images are rectified (image_rect): intrinsics from CameraInfo's P, not K")
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--ignore-intrinsics", action="store_true", help="estimate intrinsics even if the input has them")
-    p.add_argument("--min-confidence", type=float, default=StreamConfig.min_confidence)
-    p.add_argument("--min-depth", type=float, default=StreamConfig.depth_range[0], help="metres (world units if not metric)")
-    p.add_argument("--max-depth", type=float, default=StreamConfig.depth_range[1], help="metres (world units if not metric)")
-    p.add_argument("--voxel", type=float, default=StreamConfig.map_voxel_size, help="map voxel edge, metres (world units)")
-    p.add_argument("--max-map-points", type=int, default=2_000_000)
     p.add_argument("--no-frames", action="store_true", help="skip per-frame depth/confidence files")
     p.add_argument("--no-picture", action="store_true", help="skip summary.png of the evaluation")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_setting_flags(p)
     return p
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting that is not about ROS I/O: name, default, choices and
+    meaning from the settings table (the node's parameters)."""
+    group = p.add_argument_group("settings", "the node's parameters of the same names (da3_ros.stream.settings)")
+    for name in offline_names():
+        spec = SETTINGS[name]
+        kw: dict = dict(dest=name, default=default_value(name), help=spec.description, type=_value_of(name))
+        if spec.type is bool:  # --input-rectified, or --use-camera-info false
+            kw.update(nargs="?", const=True, metavar="BOOL")
+        elif spec.choices:
+            kw.update(metavar="{" + ",".join(spec.choices) + "}")
+        group.add_argument(flag(name), **kw)
+
+
+def _value_of(name: str):
+    def parse(text: str):
+        try:
+            return parse_value(name, text)
+        except ValueError as exc:  # argparse: one usage line naming the value, exit 2
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The flags' settings, checked together (ValueError names the flags)."""
+    cfg = settings(**{name: getattr(args, name) for name in offline_names()})
+    if cfg.base_frame and not cfg.cameras:
+        raise ValueError("--base-frame applies to a rig bag (with --cameras)")
+    StreamConfig.from_settings(cfg)
+    return cfg
 
 
 class Progress:
@@ -119,51 +134,135 @@ class Progress:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from ..io import datasets, writers
-    from ..io.sources import open_source
-    from ..stream.pipeline import ModelOutputError, Streamer
-    from . import evaluation
-    from .models import ModelUnavailable, make_window_model
-
-    cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
-    if cameras:
-        return run_rig(args, cameras)
+    try:
+        cfg = settings_of(args)
+    except ValueError as exc:
+        print(f"run-offline: {exc}", file=sys.stderr)
+        return 2
+    if cfg.cameras:
+        return run_rig(args, cfg)
     if len(args.image_topic) > 1:
         print("run-offline: several --image-topic need --cameras (one camera name per topic)", file=sys.stderr)
         return 2
+    opened = _open_input(args, cfg)
+    if opened is None:
+        return 2
+    source, gt = opened
+    model = _load_model(cfg)
+    if model is None:
+        return 2
+    return _run(args, cfg, source, gt, model)
+
+
+def _open_input(args, cfg: Settings):
+    """(source, ground truth or None), or None after one line on stderr."""
+    from ..io import datasets
+    from ..io.sources import open_source
+
     try:
         source = open_source(args.input, image_topic=(args.image_topic or [None])[0],
-                             camera_info_topic=args.camera_info_topic,
-                             max_frames=args.max_frames, rectified=args.rectified, max_dt=args.max_dt,
-                             tum_intrinsics=args.tum_intrinsics)
+                             camera_info_topic=args.camera_info_topic, max_frames=args.max_frames,
+                             rectified=cfg.input_rectified, max_dt=args.max_dt, tum_intrinsics=args.tum_intrinsics)
         gt = None if args.gt == "none" else source.ground_truth
         if args.gt not in ("auto", "none"):
             gt = (gt or datasets.GroundTruth("trajectory", [])).with_trajectory(args.gt)
     except (ValueError, OSError) as exc:  # SourceError, GroundTruthError
         print(f"run-offline: cannot open input: {exc}", file=sys.stderr)
-        return 2
+        return None
     print(f"run-offline: input {source.kind} {args.input} ({datasets.describe(gt)})", file=sys.stderr, flush=True)
+    return source, gt
+
+
+def _load_model(cfg: Settings):
+    """The model the settings name, or None after one line on stderr."""
+    from .models import ModelUnavailable, make_window_model
+
     try:
-        model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "",
-                                                device=args.device, precision=args.precision,
-                                                process_res=args.process_res, pose_source=args.pose_source))
+        model = make_window_model(model_settings(cfg))
     except ModelUnavailable as exc:
         print(f"run-offline: {exc}", file=sys.stderr)
-        return 2
+        return None
     except Exception as exc:  # noqa: BLE001 - any loader failure, in one line
-        print(f"run-offline: cannot load model {args.model!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    model_name = getattr(model, "name", args.model)
-    print(f"run-offline: model {model_name}", file=sys.stderr, flush=True)
-    try:
-        cfg = StreamConfig(window_size=args.window, stride=args.stride, min_confidence=args.min_confidence,
-                           depth_range=(args.min_depth, args.max_depth), map_voxel_size=args.voxel,
-                           map_max_points=args.max_map_points, trajectory_cap=1_000_000)
-    except ValueError as exc:
-        print(f"run-offline: {exc}", file=sys.stderr)
-        return 2
-    streamer = Streamer(model, cfg)
+        print(f"run-offline: cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    print(f"run-offline: model {getattr(model, 'name', cfg.model)}", file=sys.stderr, flush=True)
+    return model
 
+
+def _warn(text: str) -> None:
+    print(f"\nrun-offline: {text}", file=sys.stderr)
+
+
+class _Answers:
+    """What run-offline keeps of the answered frames: files, the last world
+    segment's trajectory, the evaluation's records."""
+
+    def __init__(self, out: Path, write_frames: bool, eval_depth_dir: Optional[Path]):
+        from . import evaluation
+
+        self._evaluation = evaluation
+        self.out, self.write_frames, self.eval_depth_dir = out, write_frames, eval_depth_dir
+        self.stamps: List[float] = []
+        self.poses: List[np.ndarray] = []
+        self.answered: list = []
+        self.statuses: Counter = Counter()
+        self.keyframes = self.resets = 0
+        self.last = None
+
+    def take(self, results) -> None:
+        for r in results:
+            if r.reset is not None:
+                self.resets += 1
+                self.stamps.clear()
+                self.poses.clear()  # a new world: the old poses are in another frame
+            self.stamps.append(r.stamp)
+            self.poses.append(r.c2w)
+            self.statuses[r.alignment] += 1
+            self.keyframes += int(r.keyframe)
+            self.last = r
+            self.answered.append(self._evaluation.AnsweredFrame(
+                frame=r.index, source_index=r.meta, stamp=r.stamp, c2w=r.c2w, segment=self.resets,
+                depth_file=self._write(r)))
+
+    def _write(self, r) -> Optional[Path]:
+        from ..io import writers
+
+        name = f"{r.index:06d}"
+        if self.write_frames:
+            np.save(self.out / "depth" / f"{name}.npy", r.depth)
+            writers.write_depth_png_mm(self.out / "depth" / f"{name}.png", r.depth)
+            np.save(self.out / "confidence" / f"{name}.npy", r.confidence)
+            return self.out / "depth" / f"{name}.npy"
+        if self.eval_depth_dir is not None:
+            np.save(self.eval_depth_dir / f"{name}.npy", r.depth)
+            return self.eval_depth_dir / f"{name}.npy"
+        return None
+
+
+def _stream(args, cfg: Settings, source, session: Session, answers: _Answers) -> int:
+    """Every frame of the source through the session; returns the frames read."""
+    try:
+        total = len(source)
+    except TypeError:
+        total = None
+    progress = Progress(total, not args.quiet)
+    n_in = 0
+    for sf in source:
+        # meta: the source's own index of the frame (its ground truth's key), handed back in the result
+        answers.take(session.push(Frame(index=n_in, stamp=float(sf.stamp), image=sf.image, meta=sf.index,
+                                        intrinsics=sf.intrinsics if cfg.use_camera_info else None)))
+        n_in += 1
+        progress.update(n_in, len(answers.answered))
+    answers.take(session.flush())
+    progress.update(n_in, len(answers.answered), force=True)
+    progress.close()
+    return n_in
+
+
+def _run(args, cfg: Settings, source, gt, model) -> int:
+    from ..io import writers
+
+    session = Session(model, StreamConfig.from_settings(cfg), warn=_warn)
     out = Path(args.out)
     (out / "depth").mkdir(parents=True, exist_ok=True)
     (out / "confidence").mkdir(exist_ok=True)
@@ -172,172 +271,144 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if gt is not None and gt.has_depth and args.no_frames:
         eval_depth_dir = Path(tempfile.mkdtemp(prefix=".eval_depth_", dir=out))
     try:  # the evaluation's copy of the predictions goes, whatever happens
-        try:
-            total = len(source)
-        except TypeError:
-            total = None
-        progress = Progress(total, not args.quiet)
-        stamps: List[float] = []
-        poses: List[np.ndarray] = []
-        answered: List[evaluation.AnsweredFrame] = []
-        statuses: Counter = Counter()
-        keyframes = rejected = resets = failed_windows = 0
-        last = None
-        n_in = 0
+        answers = _Answers(out, not args.no_frames, eval_depth_dir)
         t0 = time.perf_counter()
-
-        def handle(results) -> None:
-            nonlocal keyframes, resets, last
-            for r in results:
-                if r.reset is not None:
-                    resets += 1
-                    stamps.clear()
-                    poses.clear()  # a new world: the old poses are in another frame
-                stamps.append(r.stamp)
-                poses.append(r.c2w)
-                statuses[r.alignment] += 1
-                keyframes += int(r.keyframe)
-                last = r
-                name = f"{r.index:06d}"
-                depth_file = None
-                if not args.no_frames:
-                    depth_file = out / "depth" / f"{name}.npy"
-                    np.save(depth_file, r.depth)
-                    writers.write_depth_png_mm(out / "depth" / f"{name}.png", r.depth)
-                    np.save(out / "confidence" / f"{name}.npy", r.confidence)
-                elif eval_depth_dir is not None:
-                    depth_file = eval_depth_dir / f"{name}.npy"
-                    np.save(depth_file, r.depth)
-                answered.append(evaluation.AnsweredFrame(frame=r.index, source_index=r.meta,
-                                                         stamp=r.stamp, c2w=r.c2w, segment=resets, depth_file=depth_file))
-
-        for sf in source:
-            # meta: the source's own index of the frame (its ground truth's key), handed back in the result
-            frame = Frame(index=n_in, stamp=float(sf.stamp), image=sf.image,
-                          intrinsics=None if args.ignore_intrinsics else sf.intrinsics, meta=sf.index)
-            n_in += 1
-            try:
-                handle(streamer.push(frame))
-            except ValueError as exc:  # FrameError: skip the frame, keep going
-                rejected += 1
-                print(f"\nrun-offline: frame {frame.index} rejected: {exc}", file=sys.stderr)
-            except ModelOutputError as exc:  # the window's new frames are dropped, the stream goes on
-                failed_windows += 1
-                print(f"\nrun-offline: window with frame {frame.index} dropped: {exc}", file=sys.stderr)
-            progress.update(n_in, len(answered))
-        handle(streamer.flush())
-        progress.update(n_in, len(answered), force=True)
-        progress.close()
+        n_in = _stream(args, cfg, source, session, answers)
         elapsed = time.perf_counter() - t0
-
-        st = np.array(stamps, np.float64)
-        c2w = np.array(poses, np.float64).reshape(-1, 4, 4)
-        writers.write_tum(out / "trajectory.tum", st, c2w)
-        xyz, rgb = streamer.map_points()
-        writers.write_ply(out / "map.ply", xyz, rgb)
-        if last is not None:
-            writers.write_json(out / "intrinsics.json", {
-                "K": last.intrinsics, "width": last.width, "height": last.height, "source": last.intrinsics_source})
-        embedded = EMBEDDED_VARIANT in str(model_name)
-        summary = {
-            "input": str(args.input), "input_kind": source.kind, "model": model_name,
-            "frames_in": n_in, "frames_answered": len(answered), "frames_rejected": rejected,
-            "windows_failed": failed_windows, "keyframes": keyframes,
-            "frames_dropped": {k: v for k, v in streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
-            "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
-            "metric": bool(streamer.metric), "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
-            "world": streamer.world_mode, "alignment": dict(statuses), "map_points": int(len(xyz)),
-            "window": args.window, "stride": args.stride,
-            "trajectory_note": "trajectory.tum holds the last world segment (since the last reset)" if resets else None,
-        }
-        if embedded:
-            summary["model_note"] = EMBEDDED_NOTE
-        lines = [f"run-offline: {n_in} frames in {elapsed:.1f} s ({summary['fps'] or 0:.1f} fps), {len(answered)} answered, "
-                 f"{keyframes} keyframes, {rejected} rejected, {resets} resets",
-                 f"  model: {model_name}",
-                 f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, alignment {dict(statuses)}"]
+        summary, lines = _write_results(args, cfg, session, answers, out, n_in, elapsed, source)
         if gt is not None:
-            ev = evaluation.evaluate(answered, gt, bool(streamer.metric), args.window, args.max_dt,
-                                     image_of=_image_reader(source), frames_in=n_in)
-            summary["evaluation"] = ev.summary
-            evaluation.write_rows_csv(out / "frames.csv", ev.rows)
-            lines += evaluation.headline(ev.summary)
-            lines.append(f"  per-frame numbers: {out / 'frames.csv'}")
-            if not args.no_picture:
-                lines.append("  " + _draw(out / "summary.png", ev, model_name, source.kind, embedded, summary))
+            lines += _evaluate(args, cfg, session, answers, gt, source, n_in, out, summary)
     finally:
         if eval_depth_dir is not None:
             shutil.rmtree(eval_depth_dir, ignore_errors=True)
     writers.write_json(out / "summary.json", summary)
-    if embedded:
+    if "model_note" in summary:
         lines.append(f"  note: {EMBEDDED_NOTE}")
     lines.append(f"  outputs in {out}")
     print("\n".join(lines))
-    return 0 if answered or n_in == 0 else 1
+    return 0 if answers.answered or n_in == 0 else 1
 
 
-def run_rig(args, cameras: List[str]) -> int:
-    """run-offline on a rig bag: every camera's images grouped into rig frames by
-    the node's RigSynchronizer and answered by one window (Streamer.push_rig);
-    depth per camera, the rig's trajectory (its first camera) and calibration."""
+def _write_results(args, cfg: Settings, session: Session, answers: _Answers, out: Path, n_in: int, elapsed: float,
+                   source):
+    """trajectory.tum, map.ply, intrinsics.json; -> (summary, printed lines)."""
+    from ..io import writers
+
+    streamer = session.streamer
+    writers.write_tum(out / "trajectory.tum", np.array(answers.stamps, np.float64),
+                      np.array(answers.poses, np.float64).reshape(-1, 4, 4))
+    xyz, rgb = streamer.map_points()
+    writers.write_ply(out / "map.ply", xyz, rgb)
+    last = answers.last
+    if last is not None:
+        writers.write_json(out / "intrinsics.json", {
+            "K": last.intrinsics, "width": last.width, "height": last.height, "source": last.intrinsics_source})
+    model_name = streamer.model.name
+    n_answered, resets, statuses = len(answers.answered), answers.resets, dict(answers.statuses)
+    summary = {
+        "input": str(args.input), "input_kind": source.kind, "model": model_name,
+        "frames_in": n_in, "frames_answered": n_answered, "frames_rejected": session.counts["frames_rejected"],
+        "windows_failed": session.counts["windows_failed"], "keyframes": answers.keyframes,
+        "frames_dropped": {k: v for k, v in streamer.counts.items() if k.endswith(("_outlier", "_stamp"))},
+        "resets": resets, "seconds": elapsed, "fps": n_in / elapsed if elapsed > 0 else None,
+        "metric": bool(streamer.metric),
+        "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
+        "world": streamer.world_mode, "alignment": statuses, "map_points": int(len(xyz)),
+        "window_size": cfg.window_size, "stride": cfg.stride,
+        "trajectory_note": "trajectory.tum holds the last world segment (since the last reset)" if resets else None,
+    }
+    if EMBEDDED_VARIANT in str(model_name):
+        summary["model_note"] = EMBEDDED_NOTE
+    lines = [f"run-offline: {n_in} frames in {elapsed:.1f} s ({summary['fps'] or 0:.1f} fps), {n_answered} answered, "
+             f"{answers.keyframes} keyframes, {summary['frames_rejected']} rejected, {resets} resets",
+             f"  model: {model_name}",
+             f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, "
+             f"alignment {statuses}"]
+    return summary, lines
+
+
+def _evaluate(args, cfg: Settings, session: Session, answers: _Answers, gt, source, n_in: int, out: Path,
+              summary: dict) -> List[str]:
+    from . import evaluation
+
+    ev = evaluation.evaluate(answers.answered, gt, bool(session.streamer.metric), cfg.window_size, args.max_dt,
+                             image_of=_image_reader(source), frames_in=n_in)
+    summary["evaluation"] = ev.summary
+    evaluation.write_rows_csv(out / "frames.csv", ev.rows)
+    lines = evaluation.headline(ev.summary) + [f"  per-frame numbers: {out / 'frames.csv'}"]
+    if not args.no_picture:
+        lines.append("  " + _draw(out / "summary.png", ev, summary["model"], source.kind, "model_note" in summary,
+                                  summary))
+    return lines
+
+
+def run_rig(args, cfg: Settings) -> int:
+    """run-offline on a rig bag: every camera's images grouped into rig frames
+    by the streaming session (the node's rule: rig_sync_tolerance, rig_max_wait)
+    and answered by one window; depth per camera, the rig's trajectory (its first
+    camera) and calibration."""
     from ..io import bags, writers
-    from ..io.sources import BagSource
-    from ..stream.pipeline import Streamer
-    from ..stream.rig import RigSynchronizer
-    from .models import make_window_model
 
+    opened = _open_rig(args, cfg)
+    if opened is None:
+        return 2
+    topics, views, static = opened
+    model = _load_model(cfg)
+    if model is None:
+        return 2
+    print(f"run-offline: rig {', '.join(f'{c} <- {t}' for c, t in zip(cfg.cameras, topics))}",
+          file=sys.stderr, flush=True)
+    session = Session(model, StreamConfig.from_settings(cfg), warn=_warn)
+    out = Path(args.out)
+    (out / "depth").mkdir(parents=True, exist_ok=True)
+    answered, t0 = 0, time.perf_counter()
+    for index, (stamp, camera, sf) in enumerate(views):
+        frame = Frame(index=index, stamp=stamp, image=sf.image, camera=camera, meta=camera,
+                      intrinsics=sf.intrinsics if cfg.use_camera_info else None,
+                      T_base_optical=static.get((cfg.base_frame, sf.frame_id)) if cfg.base_frame else None)
+        for r in session.push(frame) + (session.flush() if index == len(views) - 1 else []):
+            answered += 1
+            if not args.no_frames:
+                writers.write_depth_png_mm(out / "depth" / f"{r.meta}_{r.index:06d}.png", r.depth)
+                np.save(out / "depth" / f"{r.meta}_{r.index:06d}.npy", r.depth)
+    elapsed = time.perf_counter() - t0
+    trajectory = session.streamer.trajectory()
+    writers.write_tum(out / "trajectory.tum", trajectory.stamps, trajectory.c2w)
+    metric = bool(session.streamer.metric)
+    summary = {"input": str(args.input), "cameras": dict(zip(cfg.cameras, topics)), "model": model.name,
+               "views_in": len(views), "views_answered": answered, "seconds": elapsed,
+               "metric": metric, "rig": session.rig_summary()}
+    writers.write_json(out / "summary.json", summary)
+    print(f"run-offline: {answered}/{len(views)} views answered in {elapsed:.1f} s; "
+          f"{'metric (metres from the rig)' if metric else 'relative scale'}; outputs in {out}")
+    return 0 if answered else 1
+
+
+def _open_rig(args, cfg: Settings):
+    """(each camera's image topic, every view in stamp order, /tf_static), or None
+    after one line on stderr."""
+    from ..io import bags
+    from ..io.sources import BagSource
+
+    cameras = cfg.cameras
     if not bags.is_bag_path(Path(args.input)):
         print("run-offline: --cameras takes a rosbag2 input", file=sys.stderr)
-        return 2
+        return None
     try:
         with bags.open_reader(args.input) as reader:
             images = [t.name for t in bags.list_topics(reader) if t.msgtype in bags.IMAGE_TYPES]
         topics = args.image_topic or bags.camera_image_topics(images, cameras)
         if len(topics) != len(cameras):
             raise ValueError(f"{len(topics)} image topics for {len(cameras)} cameras")
-        sources = {c: BagSource(args.input, t, None, args.max_frames, rectified=args.rectified)
+        sources = {c: BagSource(args.input, t, None, args.max_frames, rectified=cfg.input_rectified)
                    for c, t in zip(cameras, topics)}
-        static = bags.static_transforms(args.input) if args.base_frame else {}
+        static = bags.static_transforms(args.input) if cfg.base_frame else {}
     except (bags.BagError, ValueError, OSError) as exc:
         print(f"run-offline: cannot open the rig's topics ({', '.join(cameras)}): {exc!r}", file=sys.stderr)
-        return 2
-    model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "", device=args.device,
-                                            precision=args.precision, process_res=args.process_res,
-                                            pose_source=args.pose_source))
-    print(f"run-offline: rig {', '.join(f'{c} <- {t}' for c, t in zip(cameras, topics))}; model {model.name}",
-          file=sys.stderr, flush=True)
-    streamer = Streamer(model, StreamConfig(window_size=args.window, stride=args.stride, rig_cameras=tuple(cameras),
-                                            min_confidence=args.min_confidence, depth_range=(args.min_depth, args.max_depth),
-                                            map_voxel_size=args.voxel, map_max_points=args.max_map_points,
-                                            trajectory_cap=1_000_000))
-    sync = RigSynchronizer(cameras)
-    out = Path(args.out)
-    (out / "depth").mkdir(parents=True, exist_ok=True)
+        return None
     # every camera's frames in stamp order, as the node would receive them
     views = sorted(((float(sf.stamp), c, sf) for c, src in sources.items() for sf in src), key=lambda v: (v[0], v[1]))
-    answered, t0 = 0, time.perf_counter()
-    for stamp, camera, sf in views:
-        for rig_frame in sync.push(camera, stamp, sf):
-            frames = []
-            for k, (c, view) in enumerate(rig_frame.views.items()):
-                T = static.get((args.base_frame, view.data.frame_id)) if args.base_frame else None
-                frames.append(Frame(index=answered + k, stamp=view.stamp, image=view.data.image, camera=c,
-                                    intrinsics=None if args.ignore_intrinsics else view.data.intrinsics,
-                                    T_base_optical=T, meta=c))
-            for r in streamer.push_rig(frames):
-                answered += 1
-                if not args.no_frames:
-                    writers.write_depth_png_mm(out / "depth" / f"{r.meta}_{r.index:06d}.png", r.depth)
-    elapsed = time.perf_counter() - t0
-    trajectory = streamer.trajectory()
-    writers.write_tum(out / "trajectory.tum", trajectory.stamps, trajectory.c2w)
-    summary = {"input": str(args.input), "cameras": dict(zip(cameras, topics)), "model": model.name,
-               "views_in": len(views), "views_answered": answered, "seconds": elapsed,
-               "metric": bool(streamer.metric), "rig": {**sync.stats(), **streamer.rig_calibration()}}
-    writers.write_json(out / "summary.json", summary)
-    print(f"run-offline: {answered}/{len(views)} views answered in {elapsed:.1f} s; "
-          f"{'metric (metres from the rig)' if streamer.metric else 'relative scale'}; outputs in {out}")
-    return 0 if answered else 1
+    return topics, views, static
 
 
 EMBEDDED_NOTE = ("the embedded da3-tiny was trained on the project's synthetic renders only: on real images its depth is "

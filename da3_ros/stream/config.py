@@ -1,32 +1,43 @@
-"""Configuration of the streaming core (units in the names or docs)."""
+"""Configuration of the streaming core (units in the names or docs).
+
+The fields a user sets are settings of `stream.settings.SETTINGS` (same name,
+default and meaning, declared there once); the rest tune the core's internals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from dataclasses import dataclass, fields
+from typing import Any, Tuple
+
+from .settings import SETTINGS, check_window
+
+
+def _default(name: str) -> Any:
+    value = SETTINGS[name].default
+    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass
 class StreamConfig:
-    #: frames per inference window (keyframes + new frames)
-    window_size: int = 8
+    #: frames (views) per inference window (keyframes + new frames)
+    window_size: int = _default("window_size")
     #: new frames per inference (answered together); < window_size so at least
     #: one earlier keyframe links each window to the world
-    stride: int = 1
+    stride: int = _default("stride")
     #: keyframe when the camera moved this far from the last keyframe, in world
-    #: units (metres when the world is metric); None: not used
-    keyframe_translation: Optional[float] = None
+    #: units (metres when the world is metric); 0: not used
+    keyframe_translation: float = _default("keyframe_translation")
     #: ... or this fraction of the last keyframe's median depth (scale-free,
-    #: works at the arbitrary scale of a relative model)
-    keyframe_translation_depth_ratio: Optional[float] = 0.05
+    #: works at the arbitrary scale of a relative model); 0: not used
+    keyframe_depth_ratio: float = _default("keyframe_depth_ratio")
     #: ... or turned this much, degrees
-    keyframe_rotation_deg: float = 5.0
+    keyframe_rotation_deg: float = _default("keyframe_rotation_deg")
     #: ... or this long since the last keyframe, seconds
-    keyframe_max_seconds: float = 1.0
+    keyframe_interval: float = _default("keyframe_interval")
     #: pixels below this DA3 confidence (>= 1) are left out of clouds, map, alignment
-    min_confidence: float = 1.5
+    min_confidence: float = _default("min_confidence")
     #: depth range kept in clouds/map/alignment, metres (world units when not metric)
-    depth_range: Tuple[float, float] = (0.05, 50.0)
+    min_depth: float = _default("min_depth")
+    max_depth: float = _default("max_depth")
     #: how many of the window's earlier keyframes are decoded again so their
     #: depth maps can align the window (0: align from poses only)
     align_shared_decode: int = 2
@@ -44,8 +55,8 @@ class StreamConfig:
     #: use Frame.c2w_external (with intrinsics) for pose-conditioned windows
     use_external_poses: bool = True
     #: world map: voxel edge (world units: metres when metric), point cap, pixel step
-    map_voxel_size: float = 0.05
-    map_max_points: int = 200_000
+    map_voxel_size: float = _default("map_voxel_size")
+    map_max_points: int = _default("map_max_points")
     map_pixel_stride: int = 4
     #: which answered frames feed the map: "keyframes", "all" or "none"
     map_from: str = "keyframes"
@@ -55,44 +66,58 @@ class StreamConfig:
     map_deferred: bool = False
     #: a stamp this far (seconds) past the last one is held until the next frame
     #: confirms the jump (a single corrupt stamp must not derail the timeline)
-    max_forward_jump_s: float = 10.0
+    max_stamp_jump: float = _default("max_stamp_jump")
     #: the cameras of a rig, the first one the reference of estimated extrinsics;
     #: empty: one camera
-    rig_cameras: Tuple[str, ...] = ()
+    cameras: Tuple[str, ...] = _default("cameras")
+    #: images of a rig within this many seconds form one rig frame
+    rig_sync_tolerance: float = _default("rig_sync_tolerance")
+    #: a rig frame waits at most this long (stamp time) for a late camera
+    rig_max_wait: float = _default("rig_max_wait")
     #: the world turns metric from a calibrated rig (Frame.T_base_optical) once the
     #: scale's relative standard error is at most this; it is corrected later only
     #: when a new estimate differs by more than 2 standard errors (and a fifth of this)
-    rig_scale_max_error: float = 0.01
+    rig_scale_max_error: float = _default("rig_scale_max_error")
     #: ... and at least this many rig frames were seen
     rig_scale_min_frames: int = 10
     #: answered poses kept for trajectory() (oldest dropped beyond this)
-    trajectory_cap: int = 10_000
+    path_max_length: int = _default("path_max_length")
     #: model intrinsics estimates kept for the running median
     intrinsics_history: int = 100
 
+    @classmethod
+    def from_settings(cls, cfg: Any, **internal) -> "StreamConfig":
+        """The core's configuration from the settings (`stream.settings.Settings`:
+        every field of the same name), plus `internal` fields."""
+        names = {f.name for f in fields(cls)} - set(internal)
+        values = {n: getattr(cfg, n) for n in names if hasattr(cfg, n)}
+        values["cameras"] = tuple(values.get("cameras", ()))
+        return cls(**values, **internal)
+
+    @property
+    def depth_range(self) -> Tuple[float, float]:
+        """(min_depth, max_depth)."""
+        return (self.min_depth, self.max_depth)
+
     def __post_init__(self):
-        if self.window_size < 2:
-            raise ValueError("window_size must be >= 2")
-        if not 1 <= self.stride < self.window_size:
-            raise ValueError("stride must be in [1, window_size - 1]")
+        self.cameras = tuple(self.cameras)
+        check_window(self.window_size, self.stride, max(len(self.cameras), 1))
         if self.map_from not in ("keyframes", "all", "none"):
             raise ValueError("map_from must be 'keyframes', 'all' or 'none'")
-        lo, hi = self.depth_range
-        if not 0 <= lo < hi:
-            raise ValueError("depth_range must be (near, far) with 0 <= near < far")
-        if self.map_voxel_size <= 0 or self.map_max_points < 1 or self.trajectory_cap < 1:
-            raise ValueError("map_voxel_size, map_max_points and trajectory_cap must be positive")
+        if not 0 <= self.min_depth < self.max_depth:
+            raise ValueError(f"min_depth ({self.min_depth}) must be below max_depth ({self.max_depth}), both >= 0")
+        if self.map_voxel_size <= 0 or self.map_max_points < 1 or self.path_max_length < 1:
+            raise ValueError("map_voxel_size, map_max_points and path_max_length must be positive")
         if not 0 < self.rig_scale_max_error < 1 or self.rig_scale_min_frames < 1:
             raise ValueError("rig_scale_max_error must be in (0, 1) and rig_scale_min_frames >= 1")
-        if not self.max_forward_jump_s > 0:
-            raise ValueError("max_forward_jump_s must be positive")
+        if not self.max_stamp_jump > 0:
+            raise ValueError("max_stamp_jump must be positive")
+        if self.rig_sync_tolerance < 0 or not self.rig_max_wait > 0:
+            raise ValueError("rig_sync_tolerance must be >= 0 and rig_max_wait > 0 (seconds)")
         if self.min_confidence < 0:
             raise ValueError("min_confidence must be >= 0")
-        for name in ("keyframe_translation", "keyframe_translation_depth_ratio"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive or None (off)")
-        if self.keyframe_rotation_deg < 0 or self.keyframe_max_seconds < 0:
-            raise ValueError("keyframe_rotation_deg and keyframe_max_seconds must be >= 0")
+        for name in ("keyframe_translation", "keyframe_depth_ratio", "keyframe_rotation_deg", "keyframe_interval"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (0: off)")
         if self.align_shared_decode < 0:
             raise ValueError("align_shared_decode must be >= 0")

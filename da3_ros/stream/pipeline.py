@@ -21,6 +21,7 @@ from .config import StreamConfig
 from .interface import Frame, WindowModel, WindowPrediction
 from .intrinsics import IntrinsicsEstimator
 from .result import AlignmentStatus, StreamResult
+from .settings import SETTINGS, STREAM, check_window
 from .rig import EstimatedExtrinsics, RigCalibration
 from .timeline import Timeline
 from .window import WindowEntry, is_new_keyframe, shared_to_decode
@@ -56,8 +57,8 @@ class Streamer:
     """
 
     #: StreamConfig fields that may change while streaming (thresholds)
-    RUNTIME_FIELDS = ("min_confidence", "depth_range", "keyframe_translation", "keyframe_translation_depth_ratio",
-                      "keyframe_rotation_deg", "keyframe_max_seconds", "map_from", "map_deferred")
+    RUNTIME_FIELDS = tuple(name for name, s in SETTINGS.items() if s.runtime and s.scope == STREAM) + (
+        "map_from", "map_deferred")
 
     def __init__(self, model: WindowModel, config: Optional[StreamConfig] = None):
         if not isinstance(model, WindowModel):
@@ -67,11 +68,11 @@ class Streamer:
         cfg = self.config
         self._map = VoxelMap(cfg.map_voxel_size, cfg.map_max_points)
         self._map_lock = threading.Lock()
-        self._traj = TrajectoryBuffer(cfg.trajectory_cap)
-        self._timeline: Timeline[Frame] = Timeline(cfg.max_forward_jump_s)
+        self._traj = TrajectoryBuffer(cfg.path_max_length)
+        self._timeline: Timeline[Frame] = Timeline(cfg.max_stamp_jump)
         self.anchor = WorldAnchor()
         #: the rig as the stream sees it (metric scale, extrinsics), with two cameras or more
-        self._rig = RigCalibration(cfg.rig_cameras) if len(cfg.rig_cameras) >= 2 else None
+        self._rig = RigCalibration(cfg.cameras) if len(cfg.cameras) >= 2 else None
         #: metres per unit of the first window, once a calibrated rig fixed it
         self.rig_metres_per_unit: Optional[float] = None
         #: frames dropped by the timeline and resets, by reason (for diagnostics)
@@ -123,9 +124,10 @@ class Streamer:
         cameras = [f.camera for f in frames]
         if len(set(cameras)) != len(cameras):
             raise FrameError(f"one image per camera in a rig frame, got cameras {cameras}")
-        if len(frames) * self.config.stride >= self.config.window_size:
-            raise FrameError(f"window_size ({self.config.window_size} views) must exceed stride x cameras "
-                             f"({self.config.stride} x {len(frames)}) so windows share a keyframe")
+        try:
+            check_window(self.config.window_size, self.config.stride, len(frames))
+        except ValueError as exc:
+            raise FrameError(str(exc)) from None
         decision = self._timeline.decide(float(frames[0].stamp), frames)
         self.counts.update(decision.dropped)
         if decision.restart:  # time really went backwards (a looping bag, a restarted driver)
@@ -161,7 +163,7 @@ class Streamer:
         return xyz, rgb
 
     def trajectory(self) -> Trajectory:
-        """Answered poses in the stream frame (at most trajectory_cap, oldest dropped first)."""
+        """Answered poses in the stream frame (at most path_max_length, oldest dropped first)."""
         return self._traj.get()
 
     @property
@@ -512,6 +514,7 @@ class Streamer:
             alignment_inliers=inliers, window_fill=S, window_size=cfg.window_size, reset=self._reset_reason,
             min_confidence=cfg.min_confidence, depth_range=tuple(cfg.depth_range), epoch=self.epoch, meta=f.meta,
             in_map=cfg.map_from == "all" or (cfg.map_from == "keyframes" and e.keyframe), world_rescaled=self._rescaled,
+            primary=primary,
         )
         self._reset_reason = None
         self._rescaled = 1.0

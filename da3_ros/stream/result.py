@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -72,7 +72,9 @@ class StreamResult:
     #: the world's unit was multiplied by this just before this result (a rig's
     #: metric scale applied); earlier published positions scale the same way
     world_rescaled: float = 1.0
-    extras: dict = field(default_factory=dict)
+    #: the first view of its rig frame (a single camera's every frame): it carries
+    #: the rig's pose (trajectory, odometry, TF)
+    primary: bool = True
 
     @property
     def width(self) -> int:

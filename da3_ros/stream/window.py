@@ -92,13 +92,13 @@ def is_new_keyframe(c2w_s: np.ndarray, stamp: float, last: Optional[WindowEntry]
     keyframe (the first frame always is)."""
     if last is None or last.c2w_stream is None:
         return True
-    if stamp - last.stamp >= cfg.keyframe_max_seconds:
+    if stamp - last.stamp >= cfg.keyframe_interval:
         return True
     dist = float(np.linalg.norm(c2w_s[:3, 3] - last.c2w_stream[:3, 3]))
-    if cfg.keyframe_translation is not None and dist >= cfg.keyframe_translation:
+    if cfg.keyframe_translation and dist >= cfg.keyframe_translation:
         return True
-    if cfg.keyframe_translation_depth_ratio is not None and np.isfinite(last.median_depth):
-        if dist >= cfg.keyframe_translation_depth_ratio * last.median_depth:
+    if cfg.keyframe_depth_ratio and np.isfinite(last.median_depth):
+        if dist >= cfg.keyframe_depth_ratio * last.median_depth:
             return True
     angle = float(rotation_angle_deg(last.c2w_stream[:3, :3].T @ c2w_s[:3, :3]))
     return angle >= cfg.keyframe_rotation_deg

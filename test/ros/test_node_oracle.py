@@ -206,7 +206,7 @@ def test_output_parameters_change_at_run_time(rig, sequence):
                                 Parameter("min_confidence", value=2.0)])[0].successful
     assert feed(camera, recorder, spinner, sequence.images[1], sequence.stamps[1], sequence.intrinsics)
     config = node.pipeline.streamer.config
-    assert config.keyframe_translation_depth_ratio is None and config.min_confidence == 2.0
+    assert config.keyframe_depth_ratio == 0 and config.min_confidence == 2.0
     assert config.depth_range == (0.01, cut)
 
 

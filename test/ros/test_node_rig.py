@@ -99,12 +99,12 @@ def test_three_cameras_one_node(ros_context, make_node, three, tmp_path):
             assert answered(recorders, rig, k), f"rig frame {k} unanswered: {views_of(rig, k)}"
         answered_frames = [k for k in range(len(rig)) if answered(recorders, rig, k)]
         assert set(range(len(rig))) - {14, 15, 16, 17} <= set(answered_frames)  # 18, 19: without right
-        assert node.rig_frames_dropped >= 1  # 14..17 released together with 18: the newest won
+        assert node.pipeline.session.counts["rig_frames_dropped"] >= 1  # 14..17 released together with 18: the newest won
         # one network call per answered rig frame (the others were stale when released: newest wins)
         streamer = node.pipeline.streamer
         assert model.n_predict == streamer.n_windows == len(body.stamps("odometry")), (model.n_predict, answered_frames)
         assert streamer.n_resets == 0 and streamer.metric and streamer.counts["rig_scale_updates"] >= 1
-        assert node.rig.stats()["missing_right"] >= 4
+        assert node.pipeline.session.sync.stats()["missing_right"] >= 4
 
         # per camera, once metric: depth is the rendered depth in metres, in the camera's
         # optical frame, at its own image's stamp

@@ -20,7 +20,7 @@ from da3_ros.synthetic.sequence import make_sequence, write_sequence
 #: a value other than the default for every parameter (valid together)
 CHANGED = {
     "model": "set below (an oracle spec)", "model_variant": "da3-small", "device": "cpu", "precision": "fp32",
-    "process_res": 266, "pose_source": "camera", "reference_strategy": "middle",
+    "process_res": 266, "pose_source": "camera", "ray_map": "full", "reference_strategy": "middle", "compile": "off",
     "warmup_width": 32, "warmup_height": 24,
     "window_size": 5, "stride": 2, "keyframe_translation": 0.25, "keyframe_depth_ratio": 0.2,
     "keyframe_rotation_deg": 12.0, "keyframe_interval": 3.0, "max_stamp_jump": 2.5,
@@ -77,7 +77,7 @@ def test_every_parameter_reaches_its_consumer(node):
     reach = {
         # model: the settings the factory built the model from
         **{name: lambda name=name: getattr(settings, name) == v[name]
-           for name in ("model", "model_variant", "device", "precision", "process_res", "pose_source",
+           for name in ("model", "model_variant", "device", "precision", "process_res", "pose_source", "ray_map", "compile",
                         "reference_strategy")},
         "warmup_width": lambda: node.test_warmups == [(v["warmup_width"], v["warmup_height"], v["window_size"])],
         "warmup_height": lambda: node.test_warmups[0][1] == v["warmup_height"],
@@ -85,9 +85,9 @@ def test_every_parameter_reaches_its_consumer(node):
         "window_size": lambda: stream.window_size == v["window_size"],
         "stride": lambda: stream.stride == v["stride"],
         "keyframe_translation": lambda: stream.keyframe_translation == v["keyframe_translation"],
-        "keyframe_depth_ratio": lambda: stream.keyframe_translation_depth_ratio == v["keyframe_depth_ratio"],
+        "keyframe_depth_ratio": lambda: stream.keyframe_depth_ratio == v["keyframe_depth_ratio"],
         "keyframe_rotation_deg": lambda: stream.keyframe_rotation_deg == v["keyframe_rotation_deg"],
-        "keyframe_interval": lambda: stream.keyframe_max_seconds == v["keyframe_interval"],
+        "keyframe_interval": lambda: stream.keyframe_interval == v["keyframe_interval"],
         "max_stamp_jump": lambda: node.pipeline.streamer._timeline.max_forward_jump_s == v["max_stamp_jump"],
         "min_depth": lambda: stream.depth_range[0] == v["min_depth"],
         "max_depth": lambda: stream.depth_range[1] == v["max_depth"],
@@ -95,7 +95,7 @@ def test_every_parameter_reaches_its_consumer(node):
         "map_voxel_size": lambda: node.pipeline.streamer._map.voxel_size == v["map_voxel_size"],
         "map_max_points": lambda: node.pipeline.streamer._map.max_points == v["map_max_points"],
         "path_max_length": lambda: options.path_max_length == v["path_max_length"]
-        and stream.trajectory_cap == v["path_max_length"],
+        and stream.path_max_length == v["path_max_length"],
         "publish_map": lambda: stream.map_from == "none" and "map" not in node.pipeline.switched_on,
         # the message builder
         "world_frame": lambda: options.world_frame == v["world_frame"],
@@ -116,9 +116,9 @@ def test_every_parameter_reaches_its_consumer(node):
         "camera_frame": lambda: node.pipeline.cfg.camera_frame == v["camera_frame"],
         # a rig
         "cameras": lambda: all(any(t.endswith(f"/{c}/image/compressed") for t in subs) for c in v["cameras"])
-        and stream.rig_cameras == tuple(v["cameras"]) and node.rig.cameras == tuple(v["cameras"]),
-        "rig_sync_tolerance": lambda: node.rig.tolerance == v["rig_sync_tolerance"],
-        "rig_max_wait": lambda: node.rig.max_wait == v["rig_max_wait"],
+        and stream.cameras == tuple(v["cameras"]) and node.pipeline.session.sync.cameras == tuple(v["cameras"]),
+        "rig_sync_tolerance": lambda: node.pipeline.session.sync.tolerance == v["rig_sync_tolerance"],
+        "rig_max_wait": lambda: node.pipeline.session.sync.max_wait == v["rig_max_wait"],
         "rig_scale_max_error": lambda: stream.rig_scale_max_error == v["rig_scale_max_error"],
         # timers and services
         "map_publish_period": lambda: int(v["map_publish_period"] * 1e9) in timers,
@@ -167,8 +167,8 @@ def test_camera_frame_names_the_published_frame(tmp_path):
 
 
 def test_model_settings_carry_every_model_parameter():
-    cfg = default_config(**{k: CHANGED[k] for k in ("model_variant", "device", "precision", "process_res",
-                                                    "pose_source", "reference_strategy")}, model="random:da3-small")
-    s = model_settings(cfg)
-    assert (s.model, s.model_variant, s.device, s.precision, s.process_res, s.pose_source, s.reference_strategy) == (
-        "random:da3-small", "da3-small", "cpu", "fp32", 266, "camera", "middle")
+    names = ("model_variant", "device", "precision", "process_res", "pose_source", "ray_map", "reference_strategy",
+             "compile")
+    s = model_settings(default_config(**{k: CHANGED[k] for k in names}, model="random:da3-small"))
+    assert s.model == "random:da3-small"
+    assert {k: getattr(s, k) for k in names} == {k: CHANGED[k] for k in names}

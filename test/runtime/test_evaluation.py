@@ -33,7 +33,7 @@ def tum(tmp_path_factory, sequence_cache):
 
 
 def run(args, out):
-    rc = offline.main(args + ["--out", str(out), "--quiet", "--window", str(WINDOW)])
+    rc = offline.main(args + ["--out", str(out), "--quiet", "--window-size", str(WINDOW)])
     summary = json.loads((out / "summary.json").read_text())
     with open(out / "frames.csv") as f:
         rows = list(csv.DictReader(f))
@@ -232,7 +232,7 @@ def test_default_model_on_a_tum_folder(tum, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")
     seq, _, d = tum
     out = tmp_path / "run"
-    rc = offline.main(["--input", str(d), "--out", str(out), "--max-frames", "6", "--window", "3",
+    rc = offline.main(["--input", str(d), "--out", str(out), "--max-frames", "6", "--window-size", "3",
                        "--pose-source", "camera", "--device", "cpu", "--quiet"])
     assert rc == 0
     printed = capsys.readouterr()

@@ -22,7 +22,7 @@ def test_offline_oracle_with_ground_truth(seq_dir, tmp_path, capsys):
     seq, d = seq_dir
     out = tmp_path / "run"
     rc = offline.main(["--input", str(d), "--model", f"oracle:{d}", "--out", str(out), "--gt", str(d / "groundtruth.txt"),
-                       "--window", "6", "--stride", "2"])
+                       "--window-size", "6", "--stride", "2"])
     assert rc == 0
     printed = capsys.readouterr()
     assert "ATE" in printed.out and "40/40" in printed.err  # summary on stdout, progress on stderr
@@ -50,7 +50,7 @@ def test_offline_oracle_with_ground_truth(seq_dir, tmp_path, capsys):
 def test_offline_metric_oracle_estimated_intrinsics(seq_dir, tmp_path):
     seq, d = seq_dir
     out = tmp_path / "run"
-    rc = offline.main(["--input", str(d), "--model", f"oracle-metric:{d}", "--out", str(out), "--ignore-intrinsics",
+    rc = offline.main(["--input", str(d), "--model", f"oracle-metric:{d}", "--out", str(out), "--use-camera-info", "false",
                        "--max-frames", "12", "--quiet"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -110,7 +110,7 @@ def test_run_offline_on_a_rig_bag(tmp_path):
     write_rig_sequence(rig, tmp_path / "gt")
     rc = offline.main(["--input", str(tmp_path / "bag"), "--model", f"oracle:{tmp_path / 'gt'}", "--out",
                        str(tmp_path / "out"), "--cameras", "left,front,right", "--base-frame", rig.base_frame,
-                       "--window", "9", "--quiet"])
+                       "--window-size", "9", "--quiet"])
     assert rc == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["views_answered"] == summary["views_in"] == len(rig.stamps), summary

@@ -15,7 +15,7 @@ def test_two_thousand_frames_stay_bounded(sequence_cache):
     seq = sequence_cache("orbit", n_frames=2000, width=64, height=48)
     model = OracleModel(seq)
     cfg = StreamConfig(window_size=6, stride=2, map_voxel_size=0.02, map_max_points=3000, map_from="all",
-                       map_pixel_stride=2, trajectory_cap=500)
+                       map_pixel_stride=2, path_max_length=500)
     st = Streamer(model, cfg)
     frames = list(seq.frames())
     held = []
@@ -34,8 +34,8 @@ def test_two_thousand_frames_stay_bounded(sequence_cache):
     xyz, rgb = st.map_points()
     assert xyz.shape == (cfg.map_max_points, 3) and rgb.shape == (cfg.map_max_points, 3)
     traj = st.trajectory()
-    assert len(traj) == cfg.trajectory_cap
-    np.testing.assert_array_equal(traj.indices, np.arange(2000 - cfg.trajectory_cap, 2000))  # the newest kept, in order
+    assert len(traj) == cfg.path_max_length
+    np.testing.assert_array_equal(traj.indices, np.arange(2000 - cfg.path_max_length, 2000))  # the newest kept, in order
     assert np.all(np.diff(traj.stamps) > 0)
     # the second thousand frames did not grow the heap (slack: 1 MiB)
     assert held[1] - held[0] < 1 << 20, f"heap grew by {(held[1] - held[0]) / 1024:.0f} KiB over 1000 frames"

@@ -103,7 +103,7 @@ def test_pose_conditioned_mode_keeps_external_frame(sequence_cache):
 
 def test_point_cloud_matches_ground_truth(sequence_cache):
     seq = sequence_cache("orbit", n_frames=12)
-    _, res = run(OracleModel(seq, metric=True), seq, StreamConfig(window_size=4, min_confidence=1.0, depth_range=(0.0, 100.0)))
+    _, res = run(OracleModel(seq, metric=True), seq, StreamConfig(window_size=4, min_confidence=1.0, min_depth=0.0, max_depth=100.0))
     r = res[-1]
     xyz_o, rgb = r.point_cloud("optical")
     xyz_w, _ = r.point_cloud("world")

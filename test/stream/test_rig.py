@@ -542,7 +542,7 @@ def test_streamer_turns_metric_from_the_rig_baselines(rigs):
     rig = rigs("three", n_frames=30)
     errors = []
     for seed in range(11, 16):
-        cfg = StreamConfig(window_size=12, stride=1, rig_cameras=tuple(rig.camera_names))
+        cfg = StreamConfig(window_size=12, stride=1, cameras=tuple(rig.camera_names))
         streamer = Streamer(NoisyOracleModel(rig, max_scale=3.0, seed=seed), cfg)
         ratios = []
         for k, frames in enumerate(rig.rig_frames(with_extrinsics=True, with_intrinsics=True)):
@@ -562,7 +562,7 @@ def test_streamer_estimates_extrinsics_without_tf_static(rigs):
 
     rig = rigs("three", n_frames=12)
     streamer = Streamer(OracleModel(rig, max_scale=3.0, seed=2),
-                        StreamConfig(window_size=9, stride=1, rig_cameras=tuple(rig.camera_names)))
+                        StreamConfig(window_size=9, stride=1, cameras=tuple(rig.camera_names)))
     results = []
     for frames in rig.rig_frames():
         results += streamer.push_rig(frames)

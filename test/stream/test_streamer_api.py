@@ -22,7 +22,7 @@ def test_config_validation():
     with pytest.raises(ValueError):
         StreamConfig(window_size=4, stride=4)
     with pytest.raises(ValueError):
-        StreamConfig(depth_range=(5.0, 1.0))
+        StreamConfig(min_depth=5.0, max_depth=1.0)
     with pytest.raises(TypeError):
         Streamer(object())
 
@@ -119,10 +119,10 @@ def test_bad_model_output_is_reported_and_stream_continues(sequence_cache):
 
 
 def test_keyframe_policy(sequence_cache):
-    """Keyframes follow motion; a static camera gets one per keyframe_max_seconds."""
+    """Keyframes follow motion; a static camera gets one per keyframe_interval."""
     seq = sequence_cache("stop_and_go", n_frames=200)
     model = OracleModel(seq)
-    cfg = StreamConfig(window_size=6, keyframe_rotation_deg=5.0, keyframe_translation_depth_ratio=0.05, keyframe_max_seconds=0.5)
+    cfg = StreamConfig(window_size=6, keyframe_rotation_deg=5.0, keyframe_depth_ratio=0.05, keyframe_interval=0.5)
     st = Streamer(model, cfg)
     res = [r for f in seq.frames() for r in st.push(f)]
     kf = np.array([r.keyframe for r in res])
