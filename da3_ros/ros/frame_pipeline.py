@@ -51,7 +51,7 @@ class FramePipeline:
         self.model = model
         self._map_deferred = map_deferred
         self.session = Session(model, self._stream_config(cfg), newest_only=newest_only, warn=warn)
-        self.builder = OutputBuilder(output_options(cfg))
+        self.builder = OutputBuilder(output_options(cfg), trajectory=lambda: self.streamer.trajectory("world"))
         self.odometry = odometry or OdometryHistory()
         self._warn = warn
         self._notice = notice or warn  # configuration remarks, not bad input
@@ -115,9 +115,8 @@ class FramePipeline:
     def world_map_and_trajectory(self) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, np.ndarray]:
         """(map xyz, map rgb, stamps, optical-frame c2w) in the published world frame."""
         xyz, rgb = self.streamer.map_points("world")
-        stamps, c2w = self.streamer.trajectory()
-        c2w = np.asarray(c2w, dtype=np.float64).reshape(-1, 4, 4)
-        return xyz, rgb, np.asarray(stamps, dtype=np.float64), np.array([self.streamer.anchor.to_world(T) for T in c2w]).reshape(-1, 4, 4)
+        stamps, c2w = self.streamer.trajectory("world")  # the world's one trajectory
+        return xyz, rgb, stamps, c2w
 
     # ------------------------------------------------------------ frames
 
@@ -182,7 +181,7 @@ class FramePipeline:
     def _attach_estimated_extrinsics(self, results: List[StreamResult]) -> None:
         """Rig cameras without calibrated extrinsics: their poses relative to the
         primary camera, as estimated by the streaming core, go on TF beside the rig's."""
-        estimate = self.streamer.rig_extrinsics()
+        estimate = self.streamer.rig.extrinsics() if self.streamer.rig is not None else {}
         if not estimate:
             return
         sources = {r.meta.camera: r.meta for r in results}

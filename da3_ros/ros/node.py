@@ -369,7 +369,7 @@ class Da3Node(LifecycleNode):
         directory = pathlib.Path(os.path.expanduser(self.cfg.save_directory))
         with self._pipeline_lock:
             xyz_world, rgb, stamps, c2w = self.pipeline.world_map_and_trajectory()
-            rig = self.pipeline.streamer.rig_calibration() if self.cfg.cameras else None
+            rig = self.pipeline.streamer.rig.to_dict() if self.pipeline.streamer.rig is not None else None
         try:
             directory.mkdir(parents=True, exist_ok=True)
             write_ply(directory / "map.ply", xyz_world, rgb)

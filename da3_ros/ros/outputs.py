@@ -30,8 +30,9 @@ from tf2_msgs.msg import TFMessage
 from da3_ros.geometry.transforms import inv_se3
 from da3_ros.msg import Keyframe
 from da3_ros.ros.conversions import (array_to_image, intrinsics_to_camera_info, matrix_to_pose,
-                                     matrix_to_transform, points_to_cloud)
+                                     matrix_to_transform, points_to_cloud, stamp_to_sec)
 from da3_ros.stream.result import StreamResult
+from da3_ros.stream.world_map import Trajectory
 
 # outputs: reliable (RViz, rosbag and SLAM back-ends all subscribe reliable or
 # best effort), shallow so a slow subscriber never builds a backlog
@@ -206,10 +207,14 @@ def switched_on(options: OutputOptions) -> FrozenSet[str]:
 
 @dataclass
 class OutputBuilder:
-    """Messages for answered frames; owns the path (bounded) and the keyframe count,
-    both kept whether or not anyone subscribes, so a late subscriber gets it all."""
+    """Messages for answered frames; keeps the path's messages (bounded) and the
+    keyframe count, whether or not anyone subscribes, so a late subscriber gets
+    it all. The path's poses are the world's trajectory: when the world's unit
+    changes (a rig's metric scale), they are read again from `trajectory`
+    (the world's one trajectory, published world frame)."""
 
     options: OutputOptions
+    trajectory: Optional[Callable[[], Trajectory]] = None
     path_poses: deque = field(default_factory=deque)
     keyframe_count: int = 0
     epoch: int = 0
@@ -223,10 +228,8 @@ class OutputBuilder:
             self.path_poses.clear()
             self.keyframe_count = 0
         o, source = self.options, result.meta
-        if result.world_rescaled != 1.0:  # the world became metric (a rig's scale): the path too
-            for pose in self.path_poses:
-                p = pose.pose.position
-                p.x, p.y, p.z = (v * result.world_rescaled for v in (p.x, p.y, p.z))
+        if result.world_rescaled != 1.0 and self.trajectory is not None:  # the world became metric: the path too
+            self._reread_path(source)
         c = FrameContext(result, source, o, self.path_poses, self.keyframe_count)
         if result.keyframe:
             self.keyframe_count += 1
@@ -241,6 +244,20 @@ class OutputBuilder:
                 if msg is not None:
                     out.append((output, msg))
         return out
+
+
+    def _reread_path(self, source: FrameSource) -> None:
+        """The path's poses from the world's trajectory (matched by stamp; the
+        world may be a result or two ahead of this thread)."""
+        traj = self.trajectory()
+        by_stamp = dict(zip(traj.stamps.tolist(), traj.c2w))
+        T_optical_base = None
+        if self.options.base_frame and source.T_base_optical is not None:
+            T_optical_base = inv_se3(source.T_base_optical)
+        for pose in self.path_poses:
+            T = by_stamp.get(stamp_to_sec(pose.header.stamp))
+            if T is not None:
+                pose.pose = matrix_to_pose(T if T_optical_base is None else T @ T_optical_base)
 
 
 def map_cloud(xyz_world: np.ndarray, rgb: Optional[np.ndarray], stamp: Time, world_frame: str) -> PointCloud2:

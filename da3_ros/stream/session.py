@@ -135,7 +135,8 @@ class Session:
         s = self.streamer
         out: Dict[str, object] = {"counts": {**s.counts, **self.counts}, "metric": s.metric, "resets": s.n_resets}
         if self.sync is not None:
-            out["rig"] = {**{k: str(v) for k, v in self.sync.stats().items()}, **s.rig_status(),
+            rig = s.rig.status() if s.rig is not None else {}
+            out["rig"] = {**{k: str(v) for k, v in self.sync.stats().items()}, **rig,
                           "frames_dropped": str(self.counts["rig_frames_dropped"])}
         return out
 
@@ -143,4 +144,5 @@ class Session:
         """The rig's synchronizer counts, scale and estimated extrinsics (a result file)."""
         if self.sync is None:
             return {}
-        return {**self.sync.stats(), **self.streamer.rig_calibration()}
+        rig = self.streamer.rig
+        return {**self.sync.stats(), **(rig.to_dict() if rig is not None else {"metres_per_first_window_unit": None})}

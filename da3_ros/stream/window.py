@@ -4,12 +4,12 @@ to the model in chronological order: the model picks its reference view."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ..geometry.camera import backproject, transform_points
+from ..geometry.camera import backproject, resize_bilinear, scale_intrinsics, transform_points
 from ..geometry.transforms import rotation_angle_deg
 from .config import StreamConfig
 from .interface import Frame
@@ -113,3 +113,69 @@ def shared_to_decode(shared: Sequence[WindowEntry], count: int) -> List[int]:
     have = [i for i, e in enumerate(shared) if e.sample_uv is not None and len(e.sample_uv) > 0]
     groups = sorted({shared[i].group for i in have})[-count:]
     return [i for i in have if shared[i].group in groups]
+
+
+class Keyframes:
+    """The keyframes kept for overlap, oldest first: whole rig frames (entries
+    of one `group`), each with its model handle and point-map sample."""
+
+    def __init__(self):
+        self.entries: List[WindowEntry] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def add(self, entry: WindowEntry) -> None:
+        self.entries.append(entry)
+
+    def clear(self) -> None:
+        for e in self.entries:
+            e.release()
+        self.entries = []
+
+    def last(self, camera: str) -> Optional[WindowEntry]:
+        """The camera's newest keyframe."""
+        return next((e for e in reversed(self.entries) if e.frame.camera == camera), None)
+
+    def shared(self, room: int) -> List[WindowEntry]:
+        """The newest keyframes that fit in `room` views beside the new ones:
+        whole rig frames, newest first; at least one view when any exists."""
+        if room <= 0 or not self.entries:
+            return []
+        groups: dict = {}
+        for e in self.entries:
+            groups.setdefault(e.group, []).append(e)
+        shared: List[WindowEntry] = []
+        for group in sorted(groups, reverse=True):
+            if len(shared) + len(groups[group]) > room:
+                break
+            shared = groups[group] + shared
+        return shared or self.entries[-room:]
+
+    def evict(self, room: int) -> None:
+        """Keep the newest keyframes that fit in `room` views (at least one),
+        oldest rig frames first."""
+        while len(self.entries) > max(room, 1):
+            oldest = self.entries[0].group
+            while self.entries and self.entries[0].group == oldest and len(self.entries) > max(room, 1):
+                self.entries.pop(0).release()
+
+    def rescale(self, factor: float) -> None:
+        for e in self.entries:
+            e.rescale(factor)
+
+    def resize(self, camera: str, width: int, height: int, encode) -> None:
+        """Re-encode the camera's keyframes at width x height (`encode`: the
+        model's) so the next window can share them with the new frames (a
+        window's views have one size)."""
+        for e in self.entries:
+            if e.frame.camera != camera:
+                continue
+            old = e.frame
+            sx, sy = width / old.width, height / old.height
+            K = None if old.intrinsics is None else scale_intrinsics(old.intrinsics, sx, sy)
+            frame = replace(old, image=resize_bilinear(old.image, width, height), intrinsics=K)
+            e.resize(frame, encode(frame))

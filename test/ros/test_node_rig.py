@@ -16,7 +16,7 @@ from tf2_msgs.msg import TFMessage
 
 from da3_ros.geometry.transforms import inv_se3
 from da3_ros.ros.conversions import (array_to_image, image_to_depth, intrinsics_to_camera_info, matrix_to_transform,
-                                     ns_to_stamp, stamp_to_ns, transform_to_matrix)
+                                     ns_to_stamp, pose_to_matrix, stamp_to_ns, transform_to_matrix)
 from da3_ros.synthetic.oracle import OracleModel
 from da3_ros.synthetic.rig import make_rig_sequence
 from node_harness import Camera, Recorder, Spinner, stamp_ns
@@ -130,6 +130,14 @@ def test_three_cameras_one_node(ros_context, make_node, three, tmp_path):
         assert len(odom_stamps) == len(set(odom_stamps)) == len(answered_frames)  # one pose per rig frame
         assert spinner.wait_for(lambda: len(body.by_topic["path"][-1].poses) == len(answered_frames), 2.0)
         assert body.by_topic["path"][-1].poses[-1].header.frame_id == "odom"
+        # the path is the world's one trajectory: poses published before the world turned
+        # metric are in metres now too (read again from the world, not scaled about odom's origin)
+        path = body.by_topic["path"][-1].poses
+        for pose, k in zip(path, answered_frames):
+            v = views_of(rig, k)["left"]
+            assert stamp_to_ns(pose.header.stamp) == stamp_ns(rig.stamps[v])
+            expected = inv_se3(base0) @ rig.c2w[v] @ inv_se3(rig.cameras[0].T_base_optical)
+            np.testing.assert_allclose(pose_to_matrix(pose.pose), expected, atol=1e-3, err_msg=f"path, rig frame {k}")
         # per-camera outputs under <camera>/, none on the single-camera topics
         assert all(recorders[c].by_topic.get("points") for c in rig.camera_names)
         assert not body.by_topic.get("depth/image")
@@ -142,7 +150,7 @@ def test_three_cameras_one_node(ros_context, make_node, three, tmp_path):
         assert response.success
         saved = json.loads((tmp_path / "saved" / "rig.json").read_text())
         assert saved["scale"]["metres_per_unit"] == pytest.approx(1.0, abs=1e-6)  # metric: the residual
-        assert saved["metres_per_first_window_unit"] == pytest.approx(streamer.rig_metres_per_unit)
+        assert saved["metres_per_first_window_unit"] == pytest.approx(streamer.rig.metres_per_unit)
     finally:
         spinner.shutdown()
         node.destroy_node()

@@ -92,8 +92,8 @@ def test_every_parameter_reaches_its_consumer(node):
         "min_depth": lambda: stream.depth_range[0] == v["min_depth"],
         "max_depth": lambda: stream.depth_range[1] == v["max_depth"],
         "min_confidence": lambda: stream.min_confidence == v["min_confidence"],
-        "map_voxel_size": lambda: node.pipeline.streamer._map.voxel_size == v["map_voxel_size"],
-        "map_max_points": lambda: node.pipeline.streamer._map.max_points == v["map_max_points"],
+        "map_voxel_size": lambda: node.pipeline.streamer.world._map.voxel_size == v["map_voxel_size"],
+        "map_max_points": lambda: node.pipeline.streamer.world._map.max_points == v["map_max_points"],
         "path_max_length": lambda: options.path_max_length == v["path_max_length"]
         and stream.path_max_length == v["path_max_length"],
         "publish_map": lambda: stream.map_from == "none" and "map" not in node.pipeline.switched_on,

@@ -566,11 +566,11 @@ def test_streamer_estimates_extrinsics_without_tf_static(rigs):
     results = []
     for frames in rig.rig_frames():
         results += streamer.push_rig(frames)
-    assert not streamer.metric and streamer.rig_metres_per_unit is None
+    assert not streamer.metric and streamer.rig.metres_per_unit is None
     v0 = rig.view(0, "left")
     units_per_metre = float(np.median(results[0].depth / rig.depth[v0]))
-    estimate = streamer.rig_extrinsics()
+    estimate = streamer.rig.extrinsics()
     assert set(estimate) == {"front", "right"}
     for cam, e in estimate.items():
         np.testing.assert_allclose(e.in_metres(1.0 / units_per_metre), rig.relative_extrinsics("left", cam), atol=1e-6)
-    assert streamer.rig_calibration()["extrinsics"]["unit"] == "stream"
+    assert streamer.rig.to_dict()["extrinsics"]["unit"] == "stream"

@@ -11,6 +11,7 @@ import pytest
 from da3_ros.geometry.transforms import inv_se3
 
 from da3_ros.stream import AlignmentStatus, Frame, FrameError, ModelOutputError, StreamConfig, Streamer
+from da3_ros.stream.checks import check_frame
 from da3_ros.synthetic import OracleModel
 
 
@@ -164,6 +165,6 @@ def test_window_fill_and_flush(sequence_cache):
 
 def test_tiny_or_foreign_frames_rejected():
     with pytest.raises(FrameError):
-        Streamer._validate(Frame(0, 0.0, np.zeros((1, 1, 3), np.uint8)))
+        check_frame(Frame(0, 0.0, np.zeros((1, 1, 3), np.uint8)))
     with pytest.raises(FrameError):
-        Streamer._validate({"stamp": 0.0})
+        check_frame({"stamp": 0.0})
