@@ -157,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _open_input(args, cfg: Settings):
     """(source, ground truth or None), or None after one line on stderr."""
     from ..io import datasets
-    from ..io.sources import open_source
+    from ..io.inputs import open_source
 
     try:
         source = open_source(args.input, image_topic=(args.image_topic or [None])[0],

@@ -10,7 +10,8 @@ from dataset_layouts import (TUM_T0, seven_scenes_depth_m, tum_depth_m, with_sta
 from PIL import Image
 
 from da3_ros.io import datasets
-from da3_ros.io.sources import SourceError, open_source
+from da3_ros.io.inputs import open_source
+from da3_ros.io.sources import SourceError
 from da3_ros.io.writers import read_depth_png
 from da3_ros.synthetic import write_sequence
 

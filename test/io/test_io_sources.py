@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from da3_ros.io import bags
-from da3_ros.io.sources import SourceError, SourceFrame, open_source
+from da3_ros.io.inputs import open_source
+from da3_ros.io.sources import SourceError, SourceFrame
 
 RNG = np.random.default_rng(2)
 TS = bags.get_typestore("humble")

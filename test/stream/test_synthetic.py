@@ -87,7 +87,7 @@ def test_write_load_roundtrip_and_readers(tmp_path, sequence_cache):
     traj = file_interface.read_tum_trajectory_file(str(d / "groundtruth.txt"))
     np.testing.assert_allclose(np.array(traj.poses_se3), seq.c2w, atol=1e-8)
     # the io layer reads the folder as a camera stream (stamps, intrinsics)
-    from da3_ros.io.sources import open_source
+    from da3_ros.io.inputs import open_source
     from da3_ros.io.writers import read_depth_png_mm
 
     frames = list(open_source(d))
