@@ -26,6 +26,8 @@ FORBIDDEN = {
     "runtime": ("da3_ros.ros", "da3_ros.train") + ENTRY_POINTS + ROS_MODULES,
     "synthetic": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
     "train": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
+    # the front ends (node, process-bag, replay, demo) use the runtime, never the trainer
+    "ros": ("da3_ros.train",) + ENTRY_POINTS,
 }
 
 

@@ -25,10 +25,13 @@ What this module adds is how they run:
   deployed one) and dynamic for the others (torch's automatic dynamic shapes).
 * The attention kernel: per block, the fastest SDPA backend whose output matches
   PyTorch's default on that block's shapes becomes its `Attention.kernel` (the
-  model's one switch; `DA3_SDPA=flash|cudnn|efficient|default` forces one).
+  model's one switch; `Kernels.attention` = flash|cudnn|efficient|math|default forces one).
 * Under bf16/fp16 the blocks' Linear weights are stored in that dtype (what autocast
   casts them to on every call anyway: bit-identical under autocast); on CUDA the heads'
-  convolution weights are kept channels-last (`DA3_HEAD_NHWC=0`: as loaded).
+  convolution weights are kept channels-last (`Kernels.head_channels_last=False`: as loaded).
+
+The kernel switches are settings (`Kernels`, from the settings attention_kernel,
+head_channels_last, compile_dynamic and inductor_mode), not environment variables.
 
 On the CPU, mode "staged" runs the same stages without graphs or compilation: the
 tests exercise this code with the CPU.
@@ -36,8 +39,8 @@ tests exercise this code with the CPU.
 
 from __future__ import annotations
 
-import os
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -50,6 +53,27 @@ from .preprocess import map_to_native, network_input, processed_size
 from .vit import attention
 
 COMPILE_MODES = ("off", "staged", "graphs", "inductor", "auto")
+#: Kernels.attention: auto (timed per block at warm-up), one SDPA backend, or PyTorch's default choice
+ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math", "default")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The fast path's kernel switches (on CUDA; the CPU's staged path ignores them)."""
+
+    #: the SDPA backend of every block: "auto" times them per block shape at warm-up
+    attention: str = "auto"
+    #: the heads' convolution weights in channels-last layout
+    head_channels_last: bool = True
+    #: torch.compile with dynamic shapes from the first call (one graph for every size);
+    #: False: static for the first shape seen (the deployed window), dynamic later
+    compile_dynamic: bool = False
+    #: torch.compile mode ("" : torch's default; e.g. max-autotune-no-cudagraphs)
+    inductor_mode: str = ""
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_KERNELS:
+            raise ValueError(f"attention kernel must be one of {ATTENTION_KERNELS}, got {self.attention!r}")
 
 
 def resolve_compile(compile, device: torch.device) -> str:
@@ -106,10 +130,10 @@ class AttentionTuner:
     Keeps the fastest backend whose output matches PyTorch's default choice (bf16
     noise); a block keeps its first choice (the deployed window is warmed up first)."""
 
-    def __init__(self, enabled: bool, log: Optional[Callable[[str], None]] = None):
+    def __init__(self, enabled: bool, log: Optional[Callable[[str], None]] = None, force: str = "auto"):
         self.enabled = enabled
         self.log = log or (lambda m: None)
-        self.force = os.environ.get("DA3_SDPA", "").strip().lower()
+        self.force = force
         self.choice: Dict[tuple, Optional[str]] = {}
         self._tuned: set = set()
 
@@ -214,22 +238,25 @@ class FastPath:
     """Fixed-shape staged execution of an any-view `DA3Net` for `DA3WindowModel`."""
 
     def __init__(self, net: DA3Net, device: torch.device, mode: str, pose_from: str, ref_view_strategy: str,
-                 ray_map: str = "quarter", log: Optional[Callable[[str], None]] = None):
+                 ray_map: str = "quarter", log: Optional[Callable[[str], None]] = None,
+                 kernels: Optional[Kernels] = None):
         if not (isinstance(net, DA3Net) and net.cfg.any_view):
             raise TypeError("the fast path serves any-view DA3Net models")
         self.net, self.vit, self.device, self.mode = net, net.vit, device, mode
         self.pose_from, self.ref_view_strategy, self.ray_map = pose_from, ref_view_strategy, ray_map
         self.amp = net.amp_dtype
+        self.kernels = kernels or Kernels()
         cuda = device.type == "cuda"
         self.use_graphs = mode in ("graphs", "inductor") and cuda
         self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         self.log = log or (lambda m: None)
         store_linear_weights_in(self.vit, self.amp)
-        if cuda and os.environ.get("DA3_HEAD_NHWC", "1") != "0":
+        if cuda and self.kernels.head_channels_last:
             # the heads' convolutions in channels-last layout (cuDNN's native one for tensor-core
             # convolutions; the same arithmetic, other kernels): the weights carry the layout on
             net.head.to(memory_format=torch.channels_last)
-        self.tuner = AttentionTuner(cuda and mode in ("graphs", "inductor"), lambda m: self.log(m))
+        self.tuner = AttentionTuner(cuda and mode in ("graphs", "inductor"), lambda m: self.log(m),
+                                    self.kernels.attention)
         self.blocks: Optional[Sequence[nn.Module]] = None  # None: the modules themselves
         if mode == "inductor" and cuda:
             self.blocks = self._compiled_blocks()
@@ -243,11 +270,11 @@ class FastPath:
         for name in ("cache_size_limit", "recompile_limit"):
             if hasattr(_dynamo.config, name):
                 setattr(_dynamo.config, name, max(getattr(_dynamo.config, name), 64))
-        # DA3_COMPILE_DYNAMIC=1: dynamic shapes from the first call (one graph for every size);
+        # compile_dynamic: dynamic shapes from the first call (one graph for every size);
         # default: static for the first shape seen (the deployed window, warmed up first), then
         # automatic dynamic shapes for the dims that change
-        dyn = True if os.environ.get("DA3_COMPILE_DYNAMIC", "") == "1" else None
-        mode = os.environ.get("DA3_COMPILE_MODE", "") or None  # e.g. max-autotune-no-cudagraphs
+        dyn = True if self.kernels.compile_dynamic else None
+        mode = self.kernels.inductor_mode or None  # e.g. max-autotune-no-cudagraphs
         return [torch.compile(b, dynamic=dyn, fullgraph=True, mode=mode) for b in self.vit.blocks]
 
     def reset(self) -> None:

@@ -226,13 +226,18 @@ class DA3Net(nn.Module):
                 ray, conf = self.head.forward_rays_quarter(flat, H, W)
             else:
                 ray, conf = self.head.forward_rays(self.head.stem(flat, H, W), H, W, half=ray_map == "half")
-            factor = 8 * (H // PATCH_SIZE) // ray.shape[1]
-            grid = ray_map_grid(ray.shape[1], ray.shape[2], factor, ray.device)
-            c2w, K_n, _ = solve_rays(ray, conf, max_points=16384 if factor == 1 else RAY_SOLVER_POINTS, grid=grid)
-            return self._ray_cameras(c2w, K_n, B, S, H, W)
+            return self.ray_poses(ray, conf, B, S, H, W)
 
     @staticmethod
-    def _ray_cameras(c2w: torch.Tensor, K_n: torch.Tensor, B: int, S: int, H: int, W: int):
+    def ray_poses(ray: torch.Tensor, conf: torch.Tensor, B: int, S: int, H: int, W: int):
+        """The one ray solver setting, for every path (official contract, plain and
+        fast window paths): ray maps (B*S, h, w, 6) of any resolution -> world-to-camera
+        (B, S, 3, 4), intrinsics (B, S, 3, 3) in network-input pixels. The official
+        map (8 x the patch grid) is fitted on at most 16384 pixel-centre samples, a
+        coarser one on at most RAY_SOLVER_POINTS samples at their true positions."""
+        factor = 8 * (H // PATCH_SIZE) // ray.shape[1]
+        grid = ray_map_grid(ray.shape[1], ray.shape[2], factor, ray.device)
+        c2w, K_n, _ = solve_rays(ray, conf, max_points=16384 if factor == 1 else RAY_SOLVER_POINTS, grid=grid)
         K = denormalize_intrinsics(K_n, H, W)
         K[:, 0, 1] = 0.0  # pinhole without skew, as the official solver reports
         return invert_rigid(c2w).unflatten(0, (B, S)), K.unflatten(0, (B, S))
@@ -273,8 +278,8 @@ class DA3Net(nn.Module):
                 out["ray"] = ray.unflatten(0, (B, len(ray_views)))
                 out["ray_conf"] = ray_conf.unflatten(0, (B, len(ray_views)))
             if pose_from == "ray":
-                c2w, K_n, _ = solve_rays(out["ray"].flatten(0, 1), out["ray_conf"].flatten(0, 1))
-                out["extrinsics"], out["intrinsics"] = self._ray_cameras(c2w, K_n, B, S, H, W)
+                out["extrinsics"], out["intrinsics"] = self.ray_poses(out["ray"].flatten(0, 1),
+                                                                      out["ray_conf"].flatten(0, 1), B, S, H, W)
             else:
                 out["extrinsics"], out["intrinsics"] = self.forward_pose(None, cam, (H, W), "camera")
         return out

@@ -175,7 +175,7 @@ def _resolve_model(model: str):
 def _held_out_bag(a, out: Path):
     """The held-out synthetic sequence `a.sequence`, rendered and written as a camera bag."""
     from ..synthetic import make_sequence
-    from ..train.data import HELD_OUT
+    from ..synthetic.trajectories import HELD_OUT
 
     seeds = dict(HELD_OUT)
     if a.sequence not in seeds:
@@ -341,7 +341,7 @@ def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, pro
     from ..geometry import ate, depth_metrics
     from ..geometry.transforms import inv_se3
     from ..synthetic.rig import make_rig_sequence, write_rig_bag
-    from ..train.data import HELD_OUT
+    from ..synthetic.trajectories import HELD_OUT
     from .conversions import image_to_depth, pose_to_matrix
 
     seed = dict(HELD_OUT)[a.sequence]

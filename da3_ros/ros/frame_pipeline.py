@@ -72,10 +72,6 @@ class FramePipeline:
         """The (single) camera's latest CameraInfo."""
         return self._camera_infos.get("")
 
-    @camera_info.setter
-    def camera_info(self, msg: Optional[CameraInfo]) -> None:
-        self.set_camera_info("", msg)
-
     def set_camera_info(self, camera: str, msg: Optional[CameraInfo]) -> None:
         """A camera's CameraInfo (checked against each of its images when used)."""
         if msg is None:

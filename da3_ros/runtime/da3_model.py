@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..model.api import denormalize_w2c, normalize_poses
-from ..model.fast import FastPath, resolve_compile
+from ..model.fast import FastPath, Kernels, resolve_compile
 from ..model.loading import load_model
 from ..model.net import DA3Net, FrameTokens, NestedDA3Net, metric_depth
 from ..model.preprocess import DEFAULT_PROCESS_RES, intrinsics_to_native, intrinsics_to_processed, map_to_native, preprocess
@@ -65,12 +65,14 @@ class DA3WindowModel:
         autocast casts them to anyway), so the network must then run under autocast.
         Call `warmup(width, height, window)` at start-up to compile and capture the
         fixed shapes before the first frame.
+    kernels: the fast path's kernel switches (`da3_ros.model.fast.Kernels`; the settings
+        attention_kernel, head_channels_last, compile_dynamic, inductor_mode).
     """
 
     def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
                  process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
                  ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None,
-                 compile: Union[bool, str] = "auto", ray_map: str = "quarter"):
+                 compile: Union[bool, str] = "auto", ray_map: str = "quarter", kernels: Optional[Kernels] = None):
         self.device = torch.device(device)
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
@@ -90,7 +92,8 @@ class DA3WindowModel:
         self.compile_mode = resolve_compile(compile, self.device)
         self._fast: Optional[FastPath] = None
         if self.compile_mode != "off" and isinstance(net, DA3Net) and net.cfg.any_view:
-            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy, ray_map)
+            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy, ray_map,
+                                  kernels=kernels)
         elif self.compile_mode != "off":
             self.compile_mode = "off"
 

@@ -44,6 +44,10 @@ class ModelSettings:
     ray_map: str = SETTINGS["ray_map"].default
     reference_strategy: str = SETTINGS["reference_strategy"].default
     compile: str = SETTINGS["compile"].default
+    attention_kernel: str = SETTINGS["attention_kernel"].default
+    head_channels_last: bool = SETTINGS["head_channels_last"].default
+    compile_dynamic: bool = SETTINGS["compile_dynamic"].default
+    inductor_mode: str = SETTINGS["inductor_mode"].default
     #: seed of the noisy oracle
     seed: int = 0
 
@@ -84,6 +88,11 @@ def make_window_model(settings: ModelSettings) -> WindowModel:
     kwargs: dict = dict(device=device, precision=settings.precision, pose_from=settings.pose_source,
                         ref_view_strategy=settings.reference_strategy, variant=settings.model_variant or None,
                         ray_map=settings.ray_map, compile=settings.compile)
+    if settings.compile != "off":  # the fast path's kernel switches (imported only with the network)
+        from ..model.fast import Kernels
+
+        kwargs["kernels"] = Kernels(settings.attention_kernel, settings.head_channels_last, settings.compile_dynamic,
+                                    settings.inductor_mode)
     if process_res:
         kwargs["process_res"] = int(process_res)
     return DA3WindowModel(spec, **kwargs)

@@ -56,6 +56,15 @@ SETTINGS: Dict[str, Setting] = {
                                "CPU), off (plain eager), staged (fixed-shape stages), graphs (+ CUDA graphs), inductor "
                                "(+ torch.compile of the ViT blocks)",
                        choices=("auto", "off", "staged", "graphs", "inductor"), scope=MODEL),
+    "attention_kernel": Setting("auto", "fast path (CUDA): the attention (SDPA) backend of the ViT blocks; auto: the "
+                                        "fastest that matches PyTorch's default, timed per block at warm-up",
+                                choices=("auto", "flash", "cudnn", "efficient", "math", "default"), scope=MODEL),
+    "head_channels_last": Setting(True, "fast path (CUDA): the heads' convolutions in channels-last layout",
+                                  scope=MODEL),
+    "compile_dynamic": Setting(False, "compile inductor: dynamic shapes from the first window (one graph for every "
+                                      "size); false: static for the deployed window, dynamic for others", scope=MODEL),
+    "inductor_mode": Setting("", "compile inductor: torch.compile mode, e.g. max-autotune-no-cudagraphs; empty: "
+                                 "torch's default", scope=MODEL),
     "warmup_width": Setting(0, "camera image width, pixels, to compile/capture the network for at start-up; "
                                "0: warm up when the first image arrives", range=(0, 8192, 1), scope=NODE),
     "warmup_height": Setting(0, "camera image height, pixels, for the start-up warm-up (with warmup_width)",

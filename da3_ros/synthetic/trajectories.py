@@ -77,3 +77,8 @@ def stop_and_go(s: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 TRAJECTORIES = {"forward": forward, "orbit": orbit, "rotation": rotation, "stop_and_go": stop_and_go}
+
+
+#: (trajectory, seed) of the held-out sequences, never trained on (the training
+#: clips' seeds are disjoint: da3_ros.train.data): make_sequence(name, n, 320, 240, seed=seed)
+HELD_OUT = (("forward", 9001), ("orbit", 9002), ("rotation", 9003), ("stop_and_go", 9004))

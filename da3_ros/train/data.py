@@ -22,15 +22,13 @@ never drawn for training (training seeds are >= `TRAIN_SEED_BASE`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 
 from ..synthetic.render import Scene, make_scene
-from ..synthetic.trajectories import TRAJECTORIES, look_at
+from ..synthetic.trajectories import HELD_OUT, TRAJECTORIES, look_at
 
-#: (trajectory, seed) of the held-out sequences: make_sequence(name, n, 320, 240, seed)
-HELD_OUT: Tuple[Tuple[str, int], ...] = (("forward", 9001), ("orbit", 9002), ("rotation", 9003), ("stop_and_go", 9004))
 HELD_OUT_SEEDS = frozenset(s for _, s in HELD_OUT)
 #: training clips use scene seeds >= this (disjoint from HELD_OUT_SEEDS and from
 #: the small seeds the tests use)

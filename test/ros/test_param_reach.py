@@ -21,6 +21,8 @@ from da3_ros.synthetic.sequence import make_sequence, write_sequence
 CHANGED = {
     "model": "set below (an oracle spec)", "model_variant": "da3-small", "device": "cpu", "precision": "fp32",
     "process_res": 266, "pose_source": "camera", "ray_map": "full", "reference_strategy": "middle", "compile": "off",
+    "attention_kernel": "math", "head_channels_last": False, "compile_dynamic": True,
+    "inductor_mode": "max-autotune-no-cudagraphs",
     "warmup_width": 32, "warmup_height": 24,
     "window_size": 5, "stride": 2, "keyframe_translation": 0.25, "keyframe_depth_ratio": 0.2,
     "keyframe_rotation_deg": 12.0, "keyframe_interval": 3.0, "max_stamp_jump": 2.5,
@@ -78,6 +80,7 @@ def test_every_parameter_reaches_its_consumer(node):
         # model: the settings the factory built the model from
         **{name: lambda name=name: getattr(settings, name) == v[name]
            for name in ("model", "model_variant", "device", "precision", "process_res", "pose_source", "ray_map", "compile",
+                        "attention_kernel", "head_channels_last", "compile_dynamic", "inductor_mode",
                         "reference_strategy")},
         "warmup_width": lambda: node.test_warmups == [(v["warmup_width"], v["warmup_height"], v["window_size"])],
         "warmup_height": lambda: node.test_warmups[0][1] == v["warmup_height"],
@@ -168,7 +171,7 @@ def test_camera_frame_names_the_published_frame(tmp_path):
 
 def test_model_settings_carry_every_model_parameter():
     names = ("model_variant", "device", "precision", "process_res", "pose_source", "ray_map", "reference_strategy",
-             "compile")
+             "compile", "attention_kernel", "head_channels_last", "compile_dynamic", "inductor_mode")
     s = model_settings(default_config(**{k: CHANGED[k] for k in names}, model="random:da3-small"))
     assert s.model == "random:da3-small"
     assert {k: getattr(s, k) for k in names} == {k: CHANGED[k] for k in names}

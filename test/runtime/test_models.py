@@ -29,3 +29,20 @@ def test_unknown_source_names_itself():
     with pytest.raises((ModelUnavailable, Exception)) as err:
         make_window_model(ModelSettings("no/such-model-id-anywhere", device="cpu"))
     assert "no/such-model-id-anywhere" in str(err.value)
+
+
+def test_model_settings_reach_the_network():
+    """ray_map, compile and the kernel switches are settings that reach the model
+    (no environment variables): the staged fast path runs on the CPU."""
+    pytest.importorskip("torch", reason="the DA3 network needs torch")
+    from da3_ros.model.fast import Kernels
+
+    model = make_window_model(ModelSettings("random:da3-small", device="cpu", process_res=56, pose_source="ray",
+                                            ray_map="half", compile="staged", attention_kernel="math",
+                                            head_channels_last=False, compile_dynamic=True,
+                                            inductor_mode="max-autotune-no-cudagraphs"))
+    assert model.ray_map == "half" and model.compile_mode == "staged" and model.pose_from == "ray"
+    assert model._fast.kernels == Kernels("math", False, True, "max-autotune-no-cudagraphs")
+    assert model._fast.tuner.force == "math"
+    with pytest.raises(ValueError, match="attention kernel"):
+        Kernels(attention="fastest")
