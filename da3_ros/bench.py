@@ -431,7 +431,7 @@ def end_to_end(net, variant: str, args, device: torch.device, precision: str, po
     stream defaults, on noise frames of the e2e size (random weights: the content is not the point)."""
     from da3_ros.io.images import decode_image, encode_image
     from da3_ros.runtime.da3_model import DA3WindowModel
-    from da3_ros.stream import StreamConfig, Streamer
+    from da3_ros.stream import Session, StreamConfig
     from da3_ros.stream.interface import Frame
 
     w, h = parse_size(args.e2e)
@@ -442,7 +442,7 @@ def end_to_end(net, variant: str, args, device: torch.device, precision: str, po
     wm.warmup(w, h, cfg.window_size)
     warm_s = time.perf_counter() - t0
     timed = _TimedModel(wm)
-    st = Streamer(timed, cfg)
+    st = Session(timed, cfg)  # the streaming session every front end drives
     rng = np.random.default_rng(args.seed + 1)
     n_total = args.e2e_warmup + args.e2e_frames
     # raw sensor buffers made up front (what a subscriber receives): noise with a smooth drift

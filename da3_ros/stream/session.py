@@ -24,7 +24,7 @@ from .config import StreamConfig
 from .interface import Frame, WindowModel
 from .pipeline import FrameError, ModelOutputError, Streamer
 from .result import StreamResult
-from .rig import RigFrame, RigSynchronizer
+from .rig_sync import RigFrame, RigSynchronizer
 
 
 def _ignore(text: str) -> None:

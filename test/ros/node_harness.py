@@ -160,3 +160,20 @@ def publish_info(camera, spinner, node, info) -> None:
         if spinner.wait_for(lambda: node.pipeline.camera_info == info, 0.25):
             return
     raise AssertionError("the node never received the CameraInfo")
+
+
+def read_output(path):
+    """{topic: [(bag timestamp ns, rclpy message)]} of a bag, and its msgtypes by topic."""
+    from rclpy.serialization import deserialize_message
+
+    from da3_ros.io import bags
+    from da3_ros.ros.replay import message_class
+
+    by_topic, types = {}, {}
+    with bags.open_reader(path) as reader:
+        for topic in bags.list_topics(reader):
+            types[topic.name] = topic.msgtype
+        for m in bags.iter_messages(reader):
+            msg = deserialize_message(bytes(m.rawdata), message_class(m.msgtype))
+            by_topic.setdefault(m.topic, []).append((m.timestamp_ns, msg))
+    return by_topic, types

@@ -21,7 +21,7 @@ from da3_ros.io import bags
 from da3_ros.ros.conversions import stamp_to_ns
 from da3_ros.synthetic.sequence import make_sequence
 from conftest import spin_until
-from node_harness import stamp_ns
+from node_harness import read_output, stamp_ns
 
 TS = bags.get_typestore("kilted")
 CAMERA = "/cam/image"
@@ -246,20 +246,6 @@ PIPELINE_PARAMS = dict(window_size=4, stride=1, min_confidence=0.0, min_depth=0.
 @pytest.fixture(scope="module")
 def sequence():
     return make_sequence("orbit", n_frames=N_PROCESS, width=48, height=32, seed=3)
-
-
-def read_output(path):
-    """{topic: [(bag timestamp ns, rclpy message)]} of a bag, and its msgtypes by topic."""
-    from da3_ros.ros.replay import message_class
-
-    by_topic, types = {}, {}
-    with bags.open_reader(path) as reader:
-        for topic in bags.list_topics(reader):
-            types[topic.name] = topic.msgtype
-        for m in bags.iter_messages(reader):
-            msg = deserialize_message(bytes(m.rawdata), message_class(m.msgtype))
-            by_topic.setdefault(m.topic, []).append((m.timestamp_ns, msg))
-    return by_topic, types
 
 
 def check_ground_truth(out_path, seq):

@@ -17,7 +17,7 @@ from da3_ros.io.writers import read_tum
 from da3_ros.ros.conversions import image_to_depth, stamp_to_ns
 from da3_ros.synthetic.oracle import OracleModel
 from da3_ros.synthetic.rig import make_rig_sequence, write_rig_bag, write_rig_sequence
-from node_harness import stamp_ns
+from node_harness import read_output, stamp_ns
 
 #: the settings every front end gets (non-default where it matters)
 SETTINGS = dict(window_size=9, rig_sync_tolerance=0.01, min_confidence=0.0, min_depth=0.01, max_depth=100.0)
@@ -56,7 +56,6 @@ def _base_poses_from_optical(rig, c2w):
 def run_process_bag(rig, tmp_path):
     from da3_ros.ros.params import default_config
     from da3_ros.ros.process_bag import run_process_bag as run
-    from test_bag_tools import read_output
 
     cfg = default_config(cameras=rig.camera_names, base_frame=rig.base_frame, **SETTINGS)
     summary = run(tmp_path / "bag", tmp_path / "pb", cfg, model=_model(rig), progress=False)
