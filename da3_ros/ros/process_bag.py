@@ -235,6 +235,35 @@ class BagRun:
             self.warn(f"undecodable {m.msgtype} on {m.topic} at bag time {m.timestamp_ns} ns: {exc}")
             return None
 
+    def read(self, reader, tree, image_of: Dict[str, str], info_of: Dict[str, str], compressed: bool,
+             meter: "Progress") -> None:
+        """Every message of the input in bag order: /tf_static and CameraInfo feed
+        the pipeline as the node's subscriptions do; images are answered and
+        written; at the end the frames still waiting, then the map."""
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+        from tf2_msgs.msg import TFMessage
+
+        image_cls = CompressedImage if compressed else Image
+        for m in iter_messages(reader, list(image_of) + [TF_STATIC] + list(info_of)):
+            if m.topic == TF_STATIC:
+                tf = self.decode(m, TFMessage)
+                if tf is not None:
+                    tree.add(tf)
+                    self.out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
+            elif m.topic in info_of:
+                info = self.decode(m, CameraInfo)
+                if info is not None:
+                    self.pipeline.set_camera_info(info_of[m.topic], info)
+            else:
+                self.frames += 1
+                msg = self.decode(m, image_cls)
+                if msg is not None:
+                    self.take(msg, compressed, image_of[m.topic])
+                meter.update(self.frames, self.answered)
+        self.write_results(self.pipeline.flush())
+        self.write_map()
+        meter.update(self.frames, self.answered, force=True)
+
     def write_map(self) -> None:
         from da3_ros.ros.conversions import ns_to_stamp
         from da3_ros.ros.outputs import OUTPUTS_BY_NAME
@@ -261,17 +290,33 @@ def rig_image_topics(topics, cameras: Sequence[str], wanted: Sequence[str]) -> L
         raise UsageError(f"{exc} (--image-topic)") from None
 
 
+def input_topics(topics, cfg, image_topic: Optional[str], camera_info_topic: Optional[str],
+                 image_topics: Sequence[str]) -> Tuple[Dict[str, str], Dict[str, str], bool]:
+    """({image topic: camera}, {CameraInfo topic: camera}, compressed?) of a bag
+    ("" the camera of a single-camera bag)."""
+    if cfg.cameras:
+        image_of = dict(zip(rig_image_topics(topics, cfg.cameras, image_topics), cfg.cameras))
+    else:
+        image_of = {select_image_topic(topics, image_topic)[0]: ""}
+    compressed = {t.msgtype for t in topics if t.name in image_of} == {COMPRESSED_IMAGE}
+    info_of = {}
+    if cfg.use_camera_info:
+        for topic, camera in image_of.items():
+            info = select_camera_info_topic(topics, topic, None if cfg.cameras else camera_info_topic)
+            if info is not None:
+                info_of[info] = camera
+    return image_of, info_of, compressed
+
+
 def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[str] = None,
                     camera_info_topic: Optional[str] = None, storage: str = "mcap", namespace: str = "/da3",
                     progress: bool = True, image_topics: Sequence[str] = ()) -> dict:
     """Process IN into a new bag OUT (see the module docstring) -> summary dict.
     With the `cameras` parameter, a rig bag: one image topic per camera (named in
-    `image_topics`, or found by camera name), grouped into rig frames as the node does.
+    `image_topics`, or found by camera name), grouped into rig frames by the
+    streaming session as in the node (offline every rig frame is answered).
 
     model: a WindowModel to use instead of loading cfg.model (tests)."""
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-    from tf2_msgs.msg import TFMessage
-
     from da3_ros.ros.frame_pipeline import FramePipeline
     from da3_ros.ros.frames import StaticTree
 
@@ -288,47 +333,13 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
 
     with open_reader(in_path) as reader:
         topics = list_topics(reader)
-        if cfg.cameras:
-            image_of = dict(zip(rig_image_topics(topics, cfg.cameras, image_topics), cfg.cameras))
-        else:
-            image_of = {select_image_topic(topics, image_topic)[0]: ""}
-        compressed = {t.msgtype for t in topics if t.name in image_of} == {COMPRESSED_IMAGE}
-        info_of = {}
-        if cfg.use_camera_info:
-            for topic, camera in image_of.items():
-                info = select_camera_info_topic(topics, topic, None if cfg.cameras else camera_info_topic)
-                if info is not None:
-                    info_of[info] = camera
-        total = sum(t.message_count for t in topics if t.name in image_of)
-        if model is None:
-            model = load_model(cfg)
+        image_of, info_of, compressed = input_topics(topics, cfg, image_topic, camera_info_topic, image_topics)
         tree = StaticTree()
-        pipeline = FramePipeline(model, cfg, warn, tree.lookup)  # offline nothing is dropped: every rig frame
-        image_cls = CompressedImage if compressed else Image
-        meter = Progress(total, progress)
+        pipeline = FramePipeline(model if model is not None else load_model(cfg), cfg, warn, tree.lookup)
+        meter = Progress(sum(t.message_count for t in topics if t.name in image_of), progress)
         with open_writer(out_path, storage=storage) as writer:
             run = BagRun(pipeline, OutputBag(writer, output_typestore()), namespace, warn)
-
-            for m in iter_messages(reader, list(image_of) + [TF_STATIC] + list(info_of)):
-                if m.topic == TF_STATIC:
-                    tf = run.decode(m, TFMessage)
-                    if tf is not None:
-                        tree.add(tf)
-                        run.out.write_raw(TF_STATIC, m.msgtype, m.rawdata, m.timestamp_ns, latched=True)
-                elif m.topic in info_of:
-                    info = run.decode(m, CameraInfo)
-                    if info is not None:
-                        pipeline.set_camera_info(info_of[m.topic], info)
-                else:
-                    run.frames += 1
-                    msg = run.decode(m, image_cls)
-                    if msg is not None:
-                        run.take(msg, compressed, image_of[m.topic])
-                    meter.update(run.frames, run.answered)
-            run.write_results(pipeline.flush())
-            run.write_map()
-            meter.update(run.frames, run.answered, force=True)
-
+            run.read(reader, tree, image_of, info_of, compressed, meter)
     summary = {
         "input": os.fspath(in_path), "output": os.fspath(out_path), "storage": storage,
         "image_topic": next(iter(image_of)) if not cfg.cameras else None, "image_topics": image_of,
