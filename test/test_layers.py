@@ -28,6 +28,8 @@ FORBIDDEN = {
     "train": ("da3_ros.ros",) + ENTRY_POINTS + ROS_MODULES,
     # the front ends (node, process-bag, replay, demo) use the runtime, never the trainer
     "ros": ("da3_ros.train",) + ENTRY_POINTS,
+    # the benchmark runs the model and the streaming session, no ROS
+    "bench": ("da3_ros.ros", "da3_ros.train", "da3_ros.cli") + ROS_MODULES,
 }
 
 
