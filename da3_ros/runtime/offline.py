@@ -194,16 +194,14 @@ def _warn(text: str) -> None:
 
 
 class _Answers:
-    """What run-offline keeps of the answered frames: files, the last world
-    segment's trajectory, the evaluation's records."""
+    """What run-offline keeps of the answered frames: files and the evaluation's
+    records (the trajectory is the world's: Streamer.trajectory)."""
 
     def __init__(self, out: Path, write_frames: bool, eval_depth_dir: Optional[Path]):
         from . import evaluation
 
         self._evaluation = evaluation
         self.out, self.write_frames, self.eval_depth_dir = out, write_frames, eval_depth_dir
-        self.stamps: List[float] = []
-        self.poses: List[np.ndarray] = []
         self.answered: list = []
         self.statuses: Counter = Counter()
         self.keyframes = self.resets = 0
@@ -213,10 +211,6 @@ class _Answers:
         for r in results:
             if r.reset is not None:
                 self.resets += 1
-                self.stamps.clear()
-                self.poses.clear()  # a new world: the old poses are in another frame
-            self.stamps.append(r.stamp)
-            self.poses.append(r.c2w)
             self.statuses[r.alignment] += 1
             self.keyframes += int(r.keyframe)
             self.last = r
@@ -295,8 +289,8 @@ def _write_results(args, cfg: Settings, session: Session, answers: _Answers, out
     from ..io import writers
 
     streamer = session.streamer
-    writers.write_tum(out / "trajectory.tum", np.array(answers.stamps, np.float64),
-                      np.array(answers.poses, np.float64).reshape(-1, 4, 4))
+    trajectory = streamer.trajectory()  # the world's one trajectory: its last segment, path_max_length poses
+    writers.write_tum(out / "trajectory.tum", trajectory.stamps, trajectory.c2w)
     xyz, rgb = streamer.map_points()
     writers.write_ply(out / "map.ply", xyz, rgb)
     last = answers.last
@@ -315,7 +309,7 @@ def _write_results(args, cfg: Settings, session: Session, answers: _Answers, out
         "depth_unit": "metres" if streamer.metric else "world units (first window's scale)",
         "world": streamer.world_mode, "alignment": statuses, "map_points": int(len(xyz)),
         "window_size": cfg.window_size, "stride": cfg.stride,
-        "trajectory_note": "trajectory.tum holds the last world segment (since the last reset)" if resets else None,
+        "trajectory_note": _trajectory_note(answers, len(trajectory), cfg.path_max_length),
     }
     if EMBEDDED_VARIANT in str(model_name):
         summary["model_note"] = EMBEDDED_NOTE
@@ -325,6 +319,17 @@ def _write_results(args, cfg: Settings, session: Session, answers: _Answers, out
              f"  world: {summary['world']}, depth in {summary['depth_unit']}, map {len(xyz)} points, "
              f"alignment {statuses}"]
     return summary, lines
+
+
+def _trajectory_note(answers: _Answers, written: int, cap: int) -> Optional[str]:
+    """What trajectory.tum leaves out, said."""
+    in_segment = sum(1 for a in answers.answered if a.segment == answers.resets)
+    notes = []
+    if answers.resets:
+        notes.append("trajectory.tum holds the last world segment (since the last reset)")
+    if in_segment > written:
+        notes.append(f"it holds the last {written} of its {in_segment} poses (--path-max-length {cap})")
+    return "; ".join(notes) or None
 
 
 def _evaluate(args, cfg: Settings, session: Session, answers: _Answers, gt, source, n_in: int, out: Path,

@@ -125,3 +125,18 @@ def test_run_offline_on_a_rig_bag(tmp_path):
         ok = depth > 0
         np.testing.assert_allclose(depth[ok], rig.depth[v][ok], atol=2e-3)
     assert len(read_tum(tmp_path / "out" / "trajectory.tum")[0]) == len(rig)  # one pose per rig frame
+
+
+def test_offline_trajectory_is_the_world_s_and_says_what_it_leaves_out(seq_dir, tmp_path):
+    """trajectory.tum is the world's one trajectory (path_max_length poses, the
+    node's setting of the same name): a shorter cap keeps the newest poses and
+    the summary says so."""
+    seq, d = seq_dir
+    out = tmp_path / "run"
+    rc = offline.main(["--input", str(d), "--model", f"oracle:{d}", "--out", str(out), "--max-frames", "14",
+                       "--path-max-length", "10", "--no-frames", "--quiet", "--gt", "none"])
+    assert rc == 0
+    stamps, c2w = read_tum(out / "trajectory.tum")
+    np.testing.assert_allclose(stamps, seq.stamps[4:14], atol=1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_answered"] == 14 and "last 10 of its 14 poses" in summary["trajectory_note"]
