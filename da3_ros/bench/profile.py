@@ -28,10 +28,7 @@ def incremental_stages(wm, frames, prev_handles, device: torch.device, iters: in
 
     @torch.inference_mode()
     def once() -> List[float]:
-        c = _Clock(device)
-        c.mark()
-        h = wm.encode(frames[-1])
-        c.mark()
+        c, h = _encoded(wm, frames[-1], device)
         cached = [p.tokens for p in prev_handles] + [h.tokens]
         hw = cached[0].image_hw
         if main.cfg.any_view:
@@ -68,13 +65,19 @@ def _fast_stages(wm, frames, prev_handles, device: torch.device) -> Callable[[],
 
     @torch.inference_mode()
     def once() -> List[float]:
-        c = _Clock(device)
-        c.mark()
-        h = wm.encode(frames[-1])
-        c.mark()
+        c, h = _encoded(wm, frames[-1], device)
         wm._predict_fast(list(prev_handles) + [h], [S - 1], clock=c.mark)
         return c.intervals_ms()
     return once
+
+
+def _encoded(wm, frame, device: torch.device):
+    """(clock with the encode stage marked, the new frame's handle)."""
+    c = _Clock(device)
+    c.mark()
+    h = wm.encode(frame)
+    c.mark()
+    return c, h
 
 
 def _stage_stats(once: Callable[[], List[float]], names: List[str], device: torch.device, iters: int,
