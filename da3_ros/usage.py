@@ -20,7 +20,7 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional
 
 #: exit code of every usage error (argparse's own)
 USAGE_EXIT = 2
@@ -137,13 +137,3 @@ def _cannot_create_in(folder: Path) -> str:
         return f"{folder}: {exc.strerror or exc}"
     probe.rmdir()
     return ""
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise UsageError(message) unless `condition`."""
-    if not condition:
-        raise UsageError(message)
-
-
-def describe_choices(choices: Sequence[str]) -> str:
-    return ", ".join(choices)
