@@ -111,45 +111,23 @@ def _hub_files(repo_id: str) -> Path:
     """Directory holding config.json + model.safetensors of a hub repo: the local
     Hugging Face cache, else a download. Offline (HF_HUB_OFFLINE, or the hub does
     not answer one request) fails at once, without the download's retry loop."""
+    from ..weights import how_to_provide, hub_unavailable
+
     try:
-        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+        from huggingface_hub import constants, hf_hub_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
         raise DA3LoadError("huggingface_hub is needed to fetch hub ids; pass a local path instead") from e
-    cached = [try_to_load_from_cache(repo_id, name) for name in (CONFIG_NAME, WEIGHTS_NAME)]
-    if all(isinstance(c, str) for c in cached):
-        return Path(cached[0]).parent
-    provide = (f"fetch it where there is network (`huggingface-cli download {repo_id}`, then copy the cache or set "
-               f"HF_HOME), or pass a local folder with {CONFIG_NAME} + {WEIGHTS_NAME}")
-    where = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
-    if constants.HF_HUB_OFFLINE or not hub_answers():
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{constants.ENDPOINT} does not answer"
-        raise DA3LoadError(f"{repo_id!r} is {where} and cannot be downloaded ({why}): {provide}")
+    unavailable = hub_unavailable(repo_id)
+    if unavailable:
+        raise DA3LoadError(unavailable)
     try:
         cfg = hf_hub_download(repo_id, CONFIG_NAME)
         hf_hub_download(repo_id, WEIGHTS_NAME)
     except Exception as e:  # unknown repo, gated, a file missing, the network gone meanwhile ...
         first = (str(e).splitlines() or [""])[0][:160]
-        raise DA3LoadError(f"{repo_id!r} is {where} and the hub did not give it ({type(e).__name__}: {first}): "
-                           f"{provide}") from e
+        raise DA3LoadError(f"{repo_id!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
+                           f"did not give it ({type(e).__name__}: {first}): {how_to_provide(repo_id)}") from e
     return Path(cfg).parent
-
-
-def hub_answers(timeout: float = 2.0) -> bool:
-    """One request to the Hugging Face endpoint, no retries: whether this machine
-    is online for the hub (any HTTP answer counts; no route, no DNS or no answer
-    within `timeout` seconds does not)."""
-    import urllib.error
-    import urllib.request
-
-    from huggingface_hub import constants
-
-    try:
-        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
-        return True
-    except urllib.error.HTTPError:
-        return True  # it answered
-    except Exception:  # noqa: BLE001 - URLError, timeout, socket errors: offline
-        return False
 
 
 def _variant_from_dir(d: Path) -> str:

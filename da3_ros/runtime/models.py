@@ -73,10 +73,7 @@ def make_window_model(settings: ModelSettings) -> WindowModel:
         if kind == "noisy-oracle":
             return NoisyOracleModel(rest, seed=settings.seed)
         return OracleModel(rest, metric=(kind == "oracle-metric"), seed=settings.seed)
-    try:
-        from .da3_model import DA3WindowModel
-    except ImportError as exc:  # the network layer is missing or broken in this build
-        raise ModelUnavailable(f"DA3 network unavailable (da3_ros.model: {exc}); use oracle:<dir> for synthetic data") from exc
+    # what a user can get wrong is answered before torch is imported (seconds on a small machine)
     if spec == "default":  # no download needed: the embedded checkpoint when the hub is out of reach
         from ..weights import EMBEDDED_PROCESS_RES, default_process_res, resolve_default_model
 
@@ -91,6 +88,16 @@ def make_window_model(settings: ModelSettings) -> WindowModel:
         process_res = own or process_res
         logging.getLogger("da3_ros").info(desc)
         print(desc, file=sys.stderr, flush=True)
+    else:
+        from ..weights import hub_unavailable, looks_like_hub_id
+
+        unavailable = hub_unavailable(spec) if looks_like_hub_id(spec) else ""
+        if unavailable:
+            raise ModelUnavailable(unavailable)
+    try:
+        from .da3_model import DA3WindowModel
+    except ImportError as exc:  # the network layer is missing or broken in this build
+        raise ModelUnavailable(f"DA3 network unavailable (da3_ros.model: {exc}); use oracle:<dir> for synthetic data") from exc
     device = settings.device
     if device == "auto":  # the node's and CLI's default: the GPU when there is one
         import torch
