@@ -160,3 +160,18 @@ def test_bench_without_cuda_writes_nothing(tmp_path):
     run = da3_ros(["bench"], tmp_path)
     one_line_error(run, "--device cuda", "no CUDA GPU", "--device cpu")
     assert run.stdout == "" and list(tmp_path.iterdir()) == []  # no bench_out/, no INFO lines
+
+
+@pytest.mark.parametrize("param, words", [
+    ("model:=nobody/no-such-model", ("da3_node: cannot load model 'nobody/no-such-model'", "Hugging Face cache")),
+    ("process_res:=-5", ("da3_node:", "process_res", "-5", "Min: 56, Max: 1512")),
+])
+def test_node_start_up_error(tmp_path, param, words):
+    """da3_node with a parameter it cannot honour: its ROS log, then one line saying why, exit 2."""
+    if shutil.which("da3_node") is None:
+        pytest.skip("da3_node is not on PATH: run `make setup` and `. ./env.sh`")
+    run = subprocess.run([shutil.which("da3_node"), "--ros-args", "-p", param], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout, run.stderr
+    said = [line for line in run.stderr.splitlines() if line.startswith("da3_node: ")]
+    assert len(said) == 1 and all(word in said[0] for word in words), run.stderr
