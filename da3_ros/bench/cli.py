@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import platform
 import shlex
 import sys
@@ -15,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from da3_ros.stream.settings import SETTINGS
+from da3_ros.usage import ArgumentParser, UsageError, one_line_errors
 
 from .common import DEFAULT_SIZES, DEFAULT_VARIANTS, DEFAULT_WINDOWS, NODE_POSE, _num, _resolve_precision, parse_size
 from .official import official_available
@@ -25,14 +27,15 @@ _DESCRIPTION = "da3_ros bench: per-new-frame cost of DA3 in a sliding window, on
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="da3_ros bench", description=_DESCRIPTION)
+    p = ArgumentParser(prog="da3_ros bench", description=_DESCRIPTION)
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     p.add_argument("--windows", nargs="+", type=int, default=DEFAULT_WINDOWS)
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in DEFAULT_SIZES],
                    help="network input sizes WxH (default 504x378: a 640x480 camera at process_res 504)")
     p.add_argument("--iters", type=int, default=10, help="timed iterations per measurement (median, p90)")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:1, ...; cpu runs the plumbing on the CPU "
+                   "(its numbers are not the benchmark)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="auto: bf16 autocast on CUDA (as the official package), fp32 on CPU")
     p.add_argument("--pose-from", nargs="+", default=[NODE_POSE], choices=SETTINGS["pose_source"].choices,
@@ -74,10 +77,14 @@ def _check_args(args) -> Optional[str]:
 
 
 def _device(args, notes: List[str]) -> torch.device:
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        notes.append("CUDA is not available: running on the CPU")
-        device = torch.device("cpu")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UsageError(f"--device {args.device!r} is not a torch device: cuda, cuda:<n> or cpu") from None
+    if device.type == "cuda" and not torch.cuda.is_available():  # before anything is written or imported
+        raise UsageError(f"--device {args.device}: no CUDA GPU here (torch {torch.__version__}"
+                         f"{', built without CUDA' if torch.version.cuda is None else ''}); the benchmark needs one "
+                         "(--device cpu runs it on the CPU, whose numbers are not the benchmark)")
     if device.type != "cuda":
         notes.append("CPU run: these numbers are NOT the benchmark (it is meant for a CUDA GPU)")
     return device
@@ -88,6 +95,8 @@ def _official(args, notes: List[str]) -> bool:
     args.official_reason = "--no-official"
     if args.no_official:
         return False
+    # the official package prints an INFO line per network it builds (read once, at its import)
+    os.environ.setdefault("DA3_LOG_LEVEL", "WARN")
     ok, reason = official_available()
     if not ok:
         args.official_reason = reason
@@ -115,6 +124,7 @@ def _new_report(argv, args, device, name, precision, use_official, notes) -> Dic
     }
 
 
+@one_line_errors("da3_ros bench")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

@@ -33,16 +33,18 @@ from ..stream.config import StreamConfig
 from ..stream.interface import Frame
 from ..stream.session import Session
 from ..stream.settings import SETTINGS, Settings, default_value, flag, offline_names, parse_value, settings
+from ..usage import ArgumentParser, UsageError, one_line_errors, output_directory
 from ..weights import EMBEDDED_VARIANT
-from .models import model_settings
+from .models import ORACLE_KINDS, model_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="da3_ros run-offline", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="da3_ros run-offline", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="image folder, TUM RGB-D or 7-Scenes sequence folder, video file "
                    "or rosbag2 (directory, .mcap, .db3)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output folder: new or empty (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (files of the same name "
+                   "are replaced)")
     p.add_argument("--gt", default="auto",
                    help="ground truth to evaluate against: auto (what the input layout has: depth, poses), none, "
                         "or a TUM trajectory file (poses; depth still from the layout)")
@@ -89,11 +91,21 @@ def _value_of(name: str):
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    """The flags' settings, checked together (ValueError names the flags)."""
-    cfg = settings(**{name: getattr(args, name) for name in offline_names()})
+    """The flags' settings, checked together, and what else can be refused before
+    any work (the output folder): UsageError, one line."""
+    output_directory(args.out, args.overwrite)
+    try:
+        cfg = settings(**{name: getattr(args, name) for name in offline_names()})
+        StreamConfig.from_settings(cfg)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if cfg.base_frame and not cfg.cameras:
-        raise ValueError("--base-frame applies to a rig bag (with --cameras)")
-    StreamConfig.from_settings(cfg)
+        raise UsageError(f"--base-frame {cfg.base_frame!r} applies to a rig bag only: give --cameras too "
+                         "(a single camera's poses are its optical frame's)")
+    kind, sep, _ = cfg.model.partition(":")
+    if cfg.process_res != SETTINGS["process_res"].default and sep and kind in ORACLE_KINDS:
+        raise UsageError(f"--process-res {cfg.process_res} does not apply to --model {kind}:<dir> (the oracle "
+                         "answers at the input's resolution): leave it out")
     return cfg
 
 
@@ -132,30 +144,25 @@ class Progress:
             self.stream.flush()
 
 
+@one_line_errors("run-offline")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        cfg = settings_of(args)
-    except ValueError as exc:
-        print(f"run-offline: {exc}", file=sys.stderr)
-        return 2
+    cfg = settings_of(args)
     if cfg.cameras:
         return run_rig(args, cfg)
     if len(args.image_topic) > 1:
-        print("run-offline: several --image-topic need --cameras (one camera name per topic)", file=sys.stderr)
-        return 2
-    opened = _open_input(args, cfg)
-    if opened is None:
-        return 2
-    source, gt = opened
-    model = _load_model(cfg)
-    if model is None:
-        return 2
+        raise UsageError("several --image-topic need --cameras (one camera name per topic)")
+    source, gt = _open_input(args, cfg)
+    model = _load_model(cfg)  # a model it cannot load is the one line a user sees
+    from ..io import datasets
+
+    print(f"run-offline: input {source.kind} {args.input} ({datasets.describe(gt)})", file=sys.stderr, flush=True)
+    print(f"run-offline: model {getattr(model, 'name', cfg.model)}", file=sys.stderr, flush=True)
     return _run(args, cfg, source, gt, model)
 
 
 def _open_input(args, cfg: Settings):
-    """(source, ground truth or None), or None after one line on stderr."""
+    """(source, ground truth or None); UsageError when the input cannot be opened."""
     from ..io import datasets
     from ..io.inputs import open_source
 
@@ -167,25 +174,21 @@ def _open_input(args, cfg: Settings):
         if args.gt not in ("auto", "none"):
             gt = (gt or datasets.GroundTruth("trajectory", [])).with_trajectory(args.gt)
     except (ValueError, OSError) as exc:  # SourceError, GroundTruthError
-        print(f"run-offline: cannot open input: {exc}", file=sys.stderr)
-        return None
-    print(f"run-offline: input {source.kind} {args.input} ({datasets.describe(gt)})", file=sys.stderr, flush=True)
+        raise UsageError(f"cannot open input: {exc}") from None
     return source, gt
 
 
 def _load_model(cfg: Settings):
-    """The model the settings name, or None after one line on stderr."""
+    """The model the settings name, or UsageError with the loader's reason (one line)."""
     from .models import ModelUnavailable, make_window_model
 
     try:
         model = make_window_model(model_settings(cfg))
-    except ModelUnavailable as exc:
-        print(f"run-offline: {exc}", file=sys.stderr)
-        return None
+    except (ModelUnavailable, ValueError) as exc:  # incl. SettingRefused
+        raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any loader failure, in one line
-        print(f"run-offline: cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
-    print(f"run-offline: model {getattr(model, 'name', cfg.model)}", file=sys.stderr, flush=True)
+        what = "" if type(exc).__name__ == "DA3LoadError" else f"{type(exc).__name__}: "
+        raise UsageError(f"cannot load model {cfg.model!r}: {what}{exc}") from None
     return model
 
 
@@ -354,23 +357,21 @@ def run_rig(args, cfg: Settings) -> int:
     camera) and calibration."""
     from ..io import bags, writers
 
-    opened = _open_rig(args, cfg)
-    if opened is None:
-        return 2
-    topics, views, static = opened
+    topics, views, static = _open_rig(args, cfg)
     model = _load_model(cfg)
-    if model is None:
-        return 2
-    print(f"run-offline: rig {', '.join(f'{c} <- {t}' for c, t in zip(cfg.cameras, topics))}",
+    print(f"run-offline: rig {', '.join(f'{c} <- {t}' for c, t in zip(cfg.cameras, topics))}; model {model.name}",
           file=sys.stderr, flush=True)
     session = Session(model, StreamConfig.from_settings(cfg), warn=_warn)
     out = Path(args.out)
     (out / "depth").mkdir(parents=True, exist_ok=True)
     answered, t0 = 0, time.perf_counter()
     for index, (stamp, camera, sf) in enumerate(views):
+        T = static.get((cfg.base_frame, sf.frame_id)) if cfg.base_frame else None
+        if cfg.base_frame and T is None:
+            raise UsageError(f"--base-frame {cfg.base_frame!r}: the bag's /tf_static has no transform "
+                             f"{cfg.base_frame} -> {sf.frame_id} (camera {camera})")
         frame = Frame(index=index, stamp=stamp, image=sf.image, camera=camera, meta=camera,
-                      intrinsics=sf.intrinsics if cfg.use_camera_info else None,
-                      T_base_optical=static.get((cfg.base_frame, sf.frame_id)) if cfg.base_frame else None)
+                      intrinsics=sf.intrinsics if cfg.use_camera_info else None, T_base_optical=T)
         for r in session.push(frame) + (session.flush() if index == len(views) - 1 else []):
             answered += 1
             if not args.no_frames:
@@ -390,15 +391,15 @@ def run_rig(args, cfg: Settings) -> int:
 
 
 def _open_rig(args, cfg: Settings):
-    """(each camera's image topic, every view in stamp order, /tf_static), or None
-    after one line on stderr."""
+    """(each camera's image topic, every view in stamp order, /tf_static);
+    UsageError when the rig's topics or base frame are not in the bag."""
     from ..io import bags
     from ..io.sources import BagSource
 
     cameras = cfg.cameras
     if not bags.is_bag_path(Path(args.input)):
-        print("run-offline: --cameras takes a rosbag2 input", file=sys.stderr)
-        return None
+        raise UsageError(f"--cameras takes a rosbag2 input (a folder with metadata.yaml, .mcap or .db3), "
+                         f"not {args.input!r}")
     try:
         with bags.open_reader(args.input) as reader:
             images = [t.name for t in bags.list_topics(reader) if t.msgtype in bags.IMAGE_TYPES]
@@ -409,8 +410,11 @@ def _open_rig(args, cfg: Settings):
                    for c, t in zip(cameras, topics)}
         static = bags.static_transforms(args.input) if cfg.base_frame else {}
     except (bags.BagError, ValueError, OSError) as exc:
-        print(f"run-offline: cannot open the rig's topics ({', '.join(cameras)}): {exc!r}", file=sys.stderr)
-        return None
+        raise UsageError(f"cannot open the rig's topics ({', '.join(cameras)}): {exc}") from None
+    if cfg.base_frame and not any(parent == cfg.base_frame for parent, _ in static):
+        have = sorted(f"{parent} -> {child}" for parent, child in static) or ["nothing"]
+        raise UsageError(f"--base-frame {cfg.base_frame!r} is not a parent in the bag's /tf_static (it has "
+                         f"{', '.join(have[:6])}): give the rig's base frame, or leave --base-frame out")
     # every camera's frames in stamp order, as the node would receive them
     views = sorted(((float(sf.stamp), c, sf) for c, src in sources.items() for sf in src), key=lambda v: (v[0], v[1]))
     return topics, views, static

@@ -43,8 +43,9 @@ SETTINGS: Dict[str, Setting] = {
     "device": Setting("auto", "torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...", scope=MODEL),
     "precision": Setting("auto", "network precision: auto (bf16 on GPUs that support it, fp16 on older GPUs, fp32 on "
                                  "CPU)", choices=("auto", "fp32", "bf16", "fp16"), scope=MODEL),
-    "process_res": Setting(504, "longest image side fed to the network, pixels (rounded to a multiple of 14)",
-                           range=(56, 1512, 14), scope=MODEL),
+    "process_res": Setting(504, "longest image side fed to the network, pixels (rounded to a multiple of 14); the "
+                                "default 504 is each checkpoint's own size (the embedded da3-tiny: 252, and it "
+                                "refuses other values)", range=(56, 1512, 14), scope=MODEL),
     "pose_source": Setting("ray", "camera poses from the ray head (more accurate) or the camera head (cheaper)",
                            choices=("ray", "camera"), scope=MODEL),
     "ray_map": Setting("quarter", "ray map the pose solver fits (pose_source ray): full (the official 8x patch grid), "
@@ -165,15 +166,27 @@ def check_value(name: str, value: Any) -> None:
     if expected is list:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             raise ValueError(f"parameter {name}={value!r} must be a list of non-empty names")
-        if len(set(value)) != len(value):
-            raise ValueError(f"parameter {name}={value!r} names a camera twice")
+        twice = sorted({v for v in value if list(value).count(v) > 1})
+        if twice:
+            raise ValueError(f"parameter {name}={list(value)!r} names {', '.join(map(repr, twice))} twice: "
+                             "each camera once, e.g. left,right")
         return
     if type(value) is not expected:
-        raise ValueError(f"parameter {name}={value!r} must be a {expected.__name__}")
+        raise ValueError(f"parameter {name}={value!r} must be {_accepted(spec)}")
     if spec.choices and value not in spec.choices:
         raise ValueError(f"parameter {name}={value!r} is not one of {', '.join(spec.choices)}")
     if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
-        raise ValueError(f"parameter {name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+        raise ValueError(f"parameter {name}={value!r} is not accepted: {_accepted(spec)}")
+
+
+def _accepted(spec: Setting) -> str:
+    """What a setting accepts, in words ("a whole number from 56 to 1512")."""
+    kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
+            list: "a list of names"}[spec.type]
+    if spec.range is not None:
+        lo, hi = spec.range[:2]
+        kind += f" from {lo:g} to {hi:g}"
+    return kind
 
 
 def validate(cfg: Settings) -> None:
@@ -220,7 +233,7 @@ def parse_value(name: str, text: str) -> Any:
     try:
         value = _typed(text, spec.default)
     except ValueError:
-        raise ValueError(f"parameter {name}: {text!r} is not a {spec.type.__name__}") from None
+        raise ValueError(f"parameter {name}: {text!r} is not accepted: {_accepted(spec)}") from None
     check_value(name, value)
     return value
 
