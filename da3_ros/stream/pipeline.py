@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..geometry.camera import depth_to_points, resize_bilinear, scale_intrinsics
+from ..geometry.camera import resize_bilinear, scale_intrinsics
 from ..geometry.transforms import Sim3, is_rigid
 from .config import StreamConfig
 from .interface import Frame, WindowModel, WindowPrediction
@@ -145,9 +145,7 @@ class Streamer:
         unless `map_deferred`). A result from before a reset is ignored."""
         if result.epoch != self.epoch:
             return
-        cfg = self.config
-        mask = result.valid_mask()
-        xyz, flat = depth_to_points(result.depth, result.intrinsics, result.c2w, mask, cfg.map_pixel_stride)
+        xyz, flat = result.pixel_points(self.config.map_pixel_stride)  # only the map's pixels are read
         with self._map_lock:
             self._map.insert(xyz, result.image.reshape(-1, 3)[flat], result.confidence.ravel()[flat], self.n_windows)
 

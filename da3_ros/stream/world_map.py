@@ -75,19 +75,26 @@ class VoxelMap:
         xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
         if len(xyz) == 0:
             return
-        ijk = np.floor(xyz * (1.0 / self.voxel_size))
-        a = np.abs(ijk)  # NaN and inf compare False: dropped with the out-of-range points
-        ok = (a[:, 0] < _OFFSET - 1) & (a[:, 1] < _OFFSET - 1) & (a[:, 2] < _OFFSET - 1)
+        ijk = np.floor(xyz / self.voxel_size)
+        big = np.abs(ijk)  # NaN and inf compare False: dropped with the out-of-range points
+        ok = (big[:, 0] < _OFFSET - 1) & (big[:, 1] < _OFFSET - 1) & (big[:, 2] < _OFFSET - 1)
         idx = np.flatnonzero(ok)
         if len(idx) == 0:
             return
         keys = _pack(ijk[idx])
         order = np.argsort(keys)
-        keys, idx = keys[order], idx[order]
-        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        agg = np.empty((len(starts), 8), np.float64)
-        agg[:, _XYZ] = np.add.reduceat(xyz[idx], starts, axis=0)
-        agg[:, _RGB] = np.add.reduceat(np.asarray(rgb).reshape(-1, 3)[idx].astype(np.float64), starts, axis=0)
+        keys, idx = keys[order], idx[order]  # sorted by voxel
+        first = np.empty(len(keys), bool)
+        first[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1  # voxel of each point
+        m = len(starts)
+        p, c = xyz[idx], np.asarray(rgb).reshape(-1, 3)[idx]
+        agg = np.empty((m, 8), np.float64)
+        for axis in range(3):
+            agg[:, axis] = np.bincount(group, p[:, axis], m)
+            agg[:, 3 + axis] = np.bincount(group, c[:, axis], m)
         agg[:, _N] = np.diff(np.append(starts, len(keys)))
         agg[:, _CONF] = np.maximum.reduceat(np.asarray(conf, np.float32).reshape(-1)[idx], starts)
         self._merge(keys[starts], agg, max(int(tick), self._last_tick))
@@ -213,35 +220,32 @@ class VoxelMap:
         """Voxels `keys` (distinct) gain the sums `agg` (rows as _data's) at `tick`."""
         self._last_tick = tick
         rows, slots = self._lookup(keys)
-        old = rows >= 0
-        ro = rows[old]
-        fresh_in_tick = self._tick[ro] != tick  # not yet queued at this tick
-        d = self._data[ro]
-        d[:, :_N + 1] += agg[old, :_N + 1]
-        d[:, _CONF] = np.maximum(d[:, _CONF], agg[old, _CONF])
-        new = ~old
-        rn = self._alloc(int(new.sum()))
+        new = rows < 0
+        rn = self._alloc(int(np.count_nonzero(new)))
         rows[new] = rn
-        dn = agg[new]
-        d_all = np.concatenate([d, dn])
-        r_all = np.concatenate([ro, rn])
-        heavy = d_all[:, _N] > _MAX_WEIGHT
+        requeue = rows[self._tick[rows] != tick]  # new, or last queued at an earlier tick
+        d = self._data[rows]
+        d[new] = 0.0
+        d[new, _CONF] = -np.inf
+        d[:, :_N + 1] += agg[:, :_N + 1]
+        np.maximum(d[:, _CONF], agg[:, _CONF], out=d[:, _CONF])
+        heavy = d[:, _N] > _MAX_WEIGHT
         if np.any(heavy):
-            d_all[heavy, :_N] *= (_MAX_WEIGHT / d_all[heavy, _N])[:, None]
-            d_all[heavy, _N] = _MAX_WEIGHT
-        self._data[r_all] = d_all
-        self._tick[r_all] = tick
+            d[heavy, :_N] *= (_MAX_WEIGHT / d[heavy, _N])[:, None]
+            d[heavy, _N] = _MAX_WEIGHT
+        self._data[rows] = d
+        self._tick[rows] = tick
         kn = keys[new]
         self._key[rn] = kn
         self._size += len(rn)
-        # new voxels: their own dead slot if they had one, else an empty slot
+        # new voxels: their own dead slot if they had one, else a free slot
         own = slots[new] >= 0
         self._slot_row[slots[new][own]] = rn[own]
-        if self._occupied + int(np.sum(~own)) > (self._mask + 1) // 2:
+        if self._occupied + int(np.count_nonzero(~own)) > (self._mask + 1) // 2:
             self._rehash()  # the table would be over half full: a larger one, with every live key
         else:
             self._claim(kn[~own], rn[~own])
-        self._enqueue(np.concatenate([ro[fresh_in_tick], rn]), tick)
+        self._enqueue(requeue, tick)
         if self._size > self.max_points:
             self._evict(self._size - self.max_points)
 
