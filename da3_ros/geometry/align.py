@@ -87,6 +87,49 @@ class RobustAlignment:
     iterations: int
 
 
+class _MomentFit:
+    """Weighted Umeyama from the weighted moments of fixed correspondences: one
+    (n,6) matrix product per fit instead of re-centring the point sets, so an
+    IRLS iteration costs a few passes over the points. The points are centred
+    once on their plain means, which keeps the moment form well conditioned."""
+
+    def __init__(self, src: np.ndarray, dst: np.ndarray, with_scale: bool):
+        self.c_s, self.c_d = src.mean(axis=0), dst.mean(axis=0)
+        self.A = np.concatenate([src - self.c_s, dst - self.c_d], axis=1)  # (n,6): src | dst, centred
+        self.xs, self.xd = self.A[:, :3], self.A[:, 3:]
+        self.sq_s = np.einsum("ij,ij->i", self.xs, self.xs)
+        self.with_scale = with_scale
+
+    def fit(self, w: np.ndarray):
+        """(scale, R, t) in the centred coordinates: xd ~ scale R xs + t."""
+        wsum = w.sum()
+        if not wsum > 0:
+            raise DegenerateAlignment("no weighted correspondences")
+        mu = w @ self.A / wsum
+        mu_s, mu_d = mu[:3], mu[3:]
+        cov = (self.xd.T * w) @ self.xs / wsum - np.outer(mu_d, mu_s)
+        U, D, Vt = np.linalg.svd(cov)
+        S = np.ones(3)
+        if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+            S[2] = -1.0  # reflection -> closest proper rotation
+        R = (U * S) @ Vt
+        if self.with_scale:
+            var_s = float(w @ self.sq_s / wsum - mu_s @ mu_s)
+            if var_s <= 1e-300:
+                raise DegenerateAlignment("source points coincide: scale undetermined")
+            scale = float(D @ S / var_s)
+        else:
+            scale = 1.0
+        return scale, R, mu_d - scale * R @ mu_s
+
+    def residuals(self, scale: float, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+        e = self.xd - self.xs @ (scale * R).T - t
+        return np.sqrt(np.einsum("ij,ij->i", e, e))
+
+    def sim3(self, scale: float, R: np.ndarray, t: np.ndarray) -> Sim3:
+        return Sim3(scale, R, self.c_d + t - scale * R @ self.c_s)
+
+
 def robust_sim3(
     src: np.ndarray,
     dst: np.ndarray,
@@ -106,31 +149,42 @@ def robust_sim3(
         that a far point's larger error does not count as an outlier.
     The Huber threshold is huber_k robust standard deviations (1.4826 MAD of the
     normalised residuals), floored at min_delta so exact data stays exact.
+    Deterministic; each iteration is one weighted Umeyama on precomputed
+    moments (`_MomentFit`).
     """
     src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
     dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    if src.shape != dst.shape:
+        raise ValueError(f"src {src.shape} and dst {dst.shape} differ")
+    if len(src) == 0:
+        raise DegenerateAlignment("no weighted correspondences")
     prior = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-    norm = np.ones(len(src)) if residual_scale is None else np.maximum(np.asarray(residual_scale, dtype=np.float64).reshape(-1), 1e-12)
+    inv_norm = 1.0 / (np.ones(len(src)) if residual_scale is None
+                      else np.maximum(np.asarray(residual_scale, dtype=np.float64).reshape(-1), 1e-12))
+    fit = _MomentFit(src, dst, with_scale)
+    trusted = prior > 0
+    all_trusted = bool(np.all(trusted))
     w = prior.copy()
-    sim = umeyama(src, dst, w, with_scale)
+    sim = fit.fit(w)
     delta = min_delta
     it = 0
     for it in range(1, max_iters + 1):
-        r = np.linalg.norm(dst - sim.apply_points(src), axis=1) / norm
-        sigma = 1.4826 * np.median(r[prior > 0]) if np.any(prior > 0) else 0.0
+        r = fit.residuals(*sim) * inv_norm
+        rt = r if all_trusted else r[trusted]
+        sigma = 1.4826 * np.median(rt) if len(rt) else 0.0
         delta = max(huber_k * sigma, min_delta)
-        huber = np.where(r <= delta, 1.0, delta / np.maximum(r, 1e-300))
-        w = prior * huber
-        new = umeyama(src, dst, w, with_scale)
+        w = prior * np.minimum(1.0, delta / np.maximum(r, 1e-300))  # Huber: 1 inside delta, delta/r beyond
+        new = fit.fit(w)
+        t_old, t_new = fit.sim3(*sim).t, fit.sim3(*new).t
         change = (
-            abs(np.log(new.scale / sim.scale))
-            + np.linalg.norm(new.R - sim.R)
-            + np.linalg.norm(new.t - sim.t) / (np.linalg.norm(sim.t) + 1.0)
+            abs(np.log(new[0] / sim[0]))
+            + np.linalg.norm(new[1] - sim[1])
+            + np.linalg.norm(t_new - t_old) / (np.linalg.norm(t_old) + 1.0)
         )
         sim = new
         if change < tol:
             break
-    r = np.linalg.norm(dst - sim.apply_points(src), axis=1) / norm
-    sigma = 1.4826 * np.median(r) if len(r) else 0.0
-    inliers = float(np.mean(r <= max(3.0 * sigma, min_delta))) if len(r) else 0.0
-    return RobustAlignment(sim, w, r, delta, inliers, it)
+    r = fit.residuals(*sim) * inv_norm
+    sigma = 1.4826 * np.median(r)
+    inliers = float(np.mean(r <= max(3.0 * sigma, min_delta)))
+    return RobustAlignment(fit.sim3(*sim), w, r, delta, inliers, it)

@@ -101,11 +101,13 @@ def sample_bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarr
     u0, v0 = np.floor(uc).astype(np.int64), np.floor(vc).astype(np.int64)
     u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
     fu, fv = uc - u0, vc - v0
-    img = image.astype(np.float64, copy=False)
-    out = ((img[v0, u0] * (1 - fu) + img[v0, u1] * fu) * (1 - fv)
-           + (img[v1, u0] * (1 - fu) + img[v1, u1] * fu) * fv)
+    def img(vv, uu):  # only the sampled pixels become float64, not the whole image
+        return image[vv, uu].astype(np.float64)
+
+    out = ((img(v0, u0) * (1 - fu) + img(v0, u1) * fu) * (1 - fv)
+           + (img(v1, u0) * (1 - fu) + img(v1, u1) * fu) * fv)
     # a zero weight must not let a non-finite neighbour through (0 * inf)
     exact = (fu == 0) & (fv == 0)
-    out[exact] = img[v0[exact], u0[exact]]
+    out[exact] = img(v0[exact], u0[exact])
     out[~inside] = np.nan
     return out

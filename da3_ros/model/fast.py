@@ -262,6 +262,11 @@ class FastPath:
             self.blocks = self._compiled_blocks()
         self._enc: Dict[tuple, dict] = {}
         self._win: Dict[tuple, dict] = {}
+        #: stage sets made (each one a capture per stage with CUDA graphs), and how many of
+        #: them came after `warm` was set (warm-up done): 0 when warm-up covered the stream
+        self.new_shapes = 0
+        self.shapes_after_warmup = 0
+        self.warm = False
 
     def _compiled_blocks(self):
         from torch import _dynamo
@@ -305,6 +310,9 @@ class FastPath:
         if st is not None:
             return st
         H, W = processed_size(h, w, process_res)
+        self.new_shapes += 1
+        if self.warm:
+            self.shapes_after_warmup += 1
         cuda = self.device.type == "cuda"
         st = {"hw": (H, W),
               "host": torch.empty((h, w, 3), dtype=torch.uint8, pin_memory=cuda),
@@ -345,19 +353,36 @@ class FastPath:
         return tok.clone(), sel.clone(), st["hw"]
 
     # ------------------------------------------------------------------ window
+    def window_key(self, S: int, T: int, D: int, dtype, hw, n_views: int, n_decode: int, native_hw) -> tuple:
+        """The fixed shape of a window's stages: sizes only. Which views are kept and
+        decoded are index buffers filled before each run, so the same stages (and
+        graphs) serve every choice of views of that size."""
+        return (S, T, D, dtype, tuple(hw), n_views, n_decode, tuple(native_hw), self.pose_from,
+                self.ref_view_strategy, self.ray_map)
+
     def _window_state(self, S: int, T: int, D: int, dtype, hw, decode: Tuple[int, ...], native_hw) -> dict:
-        key = (S, T, D, dtype, hw, decode, native_hw, self.pose_from, self.ref_view_strategy, self.ray_map)
+        views = self.net.window_views(S, decode, self.pose_from)
+        key = self.window_key(S, T, D, dtype, hw, len(views), len(decode), native_hw)
         st = self._win.get(key)
-        if st is not None:
-            return st
-        dev, net, vit = self.device, self.net, self.vit
-        views = net.window_views(S, decode, self.pose_from)
+        if st is None:
+            st = self._new_window_state(key, S, T, D, dtype, hw, len(views), len(decode), native_hw)
+        st["views"].copy_(torch.tensor(views, dtype=torch.long), non_blocking=True)
+        st["dpos"].copy_(torch.tensor([views.index(d) for d in decode], dtype=torch.long), non_blocking=True)
+        return st
+
+    def _new_window_state(self, key, S, T, D, dtype, hw, n_views, n_decode, native_hw) -> dict:
+        self.new_shapes += 1
+        if self.warm:
+            self.shapes_after_warmup += 1
+            self.log(f"window shape {key[:1] + key[5:7]} (views, kept, decoded) met after warm-up: "
+                     "a new capture while streaming")
+        dev, net = self.device, self.net
         # index tensors made here, not inside a captured stage (no host->device copies there)
         st = {"tok": torch.zeros((1, S, T, D), dtype=dtype, device=dev),
               "sel": torch.zeros((1, S, D), dtype=dtype, device=dev),
-              "views": torch.tensor(views, dtype=torch.long, device=dev),
-              "dpos": torch.tensor([views.index(d) for d in decode], dtype=torch.long, device=dev)}
-        self._tune_window(S, T, len(views))
+              "views": torch.arange(n_views, dtype=torch.long, device=dev),
+              "dpos": torch.arange(n_decode, dtype=torch.long, device=dev)}
+        self._tune_window(S, T, n_views)
 
         def cross():
             feats, cam = net.forward_features(st["tok"], st["sel"], hw, ref_view_strategy=self.ref_view_strategy,
@@ -368,7 +393,7 @@ class FastPath:
             feats = [f.index_select(1, st["dpos"]) for f in st["cross_out"][:4]]
             d, c = net.forward_depth(feats, hw)
             maps = map_to_native(torch.cat((d[0], c[0]), 0), tuple(native_hw))  # (2n, h, w): depths, then confs
-            return (maps.unflatten(0, (2, len(decode))).transpose(0, 1).contiguous(),)
+            return (maps.unflatten(0, (2, n_decode)).transpose(0, 1).contiguous(),)
 
         def pose():
             out = st["cross_out"]
@@ -379,7 +404,7 @@ class FastPath:
         st["depth"] = Stage("depth_head", depth, self.use_graphs, self.pool, lambda m: self.log(m))
         st["pose"] = Stage("pose", pose, self.use_graphs, self.pool, lambda m: self.log(m))
         if dev.type == "cuda":
-            st["host"] = (torch.empty((len(decode), 2) + tuple(native_hw), dtype=torch.float32, pin_memory=True),
+            st["host"] = (torch.empty((n_decode, 2) + tuple(native_hw), dtype=torch.float32, pin_memory=True),
                           torch.empty((S, 3, 4), dtype=torch.float32, pin_memory=True),
                           torch.empty((S, 3, 3), dtype=torch.float32, pin_memory=True))
         self._win[key] = st

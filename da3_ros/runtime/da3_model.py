@@ -106,28 +106,35 @@ class DA3WindowModel:
 
     @torch.inference_mode()
     def warmup(self, width: int, height: int, window: int, all_sizes: bool = True) -> float:
-        """Compile / capture the fixed shapes of a stream of `width` x `height` frames and
-        windows of 1..`window` frames (only `window` when all_sizes is False) before the
-        first frame: the newest frame decoded, and for the full window also the streaming
-        core's usual set (two shared keyframes and the newest frame). The full window goes
-        first, so its shapes are the ones compiled static. Returns the seconds it took (0 on
-        the plain path)."""
+        """Compile / capture the fixed shapes of a stream of `width` x `height` frames
+        before the first frame: windows of 1..`window` views (only `window` when
+        all_sizes is False), each with 1..all of its views decoded. A window's
+        stages depend only on those sizes (`FastPath.window_key`), so this covers
+        every window the streaming core can ask for (filling window, shared
+        keyframes decoded again, strides, rig frames); `captures_after_warmup`
+        counts any shape met later. The full window goes first, so its shapes are
+        the ones compiled static. Returns the seconds it took (0 on the plain path)."""
         if self._fast is None:
             return 0.0
         t0 = time.perf_counter()
         window = int(window)
+        self._fast.warm = False
         img = np.zeros((int(height), int(width), 3), dtype=np.uint8)
         tok, sel, hw = self._fast.encode(img, self.process_res)
-        runs = [(window, [window - 1])]
-        if window >= 3:
-            runs.append((window, [window - 3, window - 2, window - 1]))
-        if all_sizes:
-            runs += [(S, [S - 1]) for S in range(1, window)]
-        for S, decode in runs:
-            self._fast.window([tok] * S, [sel] * S, hw, decode, (int(height), int(width)))
+        sizes = [window] + (list(range(1, window)) if all_sizes else [])
+        for S in sizes:
+            for n in range(1, S + 1):
+                self._fast.window([tok] * S, [sel] * S, hw, list(range(S - n, S)), (int(height), int(width)))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        self._fast.warm = True
         return time.perf_counter() - t0
+
+    @property
+    def captures_after_warmup(self) -> int:
+        """Fixed-shape stage sets made after the last warm-up (each a set of CUDA-graph
+        captures on the GPU, a latency spike while streaming): 0 expected."""
+        return self._fast.shapes_after_warmup if self._fast is not None else 0
 
     # ------------------------------------------------------------------ protocol
     @torch.inference_mode()

@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..geometry.camera import depth_to_points
+from ..geometry.camera import backproject, transform_points
 
 
 class AlignmentStatus:
@@ -84,12 +84,34 @@ class StreamResult:
     def height(self) -> int:
         return int(self.depth.shape[0])
 
-    def valid_mask(self, min_confidence: Optional[float] = None, depth_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
-        """Pixels with finite depth inside the depth range and enough confidence."""
+    def valid_mask(self, min_confidence: Optional[float] = None, depth_range: Optional[Tuple[float, float]] = None,
+                   stride: int = 1) -> np.ndarray:
+        """Pixels with finite depth inside the depth range and enough confidence,
+        on every `stride`-th row/column ((ceil(H/stride), ceil(W/stride)))."""
         c = self.min_confidence if min_confidence is None else min_confidence
         lo, hi = self.depth_range if depth_range is None else depth_range
-        d = self.depth
-        return np.isfinite(d) & (d > lo) & (d < hi) & (self.confidence >= c)
+        d, conf = self.depth, self.confidence
+        if stride > 1:
+            d, conf = d[::stride, ::stride], conf[::stride, ::stride]
+        # NaN and +-inf fail one of the range comparisons: no isfinite pass needed
+        return (d > lo) & (d < hi) & (conf >= c)
+
+    def pixel_points(self, stride: int = 1, frame: str = "world", min_confidence: Optional[float] = None,
+                     depth_range: Optional[Tuple[float, float]] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(xyz (N,3) float64, flat pixel indices (N,) into the image) of the valid
+        pixels on every `stride`-th row/column, in the "optical" frame or the
+        "world" frame (the stream frame, `c2w`). Only the sampled pixels are read."""
+        if frame not in ("optical", "world"):
+            raise ValueError("frame must be 'optical' or 'world'")
+        stride = max(1, int(stride))
+        lo, hi = self.depth_range if depth_range is None else depth_range
+        ok = self.valid_mask(min_confidence, (max(lo, 0.0), hi), stride)  # and depth > 0
+        vv, uu = np.nonzero(ok)
+        v, u = vv * stride, uu * stride
+        pts = backproject(self.depth[v, u], u.astype(np.float64), v.astype(np.float64), self.intrinsics)
+        if frame == "world":
+            pts = transform_points(self.c2w, pts)
+        return pts, v * self.depth.shape[1] + u
 
     def point_cloud(
         self,
@@ -100,9 +122,5 @@ class StreamResult:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """(xyz (N,3) float32, rgb (N,3) uint8) of the valid pixels on every
         `stride`-th row/column, in the "optical" frame or the "world" frame."""
-        if frame not in ("optical", "world"):
-            raise ValueError("frame must be 'optical' or 'world'")
-        mask = self.valid_mask(min_confidence, depth_range)
-        pts, flat = depth_to_points(self.depth, self.intrinsics, self.c2w if frame == "world" else None, mask, stride)
-        rgb = self.image.reshape(-1, 3)[flat]
-        return pts.astype(np.float32), rgb
+        pts, flat = self.pixel_points(stride, frame, min_confidence, depth_range)
+        return pts.astype(np.float32), self.image.reshape(-1, 3)[flat]

@@ -24,7 +24,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ..geometry.camera import depth_to_points, transform_points
+from ..geometry.camera import transform_points
 from ..geometry.transforms import T_BODY_OPTICAL, Sim3, inv_se3
 from .config import StreamConfig
 from .interface import WindowPrediction
@@ -160,8 +160,7 @@ class World:
 
     def insert_map(self, result: StreamResult, pixel_stride: int) -> None:
         """A result's valid points into the map."""
-        mask = result.valid_mask()
-        xyz, flat = depth_to_points(result.depth, result.intrinsics, result.c2w, mask, pixel_stride)
+        xyz, flat = result.pixel_points(pixel_stride)  # only the map's pixels are read
         with self._lock:
             self._map.insert(xyz, result.image.reshape(-1, 3)[flat], result.confidence.ravel()[flat], self.n_windows)
 

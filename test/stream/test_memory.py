@@ -40,5 +40,5 @@ def test_two_thousand_frames_stay_bounded(sequence_cache):
     # the second thousand frames did not grow the heap (slack: 1 MiB)
     assert held[1] - held[0] < 1 << 20, f"heap grew by {(held[1] - held[0]) / 1024:.0f} KiB over 1000 frames"
     # over the cap the oldest voxels went first: what is left was seen late
-    assert st.world._map._tick.min() > 0.9 * st.n_windows
+    assert st.world._map.ticks().min() > 0.9 * st.n_windows
     assert len(st._keyframes) <= cfg.window_size - cfg.stride
