@@ -116,8 +116,10 @@ class StreamConfig:
             raise ValueError("rig_sync_tolerance must be >= 0 and rig_max_wait > 0 (seconds)")
         if self.min_confidence < 0:
             raise ValueError("min_confidence must be >= 0")
-        for name in ("keyframe_translation", "keyframe_depth_ratio", "keyframe_rotation_deg", "keyframe_interval"):
+        for name in ("keyframe_translation", "keyframe_depth_ratio", "keyframe_rotation_deg"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (0: off)")
+        if not self.keyframe_interval >= 0:
+            raise ValueError("keyframe_interval must be >= 0 seconds (0: every answered frame is a keyframe)")
         if self.align_shared_decode < 0:
             raise ValueError("align_shared_decode must be >= 0")

@@ -36,9 +36,9 @@ def stream(model, cfg, n, cameras=("",)):
 
 
 CASES = {
-    "window 4, stride 1": (StreamConfig(window_size=4, keyframe_max_seconds=0.0), 9, ("",)),
-    "window 4, stride 2": (StreamConfig(window_size=4, stride=2, keyframe_max_seconds=0.0, align_shared_decode=1), 8, ("",)),
-    "rig of two, window 4": (StreamConfig(window_size=4, keyframe_max_seconds=0.0, rig_cameras=("left", "right")), 5,
+    "window 4, stride 1": (StreamConfig(window_size=4, keyframe_interval=0.0), 9, ("",)),
+    "window 4, stride 2": (StreamConfig(window_size=4, stride=2, keyframe_interval=0.0, align_shared_decode=1), 8, ("",)),
+    "rig of two, window 4": (StreamConfig(window_size=4, keyframe_interval=0.0, cameras=("left", "right")), 5,
                              ("left", "right")),
 }
 
