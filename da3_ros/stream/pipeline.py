@@ -21,7 +21,7 @@ from .config import StreamConfig
 from .interface import Frame, WindowModel, WindowPrediction
 from .intrinsics import IntrinsicsEstimator
 from .result import AlignmentStatus, StreamResult
-from .rig import EstimatedExtrinsics, RigCalibration
+from .rig import EstimatedExtrinsics, RigCalibration, RigState
 from .timeline import Timeline
 from .window import WindowEntry, is_new_keyframe, shared_to_decode
 from .world import WorldAnchor, align_window
@@ -362,8 +362,8 @@ class Streamer:
         Returns the factor the world's unit changed by (1: unchanged)."""
         poses = [sim.apply_c2w(np.asarray(pred.c2w[j], np.float64)) for j in range(len(window))]
         self._rig.observe([(e.group, e.frame, c2w) for e, c2w in zip(window, poses)])
-        estimate = self._rig.scale()
         cfg = self.config
+        estimate = self._rig.scale(cfg.rig_scale_min_frames)  # over the baselines the model agrees with
         if estimate is None or self.metric and self.rig_metres_per_unit is None:
             return 1.0  # no calibrated baseline, or metres already (metric model, external poses)
         if estimate.std_error > cfg.rig_scale_max_error or self._n_groups < cfg.rig_scale_min_frames:
@@ -397,24 +397,43 @@ class Streamer:
         from the model (stream units: metres once metric); empty without a rig."""
         return self._rig.extrinsics() if self._rig is not None else {}
 
-    def rig_status(self) -> Dict[str, str]:
-        """The rig's scale and extrinsics state, for diagnostics."""
+    def rig_state(self) -> Optional[RigState]:
+        """The rig's scale state per camera (stream.rig.RigState); None without a rig.
+        A world already metric without the rig (metric model, external poses) is
+        one metre per unit, and the rig is checked against that."""
         if self._rig is None:
+            return None
+        cfg = self.config
+        metres = self.rig_metres_per_unit
+        if metres is None and self._world_metric:
+            metres = 1.0
+        return self._rig.state(self._n_groups, metres, cfg.rig_scale_min_frames, cfg.rig_scale_max_error)
+
+    def rig_status(self) -> Dict[str, str]:
+        """The rig's state for diagnostics: `state`, per camera `<camera>_state`
+        (one of stream.rig.RIG_STATES) and `<camera>` (why, with numbers), the
+        current estimate and the scale updates applied."""
+        state = self.rig_state()
+        if state is None:
             return {}
-        estimate = self._rig.scale()
-        out = {"metres_per_unit": "n/a" if self.rig_metres_per_unit is None else f"{self.rig_metres_per_unit:.5f}",
+        out = {"state": state.state, "frames_seen": str(state.rig_frames),
+               "metres_per_unit": "n/a" if state.metres_per_unit is None else f"{state.metres_per_unit:.5f}",
                "scale_updates": str(self.counts["rig_scale_updates"])}
-        if estimate is not None:
-            out.update(scale_residual=f"{estimate.scale:.5f}", scale_std_error=f"{estimate.std_error:.4f}",
-                       scale_spread=f"{estimate.spread:.4f}")
-        else:
-            out["scale_residual"] = "no calibrated baseline (extrinsics estimated)"
+        for c, cs in state.cameras.items():
+            out[f"{c}_state"], out[c] = cs.state, cs.detail
+        e = state.estimate
+        if e is not None:
+            out.update(scale_residual=f"{e.scale:.5f}", scale_std_error=f"{e.std_error:.4f}", scale_spread=f"{e.spread:.4f}")
         return out
 
     def rig_calibration(self) -> Dict[str, Any]:
-        """The rig's scale and estimated extrinsics as JSON-able data (a result file)."""
-        out = self._rig.to_dict() if self._rig is not None else {}
+        """The rig's state, scale and estimated extrinsics as JSON-able data (a result file)."""
+        if self._rig is None:
+            return {"metres_per_first_window_unit": self.rig_metres_per_unit}
+        state = self.rig_state()
+        out = self._rig.to_dict(state.estimate)
         out["metres_per_first_window_unit"] = self.rig_metres_per_unit
+        out["state"] = state.to_dict()
         return out
 
     def _shared_keyframes(self, room: int) -> List[WindowEntry]:
