@@ -216,6 +216,7 @@ def main(argv=None) -> int:
     p.add_argument("--pose-from", default="ray", choices=["ray", "camera"])
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--json", default=None)
+    p.add_argument("--rig", action="store_true", help="the held-out rigs (stereo and three cameras, windows of 4 rig frames)")
     a = p.parse_args(argv)
     from ..runtime.da3_model import DA3WindowModel
     from .data import held_out_sequences
@@ -227,7 +228,12 @@ def main(argv=None) -> int:
         spec, desc = resolve_default_model()
         print(desc)
     model = DA3WindowModel(spec, device=a.device, precision="auto", process_res=a.process_res, pose_from=a.pose_from)
-    res = evaluate(model, held_out_sequences(a.frames), StreamConfig(window_size=a.window, stride=1))
+    if a.rig:
+        from .data import held_out_rigs
+
+        res = evaluate_rig(model, held_out_rigs(a.frames))
+    else:
+        res = evaluate(model, held_out_sequences(a.frames), StreamConfig(window_size=a.window, stride=1))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
