@@ -724,7 +724,8 @@ class RigCalibration:
                                                               f"(at least {self.min_baseline} m away)")
             elif not any(p.accepted for p in mine):
                 worst = max(mine, key=lambda p: (np.nan_to_num(p.angle_deg), abs(np.nan_to_num(p.length_error))))
-                cams[c] = CameraRigState(c, "rejected", f"{worst.reason} (over {worst.n} observations: rig frames, once per window)")
+                cams[c] = CameraRigState(c, "rejected",
+                                         f"{worst.reason} (over {worst.n} observations: rig frames, once per window)")
             elif metres_per_unit is not None:
                 err = f", relative error {100 * estimate.std_error:.2f} %" if estimate is not None else ""
                 cams[c] = CameraRigState(c, "metric", f"{metres_per_unit:.5f} metres per first-window unit{err}")
