@@ -337,6 +337,8 @@ def run_rig(args, cameras: List[str]) -> int:
     writers.write_json(out / "summary.json", summary)
     print(f"run-offline: {answered}/{len(views)} views answered in {elapsed:.1f} s; "
           f"{'metric (metres from the rig)' if streamer.metric else 'relative scale'}; outputs in {out}")
+    if not streamer.metric:  # say why the rig did not fix the scale
+        print(f"run-offline: rig scale {streamer.rig_state().state}: {streamer.rig_state().summary()}")
     return 0 if answered else 1
 
 

@@ -5,18 +5,14 @@ whose calibration the model disagrees with, and one whose calibration holds."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
-import numpy as np
 import pytest
-from geometry_msgs.msg import TransformStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
-from da3_ros.ros.conversions import matrix_to_transform
 from da3_ros.synthetic.oracle import OracleModel
 from da3_ros.synthetic.rig import make_rig_sequence
-from test_node_rig import answered, send_rig_frame, start
+from test_node_rig import answered, publish_tf_static, send_rig_frame, start
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +24,6 @@ def diagnostics(body):
     """The node's last /diagnostics values."""
     msgs = body.by_topic.get("/diagnostics") or []
     return {kv.key: kv.value for kv in msgs[-1].status[0].values} if msgs else {}
-
-
-def publish_calibration(io, rig, spinner, node, extrinsics):
-    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-    pub = io.create_publisher(TFMessage, "/tf_static", latched)
-    msg = TFMessage(transforms=[TransformStamped(child_frame_id=cam.optical_frame, transform=matrix_to_transform(extrinsics[cam.name]))
-                                for cam in rig.cameras])
-    for t in msg.transforms:
-        t.header.frame_id = rig.base_frame
-    pub.publish(msg)
-    assert spinner.wait_for(lambda: node.static_tf.lookup(rig.base_frame, rig.cameras[-1].optical_frame) is not None, 5.0)
-    return pub
 
 
 def send_all(rig, cameras, recorders, spinner):
@@ -84,14 +68,17 @@ def test_calibration_held_or_rejected(ros_context, make_node, stereo, tmp_path, 
     (exact poses) says the baseline points the other way: rejected, by 180 deg,
     and the world stays in the first window's unit."""
     rig = stereo
-    extrinsics = rig.extrinsics
+    claimed = rig  # what /tf_static says
     if calibration == "right_on_the_left":
-        extrinsics["right"][:3, 3] = 2 * extrinsics["left"][:3, 3] - extrinsics["right"][:3, 3]
+        left, right = rig.cameras
+        T = right.T_base_optical.copy()
+        T[:3, 3] = 2 * left.T_base_optical[:3, 3] - T[:3, 3]
+        claimed = replace(rig, cameras=[left, replace(right, T_base_optical=T)])
     model = OracleModel(rig, max_scale=3.0, seed=1)  # relative: an arbitrary unit per window
     node, io, cameras, recorders, body, spinner = start(ros_context, make_node, rig, model, tmp_path,
                                                         base_frame=rig.base_frame)
     try:
-        publish_calibration(io, rig, spinner, node, extrinsics)
+        publish_tf_static(io, claimed, spinner, node)
         send_all(rig, cameras, recorders, spinner)
         want = "metric" if calibration == "true" else "rejected"
         assert spinner.wait_for(lambda: diagnostics(body).get("rig_state") == want, 5.0), diagnostics(body).get("rig_state")

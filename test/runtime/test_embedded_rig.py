@@ -33,6 +33,15 @@ def model():
                           pose_from="camera")  # the camera head: what the demo runs; seconds on two cores
 
 
+#: the checkpoint shipped now was trained on single cameras only (issue 22's rig training run
+#: could not get a GPU): measured here, stereo: median ratio -0.84, 1 of 12 the right way;
+#: three cameras: -0.004, 18 of 36. Strict: the test fails once a checkpoint passes, so the
+#: marker goes with the new weights.
+NOT_TRAINED_ON_RIGS = pytest.mark.xfail(strict=True, reason="the shipped da3-tiny has not been trained on rigs yet "
+                                        "(issue 22: the rig training run needs the GPU device)")
+
+
+@NOT_TRAINED_ON_RIGS
 @pytest.mark.parametrize("layout", ["stereo", "three"])
 def test_shipped_model_sees_the_rig_baseline(model, layout):
     from da3_ros.train.data import held_out_rigs
@@ -42,3 +51,19 @@ def test_shipped_model_sees_the_rig_baseline(model, layout):
     assert b["windows"] == 3 and b["n"] == 3 * 4 * (1 if layout == "stereo" else 3)
     assert b["right_way"] >= MIN_RIGHT_WAY, b
     assert abs(b["ratio_median"] - 1.0) <= MAX_LENGTH_ERROR, b
+
+
+@pytest.mark.parametrize("layout", ["stereo", "three"])
+def test_rig_baselines_measure_the_model_against_the_calibration(layout):
+    """The measure itself, on models whose answer is known: the exact oracle (an
+    arbitrary unit per window) gives ratio 1 on every pair; the noisy oracle
+    (DA3-like pose and depth errors) stays within a few percent, the right way."""
+    from da3_ros.synthetic.oracle import NoisyOracleModel, OracleModel
+    from da3_ros.synthetic.rig import make_rig_sequence
+
+    rig = make_rig_sequence(layout, "orbit", n_frames=N_RIG_FRAMES, width=64, height=48, seed=9002, jitter=0.002)
+    exact = rig_baselines(OracleModel(rig, max_scale=3.0, seed=1), rig)
+    assert exact["right_way"] == 1.0 and exact["ratio_median"] == pytest.approx(1.0, abs=1e-6)
+    assert all(v == pytest.approx(1.0, abs=1e-6) for v in exact["pairs"].values())
+    noisy = rig_baselines(NoisyOracleModel(rig, max_scale=3.0, seed=1), rig)
+    assert noisy["right_way"] == 1.0 and abs(noisy["ratio_median"] - 1.0) < 0.05, noisy
