@@ -19,7 +19,13 @@ fresh seeds, never the held-out ones); every step takes one window per clip
 (random view count, stride and order), renders its views on the training device
 (`synthetic.render.render_batch`) and augments them photometrically there. Every
 window is a scene and path never seen before (about 200 windows a second on an
-H100, where CPU rendering gave 2-3 clips a second).
+H100, where CPU rendering gave 2-3 clips a second). A share `--rig` of the batches
+are rig windows (`data.rig_clip_spec`: several cameras fixed on one body, whole
+rig frames per window, 2-12 views), drawn by workers of their own from seeds of
+their own; validation then also reports the camera decoder's baseline between
+cameras of one rig frame on the demo's rigs in held-out scenes (`val_rig_ratio`,
+1 is right; `val_rig_right_way`), and the end-of-run evaluation adds the held-out
+rigs through the streaming core (`evaluate.evaluate_rig`).
 
 What it took to learn relative pose (measured on the validation windows, rotation
 error against the 22.1 degrees of guessing no motion): depth losses plus pose
