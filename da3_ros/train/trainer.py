@@ -604,7 +604,7 @@ def train(a) -> dict:
         results = {}
         seqs = held_out_sequences(a.eval_frames, device=str(dev))
         rigs = held_out_rigs(a.eval_frames, device=str(dev)) if a.rig > 0 else []
-        for pose_from in ("ray", "camera"):
+        for pose_from in ("camera", "ray"):  # the demo's first: eval.json is written after each
             print(f"held-out streaming eval, pose_from={pose_from}", flush=True)
             m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
                                pose_from=pose_from)
