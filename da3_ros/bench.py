@@ -41,6 +41,7 @@ import argparse
 import datetime as _dt
 import gc
 import json
+import os
 import platform
 import shlex
 import sys
@@ -52,6 +53,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from da3_ros.usage import ArgumentParser, UsageError, one_line_errors
 
 DEFAULT_VARIANTS = ["da3-small", "da3-base", "da3-large", "da3-giant"]
 DEFAULT_WINDOWS = [8]
@@ -76,14 +79,15 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="da3_ros bench", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="da3_ros bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     p.add_argument("--windows", nargs="+", type=int, default=DEFAULT_WINDOWS)
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in DEFAULT_SIZES],
                    help="network input sizes WxH (default 504x378: a 640x480 camera at process_res 504)")
     p.add_argument("--iters", type=int, default=10, help="timed iterations per measurement (median, p90)")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", default="cuda", help="cuda, cuda:1, ...; cpu runs the plumbing on the CPU "
+                   "(its numbers are not the benchmark)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="auto: bf16 autocast on CUDA (as the official package), fp32 on CPU")
     p.add_argument("--pose-from", nargs="+", default=[NODE_POSE], choices=["ray", "camera"],
@@ -783,6 +787,7 @@ def _out_paths(out: str) -> Tuple[Path, Path]:
     return p / "bench.json", p / "bench.md"
 
 
+@one_line_errors("da3_ros bench")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -797,10 +802,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
     args.pose_from = list(dict.fromkeys(args.pose_from))
     notes: List[str] = []
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        notes.append("CUDA is not available: running on the CPU")
-        device = torch.device("cpu")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UsageError(f"--device {args.device!r} is not a torch device: cuda, cuda:<n> or cpu") from None
+    if device.type == "cuda" and not torch.cuda.is_available():  # before anything is written or imported
+        raise UsageError(f"--device {args.device}: no CUDA GPU here (torch {torch.__version__}"
+                         f"{', built without CUDA' if torch.version.cuda is None else ''}); the benchmark needs one "
+                         "(--device cpu runs it on the CPU, whose numbers are not the benchmark)")
     if device.type != "cuda":
         notes.append("CPU run: these numbers are NOT the benchmark (it is meant for a CUDA GPU)")
     for n in notes:
@@ -809,6 +818,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     use_official = not args.no_official
     args.official_reason = "--no-official"
     if use_official:
+        # the official package prints an INFO line per network it builds (read once, at its import)
+        os.environ.setdefault("DA3_LOG_LEVEL", "WARN")
         ok, reason = official_available()
         if not ok:
             use_official = False

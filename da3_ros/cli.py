@@ -12,6 +12,7 @@ import sys
 from typing import Dict, Sequence, Tuple
 
 from .signals import install_signal_handlers
+from .usage import USAGE_EXIT, UsageError
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
@@ -31,25 +32,37 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _commands() -> str:
+    names = list(COMMANDS)
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if not argv:  # a usage error like any other: one line on stderr, exit 2
+        print(f"da3_ros: give a command: {_commands()} (da3_ros --help)", file=sys.stderr)
+        return USAGE_EXIT
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"da3_ros: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        print(f"da3_ros: unknown command {name!r}: {_commands()} (da3_ros --help)", file=sys.stderr)
+        return USAGE_EXIT
     module_name, func_name, _ = COMMANDS[name]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             print(f"da3_ros: command {name!r} is not available in this build ({module_name} missing)", file=sys.stderr)
-            return 2
+            return USAGE_EXIT
         raise
-    return int(getattr(module, func_name)(rest) or 0)
+    try:
+        return int(getattr(module, func_name)(rest) or 0)
+    except UsageError as exc:  # a command without its own one_line_errors
+        print(f"da3_ros {name}: {exc}", file=sys.stderr)
+        return USAGE_EXIT
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@
 import os
 import tempfile
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnShutdown
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -34,7 +35,7 @@ ARGUMENTS = [
                          "and activate"),
     ("params_file", "", "extra parameter file, applied after `config/live.yaml`"),
     ("use_sim_time", "false", "use /clock (bag replay)"),
-    ("rviz", "false", "start RViz with `rviz/da3.rviz`"),
+    ("rviz", "false", "start RViz with `rviz/da3.rviz` (where rviz2 is not installed: a warning, and no RViz)"),
 ]
 
 
@@ -43,17 +44,36 @@ def camera_list(text: str) -> list:
     return [name.strip().strip("'\"") for name in text.strip().strip("[]").split(",") if name.strip()]
 
 
-def rviz_config_for(namespace: str) -> str:
-    """rviz/da3.rviz names the node's topics under /da3; rewrite them for another namespace."""
+def rviz_config_for(namespace: str) -> tuple:
+    """(RViz config path, whether it is a temporary file): rviz/da3.rviz names the node's
+    topics under /da3; for another namespace a rewritten copy, removed at shutdown."""
     share = get_package_share_directory("da3_ros")
-    with open(os.path.join(share, "rviz", "da3.rviz")) as f:
-        text = f.read()
+    config = os.path.join(share, "rviz", "da3.rviz")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    text = text.replace("/da3/", ns + "/")
+    if ns == "/da3":
+        return config, False
+    with open(config) as f:
+        text = f.read().replace("/da3/", ns + "/")
     fd, path = tempfile.mkstemp(prefix="da3_", suffix=".rviz")
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    return path
+    return path, True
+
+
+def rviz_installed() -> bool:
+    """Whether the rviz2 package is installed (pip-only machines have none)."""
+    try:
+        get_package_prefix("rviz2")
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+def remove_file(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def launch_setup(context):
@@ -82,21 +102,30 @@ def launch_setup(context):
         namespace=get("namespace"), output="screen", emulate_tty=True, parameters=params, remappings=remappings,
     )
     actions = [node]
-    if managed:  # configure (loads the model), and once inactive, activate
+    if managed:
+        # start-up only: configure (loads the model), and when THAT transition ends in
+        # inactive, activate. A later deactivate also ends in inactive (from
+        # "deactivating"): it must stay there, so `ros2 lifecycle set` keeps control.
         actions += [
             RegisterEventHandler(OnStateTransition(
-                target_lifecycle_node=node, goal_state="inactive",
+                target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
                 entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                                       transition_id=Transition.TRANSITION_ACTIVATE))])),
             EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                         transition_id=Transition.TRANSITION_CONFIGURE)),
         ]
-    if get("rviz").lower() == "true":  # (its config is a temporary file: written only when used)
-        actions.append(Node(
-            package="rviz2", executable="rviz2", name="rviz2", output="log",
-            arguments=["-d", rviz_config_for(get("namespace"))],
-            parameters=[{"use_sim_time": overrides["use_sim_time"]}],
-        ))
+    if get("rviz").lower() == "true":
+        if not rviz_installed():  # pip-only machines: the node is what matters, RViz is a viewer
+            actions.append(LogInfo(msg="WARNING: rviz:=true, but rviz2 is not installed here (no package rviz2): "
+                                       "going on without RViz (install ros-$ROS_DISTRO-rviz2, or pass rviz:=false)"))
+        else:
+            config, temporary = rviz_config_for(get("namespace"))
+            actions.append(Node(
+                package="rviz2", executable="rviz2", name="rviz2", output="log", arguments=["-d", config],
+                parameters=[{"use_sim_time": overrides["use_sim_time"]}],
+            ))
+            if temporary:  # removed when the launch ends, however it ends
+                actions.append(RegisterEventHandler(OnShutdown(on_shutdown=lambda *_: remove_file(config))))
     return actions
 
 

@@ -44,7 +44,7 @@ ARGUMENTS = [
     ("base_frame", "", "the robot's (rig's) base frame, e.g. `base_link`; the bag's /tf_static gives its extrinsics"),
     ("managed", "false", "start the managed (lifecycle) node and drive it to active"),
     ("params_file", "", "extra parameter file, applied after `config/live.yaml`"),
-    ("rviz", "true", "start RViz with `rviz/da3.rviz`"),
+    ("rviz", "true", "start RViz with `rviz/da3.rviz` (where rviz2 is not installed: a warning, and no RViz)"),
 ]
 PLAYERS = ("auto", "ros2bag", "da3_ros")
 

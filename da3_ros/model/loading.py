@@ -108,22 +108,25 @@ def _read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
 
 
 def _hub_files(repo_id: str) -> Path:
-    """Directory holding config.json + model.safetensors of a hub repo (download or cache)."""
+    """Directory holding config.json + model.safetensors of a hub repo: the local
+    Hugging Face cache, else a download. Offline (HF_HUB_OFFLINE, or the hub does
+    not answer one request) fails at once, without the download's retry loop."""
+    from ..weights import how_to_provide, hub_unavailable
+
     try:
         from huggingface_hub import constants, hf_hub_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
         raise DA3LoadError("huggingface_hub is needed to fetch hub ids; pass a local path instead") from e
+    unavailable = hub_unavailable(repo_id)
+    if unavailable:
+        raise DA3LoadError(unavailable)
     try:
         cfg = hf_hub_download(repo_id, CONFIG_NAME)
         hf_hub_download(repo_id, WEIGHTS_NAME)
-    except Exception as e:  # offline, not cached, unknown repo, no network ...
-        raise DA3LoadError(
-            f"could not fetch {repo_id!r} from the Hugging Face hub and it is not in the local cache "
-            f"({constants.HF_HUB_CACHE}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
-            f"Download it where you have network (`huggingface-cli download {repo_id}`) and set HF_HOME, "
-            "or pass a local path: a directory with config.json + model.safetensors, or "
-            "load_model('path/model.safetensors', variant='da3-small')."
-        ) from e
+    except Exception as e:  # unknown repo, gated, a file missing, the network gone meanwhile ...
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise DA3LoadError(f"{repo_id!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub "
+                           f"did not give it ({type(e).__name__}: {first}): {how_to_provide(repo_id)}") from e
     return Path(cfg).parent
 
 

@@ -633,9 +633,9 @@ def main(args=None, managed: bool = False) -> int:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception as exc:  # noqa: BLE001 - a start-up failure: one clear line, non-zero exit
-        print(f"da3_node: {exc}", flush=True)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - a start-up failure (a parameter, the model): one line, exit 2
+        print(f"da3_node: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         if node is not None:
             node.stop()

@@ -14,7 +14,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from da3_ros.ros.outputs import OUTPUTS, OutputOptions
-from da3_ros.runtime.models import ModelSettings
+from da3_ros.runtime.models import PROCESS_RES_RANGE, ModelSettings
 from da3_ros.stream.config import StreamConfig
 
 #: the publish_* parameters, from the output table
@@ -40,8 +40,9 @@ PARAMETERS: Dict[str, Spec] = {
     "device": Spec("auto", "torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."),
     "precision": Spec("auto", "network precision: auto (bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU)",
                       choices=("auto", "fp32", "bf16", "fp16")),
-    "process_res": Spec(504, "longest image side fed to the network, pixels (rounded to a multiple of 14)",
-                        range=(56, 1512, 14)),
+    "process_res": Spec(504, "longest image side fed to the network, pixels (rounded to a multiple of 14); the "
+                             "default 504 is each checkpoint's own size (the embedded da3-tiny: 252, and it refuses "
+                             "other values)", range=(*PROCESS_RES_RANGE, 14)),
     "pose_source": Spec("ray", "camera poses from the ray head (more accurate) or the camera head (cheaper)",
                         choices=("ray", "camera")),
     "reference_strategy": Spec("saddle_balanced", "reference view of a window (DA3's strategies)",
@@ -215,8 +216,10 @@ def declare_parameters(node: Node) -> NodeConfig:
 
 def model_settings(cfg: NodeConfig) -> ModelSettings:
     """What builds the window model."""
+    # the default stands for the checkpoint's own size (504 for DA3, 252 for the embedded model)
+    process_res = None if cfg.process_res == PARAMETERS["process_res"].default else cfg.process_res
     return ModelSettings(model=cfg.model, model_variant=cfg.model_variant, device=cfg.device,
-                         precision=cfg.precision, process_res=cfg.process_res, pose_source=cfg.pose_source,
+                         precision=cfg.precision, process_res=process_res, pose_source=cfg.pose_source,
                          reference_strategy=cfg.reference_strategy)
 
 

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from da3_ros.io.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE_TYPES, STORAGES, BagError, add_topic,
                              camera_image_topics, latched_qos,
                              get_typestore, iter_messages, list_topics, open_reader, open_writer, stamp_to_sec)
+from da3_ros.usage import ArgumentParser
 
 PROG = "da3_ros process-bag"
 TF_STATIC = "/tf_static"
@@ -34,7 +35,7 @@ class UsageError(ValueError):
 
 
 class ModelLoadError(RuntimeError):
-    """The model source could not be loaded (exit code 1)."""
+    """The model source could not be loaded (exit code 2: a user's model spec)."""
 
 
 # ---------------------------------------------------------------- parameters
@@ -383,7 +384,7 @@ def run_process_bag(in_path, out_path, cfg, model=None, image_topic: Optional[st
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])  # one-line errors, exit 2
     p.add_argument("input", help="input rosbag2 (directory with metadata.yaml, or a .mcap / .db3 file)")
     p.add_argument("output", help="output bag directory (must not exist)")
     p.add_argument("--model", help="model source (hub id, directory, random:<variant>, oracle:<dir>, ...); "
@@ -416,7 +417,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except ModelLoadError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; {args.output} is incomplete", file=sys.stderr)
         return 130

@@ -29,6 +29,10 @@ from ..stream.interface import Frame, WindowPrediction
 DEFAULT_HFOV_DEG = 60.0
 
 
+def _precision_name(amp_dtype: Optional[torch.dtype]) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype, str(amp_dtype))
+
+
 @dataclass
 class DA3FrameHandle:
     """Cache of one frame: its tokens on the device and its sizes."""
@@ -85,7 +89,10 @@ class DA3WindowModel:
         self._anyview = isinstance(net, NestedDA3Net) or net.cfg.any_view
         self.metric = isinstance(net, NestedDA3Net) or (isinstance(net, DA3Net) and net.is_metric)
         variant = getattr(net, "variant", getattr(net.cfg, "name", "da3"))
-        self.name = f"DA3 {variant} ({self.device.type}, {precision}, pose_from={pose_from}, ref={ref_view_strategy})"
+        #: what the network runs at ("auto" resolved: fp32 on a CPU, bf16 or fp16 on a GPU)
+        self.precision_used = _precision_name(getattr(net, "amp_dtype", getattr(getattr(net, "da3", None), "amp_dtype", None)))
+        self.name = (f"DA3 {variant} ({self.device.type}, {self.precision_used}, process_res={process_res}, "
+                     f"pose_from={pose_from}, ref={ref_view_strategy})")
         self._warned_fov = False
         self.compile_mode = resolve_compile(compile, self.device)
         self._fast: Optional[FastPath] = None

@@ -23,8 +23,17 @@ from ..stream.interface import WindowModel
 ORACLE_KINDS = ("oracle", "oracle-metric", "noisy-oracle")
 
 
+#: process_res a user may ask for (longest side fed to the network, pixels; rounded
+#: to a multiple of 14): four patches to 108 patches
+PROCESS_RES_RANGE = (56, 1512)
+
+
 class ModelUnavailable(RuntimeError):
     """The DA3 network cannot be imported or loaded in this build."""
+
+
+class SettingRefused(ValueError):
+    """A model setting the chosen model cannot honour (said, never ignored)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,8 @@ class ModelSettings:
     device: str = "cpu"
     #: "auto" | "fp32" | "bf16" | "fp16"
     precision: str = "auto"
-    #: longest image side fed to the network, pixels; None: the checkpoint's default
+    #: longest image side fed to the network, pixels; None: the checkpoint's own (DA3: 504,
+    #: the embedded da3-tiny: 252, the only size it runs at); refused by models without one
     process_res: Optional[int] = None
     #: "ray" (ray head + solver) or "camera" (camera-token decoder)
     pose_source: str = "ray"
@@ -53,24 +63,41 @@ def make_window_model(settings: ModelSettings) -> WindowModel:
     network layer cannot be imported, and the loader's own error otherwise."""
     spec = settings.model
     kind, sep, rest = spec.partition(":")
-    if sep and kind in ORACLE_KINDS:
+    process_res = settings.process_res
+    if process_res is not None and not PROCESS_RES_RANGE[0] <= process_res <= PROCESS_RES_RANGE[1]:
+        raise SettingRefused(f"process_res {process_res} is out of range: {PROCESS_RES_RANGE[0]} to "
+                             f"{PROCESS_RES_RANGE[1]} pixels (the network input's longest side)")
+    if sep and kind in ORACLE_KINDS:  # (answers at the input's resolution: process_res is not its setting)
         from ..synthetic.oracle import NoisyOracleModel, OracleModel
 
         if kind == "noisy-oracle":
             return NoisyOracleModel(rest, seed=settings.seed)
         return OracleModel(rest, metric=(kind == "oracle-metric"), seed=settings.seed)
+    # what a user can get wrong is answered before torch is imported (seconds on a small machine)
+    if spec == "default":  # no download needed: the embedded checkpoint when the hub is out of reach
+        from ..weights import EMBEDDED_PROCESS_RES, default_process_res, resolve_default_model
+
+        spec, desc = resolve_default_model()
+        own = default_process_res(spec)
+        if own is not None and process_res not in (None, own):
+            # trained at one size only: another would run, but as a different (untested) network
+            raise SettingRefused(f"process_res {process_res}: model 'default' resolved to the embedded da3-tiny "
+                                 f"(no DA3 weights cached or reachable), which runs only at its training size "
+                                 f"{EMBEDDED_PROCESS_RES}; leave process_res unset, or load DA3 weights "
+                                 "(a hub id or a local folder)")
+        process_res = own or process_res
+        logging.getLogger("da3_ros").info(desc)
+        print(desc, file=sys.stderr, flush=True)
+    else:
+        from ..weights import hub_unavailable, looks_like_hub_id
+
+        unavailable = hub_unavailable(spec) if looks_like_hub_id(spec) else ""
+        if unavailable:
+            raise ModelUnavailable(unavailable)
     try:
         from .da3_model import DA3WindowModel
     except ImportError as exc:  # the network layer is missing or broken in this build
         raise ModelUnavailable(f"DA3 network unavailable (da3_ros.model: {exc}); use oracle:<dir> for synthetic data") from exc
-    process_res = settings.process_res
-    if spec == "default":  # no download needed: the embedded checkpoint when the hub is out of reach
-        from ..weights import default_process_res, resolve_default_model
-
-        spec, desc = resolve_default_model()
-        process_res = default_process_res(spec) or process_res
-        logging.getLogger("da3_ros").info(desc)
-        print(desc, file=sys.stderr, flush=True)
     device = settings.device
     if device == "auto":  # the node's and CLI's default: the GPU when there is one
         import torch

@@ -28,19 +28,21 @@ import numpy as np
 from ..io.datasets import ASSOCIATION_MAX_DT, TUM_INTRINSICS_CHOICES
 from ..stream.config import StreamConfig
 from ..stream.interface import Frame
-from ..weights import EMBEDDED_VARIANT
-from .models import ModelSettings
+from ..usage import ArgumentParser, UsageError, camera_names, int_range, one_line_errors, output_directory
+from ..weights import EMBEDDED_PROCESS_RES, EMBEDDED_VARIANT
+from .models import ORACLE_KINDS, PROCESS_RES_RANGE, ModelSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="da3_ros run-offline", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog="da3_ros run-offline", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="image folder, TUM RGB-D or 7-Scenes sequence folder, video file "
                    "or rosbag2 (directory, .mcap, .db3)")
     p.add_argument("--model", default="default",
                    help="default (the node's: hub DA3-SMALL when cached or reachable, else the embedded da3-tiny), "
                         "a DA3 checkpoint (hub id, directory, .safetensors, random:<variant>) or oracle:<synthetic dir>")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output folder: new or empty (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (files of the same name "
+                   "are replaced)")
     p.add_argument("--gt", default="auto",
                    help="ground truth to evaluate against: auto (what the input layout has: depth, poses), none, "
                         "or a TUM trajectory file (poses; depth still from the layout)")
@@ -51,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "else the camera the folder name says (rgbd_dataset_freiburg1_...); none: estimated")
     p.add_argument("--window", type=int, default=8, help="frames per window")
     p.add_argument("--stride", type=int, default=1, help="new frames per inference")
-    p.add_argument("--process-res", type=int, default=None, help="network input size (longest side, pixels)")
+    p.add_argument("--process-res", type=int_range(*PROCESS_RES_RANGE, "pixels"), default=None,
+                   help="network input size (longest side, pixels; rounded to a multiple of 14); default: the "
+                        f"checkpoint's own (DA3: 504, the embedded da3-tiny: {EMBEDDED_PROCESS_RES}, its only size)")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--model-variant", default=None, help="variant name for a bare .safetensors file")
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-topic", action="append", default=[],
                    help="rosbag2 image topic (default: the only image topic); with --cameras one per camera, in order "
                         "(default: the topic named by each camera)")
-    p.add_argument("--cameras", default="",
+    p.add_argument("--cameras", type=camera_names, default=[],
                    help="a rig bag: camera names, e.g. left,right: their images are grouped into rig frames and run "
                         "as one window (as da3_node does with its `cameras` parameter); no evaluation")
     p.add_argument("--base-frame", default="",
@@ -117,15 +121,43 @@ class Progress:
             self.stream.flush()
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What can be refused before any work: one line each (UsageError)."""
+    output_directory(args.out, args.overwrite)
+    if args.base_frame and not args.cameras:
+        raise UsageError(f"--base-frame {args.base_frame!r} applies to a rig bag only: give --cameras too "
+                         "(a single camera's poses are its optical frame's)")
+    kind, sep, _ = args.model.partition(":")
+    if args.process_res is not None and sep and kind in ORACLE_KINDS:
+        raise UsageError(f"--process-res {args.process_res} does not apply to --model {kind}:<dir> (the oracle "
+                         "answers at the input's resolution): leave it out")
+
+
+def load_model(args: argparse.Namespace):
+    """The model --model names, or UsageError with the loader's reason (one line)."""
+    from .models import ModelUnavailable, make_window_model
+
+    settings = ModelSettings(model=args.model, model_variant=args.model_variant or "", device=args.device,
+                             precision=args.precision, process_res=args.process_res, pose_source=args.pose_source)
+    try:
+        return make_window_model(settings)
+    except (ModelUnavailable, ValueError) as exc:  # incl. SettingRefused
+        raise UsageError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any loader failure, in one line
+        what = "" if type(exc).__name__ == "DA3LoadError" else f"{type(exc).__name__}: "
+        raise UsageError(f"cannot load model {args.model!r}: {what}{exc}") from None
+
+
+@one_line_errors("run-offline")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from ..io import datasets, writers
     from ..io.sources import open_source
     from ..stream.pipeline import ModelOutputError, Streamer
     from . import evaluation
-    from .models import ModelUnavailable, make_window_model
 
-    cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
+    check_args(args)
+    cameras = args.cameras
     if cameras:
         return run_rig(args, cameras)
     if len(args.image_topic) > 1:
@@ -142,17 +174,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError) as exc:  # SourceError, GroundTruthError
         print(f"run-offline: cannot open input: {exc}", file=sys.stderr)
         return 2
+    model = load_model(args)
     print(f"run-offline: input {source.kind} {args.input} ({datasets.describe(gt)})", file=sys.stderr, flush=True)
-    try:
-        model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "",
-                                                device=args.device, precision=args.precision,
-                                                process_res=args.process_res, pose_source=args.pose_source))
-    except ModelUnavailable as exc:
-        print(f"run-offline: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - any loader failure, in one line
-        print(f"run-offline: cannot load model {args.model!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
     model_name = getattr(model, "name", args.model)
     print(f"run-offline: model {model_name}", file=sys.stderr, flush=True)
     try:
@@ -284,11 +307,10 @@ def run_rig(args, cameras: List[str]) -> int:
     from ..io.sources import BagSource
     from ..stream.pipeline import Streamer
     from ..stream.rig import RigSynchronizer
-    from .models import make_window_model
 
     if not bags.is_bag_path(Path(args.input)):
-        print("run-offline: --cameras takes a rosbag2 input", file=sys.stderr)
-        return 2
+        raise UsageError(f"--cameras takes a rosbag2 input (a folder with metadata.yaml, .mcap or .db3), "
+                         f"not {args.input!r}")
     try:
         with bags.open_reader(args.input) as reader:
             images = [t.name for t in bags.list_topics(reader) if t.msgtype in bags.IMAGE_TYPES]
@@ -299,11 +321,12 @@ def run_rig(args, cameras: List[str]) -> int:
                    for c, t in zip(cameras, topics)}
         static = bags.static_transforms(args.input) if args.base_frame else {}
     except (bags.BagError, ValueError, OSError) as exc:
-        print(f"run-offline: cannot open the rig's topics ({', '.join(cameras)}): {exc!r}", file=sys.stderr)
-        return 2
-    model = make_window_model(ModelSettings(model=args.model, model_variant=args.model_variant or "", device=args.device,
-                                            precision=args.precision, process_res=args.process_res,
-                                            pose_source=args.pose_source))
+        raise UsageError(f"cannot open the rig's topics ({', '.join(cameras)}): {exc}") from None
+    if args.base_frame and not any(parent == args.base_frame for parent, _ in static):
+        have = sorted(f"{parent} -> {child}" for parent, child in static) or ["nothing"]
+        raise UsageError(f"--base-frame {args.base_frame!r} is not a parent in the bag's /tf_static (it has "
+                         f"{', '.join(have[:6])}): give the rig's base frame, or leave --base-frame out")
+    model = load_model(args)
     print(f"run-offline: rig {', '.join(f'{c} <- {t}' for c, t in zip(cameras, topics))}; model {model.name}",
           file=sys.stderr, flush=True)
     streamer = Streamer(model, StreamConfig(window_size=args.window, stride=args.stride, rig_cameras=tuple(cameras),
@@ -321,6 +344,9 @@ def run_rig(args, cameras: List[str]) -> int:
             frames = []
             for k, (c, view) in enumerate(rig_frame.views.items()):
                 T = static.get((args.base_frame, view.data.frame_id)) if args.base_frame else None
+                if args.base_frame and T is None:
+                    raise UsageError(f"--base-frame {args.base_frame!r}: the bag's /tf_static has no transform "
+                                     f"{args.base_frame} -> {view.data.frame_id} (camera {c})")
                 frames.append(Frame(index=answered + k, stamp=view.stamp, image=view.data.image, camera=c,
                                     intrinsics=None if args.ignore_intrinsics else view.data.intrinsics,
                                     T_base_optical=T, meta=c))

@@ -55,6 +55,51 @@ def hub_reachable(repo_id: str = HUB_DEFAULT, timeout: float = 3.0) -> bool:
         return False
 
 
+def looks_like_hub_id(source: str) -> bool:
+    """`owner/name` that is no local path: what the loader fetches from the hub."""
+    return ("/" in source and not source.startswith((".", "/", "~")) and ":" not in source
+            and not Path(os.path.expanduser(source)).exists())
+
+
+def hub_answers(timeout: float = 2.0) -> bool:
+    """One request to the Hugging Face endpoint, no retries: whether this machine is
+    online for the hub (any HTTP answer counts; no route, no DNS or no answer within
+    `timeout` seconds does not)."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+        return True
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except Exception:  # noqa: BLE001 - URLError, timeout, socket errors: offline
+        return False
+
+
+def hub_unavailable(repo_id: str) -> str:
+    """'' when `repo_id`'s checkpoint is in the local Hugging Face cache or the hub can be
+    asked for it; else why not, in one line that says where weights are looked for and
+    how to provide them. Fast offline (HF_HUB_OFFLINE, or one unanswered request), and
+    imports no torch: front ends call it before loading anything."""
+    if hub_cached(repo_id):
+        return ""
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE and hub_answers():
+        return ""
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{constants.ENDPOINT} does not answer"
+    return (f"{repo_id!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot be downloaded "
+            f"({why}): {how_to_provide(repo_id)}")
+
+
+def how_to_provide(repo_id: str) -> str:
+    return (f"fetch it where there is network (`huggingface-cli download {repo_id}`, then copy the cache or set "
+            f"HF_HOME), or pass a local folder with {_FILES[0]} + {_FILES[1]}")
+
+
 def resolve_default_model(check_online: bool = True, timeout: float = 3.0) -> Tuple[str, str]:
     """What `model: default` loads: (source for load_model / DA3WindowModel, description).
 
@@ -79,4 +124,5 @@ def default_process_res(source: str):
 
 
 __all__ = ["EMBEDDED_DIR", "EMBEDDED_VARIANT", "EMBEDDED_PROCESS_RES", "HUB_DEFAULT", "embedded_model_path",
-           "hub_cached", "hub_reachable", "resolve_default_model", "default_process_res"]
+           "hub_cached", "hub_reachable", "hub_answers", "hub_unavailable", "how_to_provide", "looks_like_hub_id",
+           "resolve_default_model", "default_process_res"]

@@ -23,7 +23,7 @@ def test_parse_size_and_out_paths(tmp_path):
 def test_bench_cpu_tiny(tmp_path, capsys):
     out = tmp_path / "out"
     rc = bench.main(["--variants", "da3-small", "--windows", "3", "--sizes", "56x42", "--iters", "1",
-                     "--warmup", "0", "--device", "cuda", "--pose-from", "ray", "camera", "--e2e", "64x48",
+                     "--warmup", "0", "--device", "cpu", "--pose-from", "ray", "camera", "--e2e", "64x48",
                      "--e2e-frames", "3", "--e2e-warmup", "2", "--process-res", "56", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out

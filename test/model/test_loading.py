@@ -118,7 +118,7 @@ def test_offline_hub_id_gives_one_clear_error(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "depth-anything/DA3-SMALL" in msg
     assert str(tmp_path / "hub-cache") in msg
-    assert "local path" in msg
+    assert "local folder with config.json + model.safetensors" in msg and "HF_HUB_OFFLINE" in msg
 
 
 def test_random_weights_warn_and_are_seeded():

@@ -13,6 +13,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -127,6 +129,27 @@ class Spinner:
     def shutdown(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
         self.thread.join(timeout=5.0)
+
+
+class Lifecycle:
+    """Client of a node's lifecycle services."""
+
+    def __init__(self, node, spinner, target: str = "/da3_node"):
+        self.spinner = spinner
+        self.change = node.create_client(ChangeState, f"{target}/change_state")
+        self.get = node.create_client(GetState, f"{target}/get_state")
+        assert self.change.wait_for_service(timeout_sec=10.0) and self.get.wait_for_service(timeout_sec=10.0)
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        assert self.spinner.wait_for(future.done, 60.0), "lifecycle service did not answer"
+        return future.result()
+
+    def transition(self, transition_id: int) -> bool:
+        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    def state(self) -> int:
+        return self._call(self.get, GetState.Request()).current_state.id
 
 
 def start_node(context, model, **params):

@@ -10,11 +10,10 @@ import weakref
 
 import pytest
 from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
 
 from da3_ros.synthetic.sequence import make_sequence
-from node_harness import Camera, Recorder, Spinner
+from node_harness import Camera, Lifecycle, Recorder, Spinner
 
 W, H = 64, 48
 
@@ -31,27 +30,6 @@ def managed_node(context, model: str):
               "min_confidence": 0.0, "min_depth": 0.0, "max_depth": 1000.0, "diagnostics_period": 0.2}
     return Da3Node(autostart=False, context=context,
                    parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-
-
-class Lifecycle:
-    """Client of a node's lifecycle services."""
-
-    def __init__(self, node, spinner, target: str = "/da3_node"):
-        self.spinner = spinner
-        self.change = node.create_client(ChangeState, f"{target}/change_state")
-        self.get = node.create_client(GetState, f"{target}/get_state")
-        assert self.change.wait_for_service(timeout_sec=10.0) and self.get.wait_for_service(timeout_sec=10.0)
-
-    def _call(self, client, request):
-        future = client.call_async(request)
-        assert self.spinner.wait_for(future.done, 60.0), "lifecycle service did not answer"
-        return future.result()
-
-    def transition(self, transition_id: int) -> bool:
-        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
-
-    def state(self) -> int:
-        return self._call(self.get, GetState.Request()).current_state.id
 
 
 def test_transitions_over_dds(ros_context, make_node, sequence):

@@ -43,3 +43,13 @@ def test_readme_output_table_is_the_declared_one(repo_root):
     text = (repo_root / "README.md").read_text().splitlines()
     missing = [row for row in readme_rows() if row not in text]
     assert not missing, "README.md output table differs from ros/outputs.py:\n" + "\n".join(missing)
+
+
+def test_default_process_res_is_the_checkpoints_own():
+    """process_res at its default reaches the factory as "the checkpoint's own" (DA3: 504,
+    the embedded da3-tiny: 252); any other value reaches it as set (and is refused by a
+    model that cannot run at it)."""
+    from da3_ros.ros.params import default_config, model_settings
+
+    assert model_settings(default_config()).process_res is None
+    assert model_settings(default_config(process_res=336)).process_res == 336

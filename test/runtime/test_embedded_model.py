@@ -114,7 +114,7 @@ def test_factory_default_resolves_to_embedded_without_hub(monkeypatch, capsys):
     monkeypatch.delenv("DA3_DEFAULT_MODEL", raising=False)
     monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
     monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
-    m = make_window_model(ModelSettings("default", device="cpu", process_res=504))
+    m = make_window_model(ModelSettings("default", device="cpu"))  # the node maps its default 504 to None
     assert m.net.variant == "da3-tiny" and m.process_res == EMBEDDED_PROCESS_RES
     assert "embedded da3-tiny" in capsys.readouterr().err
 

@@ -29,3 +29,21 @@ def test_unknown_source_names_itself():
     with pytest.raises((ModelUnavailable, Exception)) as err:
         make_window_model(ModelSettings("no/such-model-id-anywhere", device="cpu"))
     assert "no/such-model-id-anywhere" in str(err.value)
+
+
+def test_the_name_says_the_precision_in_use():
+    """`precision: auto` resolves (fp32 on a CPU): the node's "model ready" line says what runs."""
+    pytest.importorskip("torch", reason="the DA3 network needs torch")
+    model = make_window_model(ModelSettings("random:da3-small", device="cpu", precision="auto", process_res=56))
+    assert "(cpu, fp32, process_res=56," in model.name and "auto" not in model.name
+
+
+def test_process_res_applied_or_refused(monkeypatch):
+    from da3_ros.runtime.models import SettingRefused
+
+    monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")  # no DA3 weights here: the embedded da3-tiny
+    with pytest.raises(SettingRefused, match="process_res 336.*embedded da3-tiny.*252"):
+        make_window_model(ModelSettings("default", device="cpu", process_res=336))
+    with pytest.raises(SettingRefused, match="process_res 20 is out of range: 56 to 1512"):
+        make_window_model(ModelSettings("random:da3-small", device="cpu", process_res=20))
+    assert make_window_model(ModelSettings("default", device="cpu", process_res=252)).process_res == 252
