@@ -381,9 +381,12 @@ def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, pro
     gt_base = np.array([inv_se3(base0) @ rig.c2w[view_of[(names[0], s)]] @ T_base for s in odom])
     est = np.array([pose_to_matrix(rec.odom[s].pose.pose) for s in odom])
     a_se3 = ate(est, gt_base, "se3")
-    metrics.update(rig_frames_answered=len(odom), ate_se3_m=a_se3.rmse,
-                   path_length_m=float(np.sum(np.linalg.norm(np.diff(gt_base[:, :3, 3], axis=0), axis=1))),
-                   node_rig_diagnostics={k: v for k, v in rec.diagnostics.items() if k.startswith("rig_") or k == "scale"})
+    diag = {k: v for k, v in rec.diagnostics.items() if k.startswith("rig_") or k == "scale"}
+    metric = diag.get("rig_state") == "metric"  # the node's word, not ours: it fixed the scale from the rig
+    unit = "metres" if metric else "the first window's unit (not metres)"
+    metrics.update(rig_frames_answered=len(odom), ate_se3_m=a_se3.rmse, rig_state=diag.get("rig_state", "unknown"),
+                   unit=unit, path_length_m=float(np.sum(np.linalg.norm(np.diff(gt_base[:, :3, 3], axis=0), axis=1))),
+                   node_rig_diagnostics=diag)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     import matplotlib
@@ -406,25 +409,34 @@ def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, pro
                 ax.axis("off")
     ax = fig.add_subplot(gs[:, cols])
     ax.plot(gt_base[:, 0, 3], gt_base[:, 1, 3], "k-", lw=2, label="ground truth (base_link)")
-    ax.plot(est[:, 0, 3], est[:, 1, 3], "r.-", lw=1, ms=3, label="da3_node odometry (metres from the rig, unaligned)")
+    ax.plot(est[:, 0, 3], est[:, 1, 3], "r.-", lw=1, ms=3,
+            label="da3_node odometry (" + ("metres from the rig" if metric else "NOT metric: the rig did not fix the scale")
+                  + ", unaligned)")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("x [m]")
-    ax.set_ylabel("y [m]")
+    ax.set_xlabel("x [m]; odometry: " + ("m" if metric else "first window's unit"))
+    ax.set_ylabel("y [m]; odometry: " + ("m" if metric else "first window's unit"))
     ax.legend(loc="best", fontsize=8)
     ax.grid(True, alpha=0.3)
     errors = ", ".join(f"{c} {100 * m['scale_error']:+.1f}%" for c, m in metrics["cameras"].items()
                        if m["scale_error"] is not None)
+    ate_words = f"ATE {a_se3.rmse:.3f} m (SE(3), no scale fitted)" if metric else \
+        f"ATE {a_se3.rmse:.3f} (SE(3), odometry in the first window's unit against metres)"
     fig.suptitle(f"da3_node, {a.rig} rig on held-out '{a.sequence}': {len(odom)}/{len(rig)} rig frames answered; "
-                 f"depth scale error (second half) {errors}; ATE {a_se3.rmse:.3f} m (SE(3), no scale fitted)", fontsize=11)
+                 f"rig scale {diag.get('rig_state', 'unknown')}; depth scale error (second half) {errors}; {ate_words}",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(out / "summary.png", dpi=70)
     plt.close(fig)
     print(f"[demo] {len(odom)}/{len(rig)} rig frames answered in {wall:.1f} s; depth scale error {errors}; "
-          f"ATE {a_se3.rmse:.3f} m (SE(3)); outputs in {out} (summary.png, metrics.json, node.log)", flush=True)
-    print(f"[demo] the node's rig diagnostics: {metrics['node_rig_diagnostics']}", flush=True)
-    if "embedded" in desc:
-        print("[demo] note: the embedded da3-tiny was trained on single synthetic cameras; a rig's views of one "
-              "instant are new to it", flush=True)
+          f"{ate_words}; outputs in {out} (summary.png, metrics.json, node.log)", flush=True)
+    for c in names:
+        print(f"[demo] rig camera {c}: {diag.get(f'rig_{c}_state', 'unknown')}: {diag.get(f'rig_{c}', 'no diagnostics')}",
+              flush=True)
+    if not metric:
+        print(f"[demo] FAILED: the node did not fix the rig's metric scale (rig_state "
+              f"{diag.get('rig_state', 'unknown: no /diagnostics received')}); depth and odometry are in the first "
+              "window's unit, not metres", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -62,6 +62,8 @@ class FramePipeline:
         self._camera_info_readers: Dict[str, CameraInfoReader] = {}  # setup remarks said once per camera
         self.intrinsics_source = "none yet"
         self._frame_index = 0
+        #: camera -> (base frame, optical frame, found): the last /tf_static lookup of its extrinsics
+        self.static_lookups: Dict[str, Tuple[str, str, bool]] = {}
 
     @property
     def streamer(self) -> Streamer:
@@ -147,6 +149,7 @@ class FramePipeline:
         T_base_optical = None
         if self.cfg.base_frame:
             T_base_optical = self._lookup_static(self.cfg.base_frame, optical_frame)
+            self.static_lookups[camera] = (self.cfg.base_frame, optical_frame, T_base_optical is not None)
             if T_base_optical is None:
                 self._warn(f"waiting for /tf_static to connect {self.cfg.base_frame} and {optical_frame}; "
                            "frame skipped")
@@ -162,6 +165,16 @@ class FramePipeline:
                       meta=FrameSource(msg.header.stamp, optical_frame, T_base_optical, received, camera=camera))
         self._frame_index += 1
         return frame
+
+    def calibration_lookup(self, camera: str) -> Optional[str]:
+        """Where the rig camera's calibration was looked for on /tf_static and not
+        found (None: it was found)."""
+        if not self.cfg.base_frame:
+            return "base_frame is not set, so /tf_static is not read (extrinsics estimated from the model)"
+        if camera not in self.static_lookups:
+            return f"no image of {camera} yet, so nothing looked up on /tf_static"
+        base, optical, found = self.static_lookups[camera]
+        return None if found else f"/tf_static has no transform {base} -> {optical} (its images are skipped)"
 
     def push_frames(self, frames: List[Frame]) -> List[StreamResult]:
         """Frames (of one camera, or of a rig's cameras) into the streaming

@@ -52,6 +52,8 @@ from da3_ros.stream.interface import WindowModel
 from da3_ros.stream.result import StreamResult
 
 THROTTLE_S = 5.0
+#: while a rig is not metric, its state is repeated in the log at most this often (seconds)
+RIG_STATE_LOG_S = 30.0
 #: answered frames waiting for the output thread (bounded: the inference thread
 #: waits rather than letting a backlog grow)
 OUTPUT_QUEUE = 2
@@ -153,6 +155,7 @@ class Da3Node(LifecycleNode):
         self._reset_request: Optional[str] = None
         self._clock_jump = None
         self._stream_status: Dict[str, Any] = {}  # the streaming core's state for /diagnostics
+        self._rig_states_logged: tuple = ()  # the rig cameras' states last logged
         self._configured: List[Any] = []  # publishers, services, timers, subscriptions made by configure
         self._activated: List[Any] = []  # ... and by activate
         self.configure_error = ""
@@ -407,7 +410,30 @@ class Da3Node(LifecycleNode):
     def _read_stream_status(self) -> Dict[str, Any]:
         """What /diagnostics reports of the streaming session, read on the inference
         thread (the diagnostics timer must not read the core while it changes)."""
-        return {**self.pipeline.session.status(), "intrinsics": self.pipeline.intrinsics_source}
+        status = {**self.pipeline.session.status(), "intrinsics": self.pipeline.intrinsics_source}
+        rig = status.get("rig")
+        if rig is not None and self.pipeline.streamer.rig is not None:
+            for camera in self.cfg.cameras:
+                looked_for = self.pipeline.calibration_lookup(camera)
+                if rig.get(f"{camera}_state") == "no_calibration" and looked_for:
+                    rig[camera] = f"no calibration: {looked_for}"
+            self._log_rig_state(rig)
+        return status
+
+    def _log_rig_state(self, rig: Dict[str, str]) -> None:
+        """Say the rig's state per camera when it changes, and remind (throttled)
+        while the world is not metric: the scale the outputs carry depends on it."""
+        line = "rig scale: " + "; ".join(f"{c} {rig[f'{c}_state']} ({rig[c]})" for c in self.cfg.cameras)
+        states = tuple(rig[f"{c}_state"] for c in self.cfg.cameras)
+        logger = self.get_logger()
+        if states != self._rig_states_logged:
+            self._rig_states_logged = states
+            if set(states) <= {"metric", "pending"}:
+                logger.info(line)
+            else:  # rclpy wants one severity per call site
+                logger.warning(line)
+        elif rig["state"] != "metric":
+            logger.info(line, throttle_duration_sec=RIG_STATE_LOG_S)
 
     def _apply_requests(self) -> None:
         cfg, self._pending_cfg = self._pending_cfg, None

@@ -387,6 +387,9 @@ def run_rig(args, cfg: Settings) -> int:
     writers.write_json(out / "summary.json", summary)
     print(f"run-offline: {answered}/{len(views)} views answered in {elapsed:.1f} s; "
           f"{'metric (metres from the rig)' if metric else 'relative scale'}; outputs in {out}")
+    if not metric and session.streamer.rig is not None:  # say why the rig did not fix the scale
+        state = session.streamer.rig.state()
+        print(f"run-offline: rig scale {state.state}: {state.summary()}")
     return 0 if answered else 1
 
 

@@ -67,7 +67,7 @@ class Streamer:
         self.world = World(cfg)
         self._timeline: Timeline[Frame] = Timeline(cfg.max_stamp_jump)
         #: the rig's scale and extrinsics as the stream sees them, with two cameras or more
-        self.rig: Optional[RigMetric] = RigMetric(cfg.cameras) if len(cfg.cameras) >= 2 else None
+        self.rig: Optional[RigMetric] = RigMetric(cfg) if len(cfg.cameras) >= 2 else None
         self._keyframes = Keyframes()
         self._pending: List[WindowEntry] = []
         self._intrinsics = CameraIntrinsics(cfg.intrinsics_history)

@@ -8,6 +8,9 @@
   the last observations.
 * `RigExtrinsicsEstimator`: without calibrated extrinsics, each camera's pose
   relative to the first camera, averaged over time from the model's poses.
+* `RigState`: what the stream can say of the rig's scale, per camera (`RIG_STATES`):
+  no calibration; calibration found, estimate pending; estimate rejected (the
+  model's baseline disagrees with the calibration in direction or length); metric.
 
 Poses are `c2w` of optical frames in the stream's world (its unit is metres only
 for a metric model); extrinsics are `T_base_optical` (maps optical-frame points
@@ -57,6 +60,30 @@ def _pairs_of(extrinsics: Mapping[str, np.ndarray]) -> List[Tuple[str, str, np.n
     return [(a, b, inv_se3(T[a]) @ T[b]) for i, a in enumerate(names) for b in names[i + 1:]]
 
 
+#: a pair whose model baseline points further than this from the calibrated one is rejected (degrees)
+MAX_BASELINE_ANGLE_DEG = 30.0
+#: a pair whose units per metre differ from the other pairs' median by more than this is rejected
+MAX_BASELINE_LENGTH_ERROR = 0.3
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """How the model's baseline between cameras `a` and `b` compares with the
+    calibration: the angle between their mean translation (b in a's optical
+    frame) and the calibrated one; its units per metre against the other pairs'
+    median (`length_error`, relative; nan with a single pair); `accepted`: it feeds
+    the scale (else `reason` says why not)."""
+
+    a: str
+    b: str
+    baseline_m: float
+    n: int
+    angle_deg: float
+    length_error: float
+    accepted: bool
+    reason: str = ""
+
+
 class RigScaleEstimator:
     """Metres per stream unit from the rig's calibrated baselines.
 
@@ -83,14 +110,15 @@ class RigScaleEstimator:
         if not self.pairs:
             raise ValueError(f"no two cameras of the rig are {min_baseline} m apart: the rig cannot give a scale")
         self.outlier_sigmas = float(outlier_sigmas)
-        self._obs: Deque[Tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=int(history))
+        # per rig frame: projections d, baselines L (metres), weight, pair indices, translations (stream units)
+        self._obs: Deque[Tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]] = deque(maxlen=int(history))
 
     def reset(self) -> None:
         self._obs.clear()
 
     def rescale(self, factor: float) -> None:
         """The stream's unit changed by `factor`: the observations in the new unit."""
-        self._obs = deque(((d * factor, L, w) for d, L, w in self._obs), maxlen=self._obs.maxlen)
+        self._obs = deque(((d * factor, L, w, p, t * factor) for d, L, w, p, t in self._obs), maxlen=self._obs.maxlen)
 
     def __len__(self) -> int:
         """Rig-frame observations kept."""
@@ -99,25 +127,76 @@ class RigScaleEstimator:
     def add(self, c2w: Mapping[str, np.ndarray], weight: float = 1.0) -> int:
         """One rig frame's camera poses (camera -> c2w in the stream's world, any
         subset of the rig); returns the baselines it measured."""
-        d, length = [], []
-        for a, b, u, L in self.pairs:
+        d, length, pair, trans = [], [], [], []
+        for i, (a, b, u, L) in enumerate(self.pairs):
             if a not in c2w or b not in c2w:
                 continue
             t = (inv_se3(c2w[a]) @ np.asarray(c2w[b], np.float64))[:3, 3]
             if np.all(np.isfinite(t)):
                 d.append(float(u @ t))
                 length.append(L)
+                pair.append(i)
+                trans.append(t)
         if d and weight > 0:
-            self._obs.append((np.array(d), np.array(length), float(weight)))
+            self._obs.append((np.array(d), np.array(length), float(weight), np.array(pair), np.array(trans)))
         return len(d) if weight > 0 else 0
 
-    def estimate(self) -> Optional[RigScale]:
-        """None before any observation or when the fit is not positive."""
-        if not self._obs:
+    def check(self, min_observations: int = 10, max_angle_deg: float = MAX_BASELINE_ANGLE_DEG,
+              max_length_error: float = MAX_BASELINE_LENGTH_ERROR) -> List[PairCheck]:
+        """Each pair's baseline against the calibration (`PairCheck`). A pair is
+        judged once it has `min_observations`; before that it is accepted.
+        Direction: the angle of the model's mean translation from the calibrated
+        baseline (a baseline pointing the wrong way is 180 degrees off). Length
+        (two pairs or more): units per metre against the median of the pairs
+        whose direction agrees; a rig's baselines keep their ratios whatever the
+        stream's unit."""
+        if self._obs:
+            pair = np.concatenate([o[3] for o in self._obs])
+            d = np.concatenate([o[0] for o in self._obs])
+            trans = np.concatenate([o[4] for o in self._obs])
+        else:
+            pair, d, trans = np.zeros(0, int), np.zeros(0), np.zeros((0, 3))
+        rows = []
+        for i, (a, b, u, L) in enumerate(self.pairs):
+            sel = pair == i
+            n = int(sel.sum())
+            mean_t = trans[sel].mean(axis=0) if n else np.zeros(3)
+            norm = float(np.linalg.norm(mean_t))
+            angle = float(np.degrees(np.arccos(np.clip(u @ mean_t / norm, -1.0, 1.0)))) if norm > 0 else float("nan")
+            k = float(np.median(d[sel])) / L if n else float("nan")  # stream units per metre (robust)
+            rows.append((a, b, L, n, angle, k))
+        judged = [n >= min_observations for _, _, _, n, _, _ in rows]
+        direction_ok = [not (j and not angle <= max_angle_deg) for j, (_, _, _, _, angle, _) in zip(judged, rows)]
+        ks = [k for ok, j, (*_, k) in zip(direction_ok, judged, rows) if ok and j and k > 0]
+        consensus = float(np.median(ks)) if len(ks) >= 2 else None
+        out = []
+        for j, ok, (a, b, L, n, angle, k) in zip(judged, direction_ok, rows):
+            length_error = k / consensus - 1.0 if consensus and k > 0 else float("nan")
+            if not ok:
+                out.append(PairCheck(a, b, L, n, angle, length_error, False,
+                                     f"the model's baseline {a}->{b} points {angle:.0f} deg away from the calibration's"))
+            elif j and consensus and not abs(length_error) <= max_length_error:
+                out.append(PairCheck(a, b, L, n, angle, length_error, False,
+                                     f"the model's baseline {a}->{b} is {100 * length_error:+.0f} % off the length "
+                                     "the rig's other baselines give"))
+            else:
+                out.append(PairCheck(a, b, L, n, angle, length_error, True))
+        return out
+
+    def estimate(self, pairs: Optional[Sequence[int]] = None) -> Optional[RigScale]:
+        """None before any observation (of the given pair indices, default all) or
+        when the fit is not positive."""
+        keep = None if pairs is None else np.asarray(sorted(pairs), int)
+        obs = []
+        for d, L, w, p, _ in self._obs:
+            sel = np.ones(len(d), bool) if keep is None else np.isin(p, keep)
+            if sel.any():
+                obs.append((d[sel], L[sel], w))
+        if not obs:
             return None
-        d = np.concatenate([o[0] for o in self._obs])
-        L = np.concatenate([o[1] for o in self._obs])
-        w = np.concatenate([np.full(len(o[0]), o[2]) for o in self._obs])
+        d = np.concatenate([o[0] for o in obs])
+        L = np.concatenate([o[1] for o in obs])
+        w = np.concatenate([np.full(len(o[0]), o[2]) for o in obs])
         k = float(np.median(d / L))  # a robust start
         inl = np.ones(len(d), bool)
         for _ in range(10):
@@ -136,7 +215,7 @@ class RigScaleEstimator:
         n = int(inl.sum())
         # the baselines of one rig frame share its cameras' errors: the variance of
         # k sums the residuals per rig frame before squaring (clustered sandwich)
-        rig_frame = np.repeat(np.arange(len(self._obs)), [len(o[0]) for o in self._obs])
+        rig_frame = np.repeat(np.arange(len(obs)), [len(o[0]) for o in obs])
         per_frame = np.bincount(rig_frame, w * L * r)
         n_frames = int(np.count_nonzero(np.bincount(rig_frame, inl)))
         var_k = float(np.sum(per_frame ** 2)) / float(np.sum(w[inl] * L[inl] ** 2)) ** 2
@@ -271,6 +350,56 @@ class RigExtrinsicsEstimator:
                 "metres_per_unit": None if scale is None else k, "cameras": cams}
 
 
+# -- what the stream can say of the rig's scale ------------------------------------
+
+#: a camera's rig state, in the order a rig goes through them
+RIG_STATES = ("no_calibration", "pending", "rejected", "metric")
+
+
+@dataclass(frozen=True)
+class CameraRigState:
+    """One camera's rig state (`RIG_STATES`) and a line saying why, with numbers."""
+
+    camera: str
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RigState:
+    """The rig's scale as the stream sees it: per camera (`cameras`), overall
+    (`state`: metric once the world is; else pending while a pair of calibrated
+    cameras is still trusted; rejected when every calibrated pair disagrees; else
+    no_calibration), the rig frames seen, metres per unit once metric, the current
+    estimate (over the accepted pairs) and every pair's check."""
+
+    state: str
+    cameras: Dict[str, CameraRigState]
+    rig_frames: int
+    metres_per_unit: Optional[float]
+    estimate: Optional[RigScale]
+    pairs: Tuple[PairCheck, ...]
+
+    @property
+    def metric(self) -> bool:
+        return self.state == "metric"
+
+    def summary(self) -> str:
+        """One line for a log."""
+        return "; ".join(f"{c.camera}: {c.state} ({c.detail})" for c in self.cameras.values())
+
+    def to_dict(self) -> Dict[str, Any]:
+        e = self.estimate
+        return {"state": self.state, "rig_frames": self.rig_frames, "metres_per_unit": self.metres_per_unit,
+                "estimate": None if e is None else {"metres_per_unit": e.scale, "std_error": e.std_error,
+                                                    "spread": e.spread, "inliers": e.n_inliers},
+                "cameras": {c: {"state": s.state, "detail": s.detail} for c, s in self.cameras.items()},
+                "pairs": [{"cameras": [p.a, p.b], "baseline_m": p.baseline_m, "observations": p.n,
+                           "angle_deg": None if np.isnan(p.angle_deg) else p.angle_deg,
+                           "length_error": None if np.isnan(p.length_error) else p.length_error,
+                           "accepted": p.accepted, "reason": p.reason} for p in self.pairs]}
+
+
 # -- what a stream learns about its rig -------------------------------------------
 
 class RigCalibration:
@@ -339,18 +468,60 @@ class RigCalibration:
         except ValueError:  # fewer than two cameras apart: no scale from the rig (yet)
             self._scale = None
 
-    def scale(self) -> Optional[RigScale]:
-        """Metres per stream unit from the calibrated baselines, None without them."""
-        return self._scale.estimate() if self._scale is not None else None
+    def scale(self, min_observations: int = 10) -> Optional[RigScale]:
+        """Metres per stream unit from the calibrated baselines whose model
+        baselines agree with them (`RigScaleEstimator.check`), None without any."""
+        if self._scale is None:
+            return None
+        accepted = [i for i, c in enumerate(self._scale.check(min_observations)) if c.accepted]
+        return self._scale.estimate(accepted) if accepted else None
+
+    def state(self, rig_frames: int, metres_per_unit: Optional[float], min_frames: int = 10,
+              max_error: float = 0.01) -> RigState:
+        """The rig's state (`RigState`) after `rig_frames` rig frames; the world is
+        metric from the rig when `metres_per_unit` (per first-window unit) is set.
+        `min_frames` and `max_error`: what the Streamer waits for before it trusts
+        the scale (StreamConfig.rig_scale_min_frames / rig_scale_max_error)."""
+        checks = tuple(self._scale.check(min_frames)) if self._scale is not None else ()
+        accepted = [i for i, c in enumerate(checks) if c.accepted]
+        estimate = self._scale.estimate(accepted) if accepted else None
+        cams: Dict[str, CameraRigState] = {}
+        for c in self.cameras:
+            mine = [p for p in checks if c in (p.a, p.b)]
+            if c not in self._T_base_optical:
+                cams[c] = CameraRigState(c, "no_calibration", "no extrinsics (T_base_optical) for this camera")
+            elif not mine:
+                cams[c] = CameraRigState(c, "no_calibration", f"calibrated, but no other camera is "
+                                                              f"(at least {self.min_baseline} m away)")
+            elif not any(p.accepted for p in mine):
+                worst = max(mine, key=lambda p: (np.nan_to_num(p.angle_deg), abs(np.nan_to_num(p.length_error))))
+                cams[c] = CameraRigState(c, "rejected",
+                                         f"{worst.reason} (over {worst.n} observations: rig frames, once per window)")
+            elif metres_per_unit is not None:
+                err = f", relative error {100 * estimate.std_error:.2f} %" if estimate is not None else ""
+                cams[c] = CameraRigState(c, "metric", f"{metres_per_unit:.5f} metres per first-window unit{err}")
+            else:
+                err = "no estimate yet" if estimate is None else \
+                    f"relative error {100 * estimate.std_error:.2f} % (needs <= {100 * max_error:.2f} %)"
+                cams[c] = CameraRigState(c, "pending", f"rig frames seen {rig_frames} (needs >= {min_frames}), {err}")
+        if metres_per_unit is not None:
+            overall = "metric"
+        elif accepted:
+            overall = "pending"
+        elif checks:
+            overall = "rejected"
+        else:
+            overall = "no_calibration"
+        return RigState(overall, cams, int(rig_frames), metres_per_unit, estimate, checks)
 
     def extrinsics(self) -> Dict[str, EstimatedExtrinsics]:
         """Each other camera in the first camera's optical frame (stream units)."""
         return self._relative.estimate() if self._relative is not None else {}
 
-    def to_dict(self) -> Dict[str, Any]:
-        """Scale and estimated extrinsics as plain JSON-able data (a result file);
-        translations in metres when the scale is known."""
-        s = self.scale()
+    def to_dict(self, s: Optional[RigScale] = None) -> Dict[str, Any]:
+        """Scale `s` (default: `scale()`) and estimated extrinsics as plain JSON-able
+        data (a result file); translations in metres when the scale is known."""
+        s = s if s is not None else self.scale()
         out: Dict[str, Any] = {"cameras": list(self.cameras), "scale": None, "extrinsics": None}
         if s is not None:
             out["scale"] = {"metres_per_unit": s.scale, "std_error": s.std_error, "spread": s.spread,

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .config import StreamConfig
-from .rig import EstimatedExtrinsics, RigCalibration
+from .rig import EstimatedExtrinsics, RigCalibration, RigState
 
 
 class RigMetric:
@@ -20,15 +20,18 @@ class RigMetric:
     it stays; the caller rescales what it keeps (the world, its keyframes) and
     this rig's observations (`rescale`)."""
 
-    def __init__(self, cameras: Sequence[str]):
-        self.calibration = RigCalibration(cameras)
+    def __init__(self, cfg: StreamConfig):
+        self.calibration = RigCalibration(cfg.cameras)
         #: metres per unit of the first window, once a calibrated rig fixed it
         self.metres_per_unit: Optional[float] = None
         self.updates = 0
+        # what the last observe saw, for state(): rig frames, the world's unit, the thresholds
+        self._seen: Tuple[int, bool, StreamConfig] = (0, False, cfg)
 
     def reset(self) -> None:
         self.calibration.reset()
         self.metres_per_unit = None
+        self._seen = (0, False, self._seen[2])
 
     def rescale(self, factor: float) -> None:
         self.calibration.rescale(factor)
@@ -42,7 +45,8 @@ class RigMetric:
         stream is not yet metric or no longer agrees with (2 standard errors,
         at least a fifth of rig_scale_max_error); else None."""
         self.calibration.observe(views)
-        estimate = self.calibration.scale()
+        self._seen = (n_rig_frames, world_metric, cfg)
+        estimate = self.calibration.scale(cfg.rig_scale_min_frames)  # over the baselines the model agrees with
         if estimate is None or world_metric and self.metres_per_unit is None:
             return None  # no calibrated baseline, or metres already (metric model, external poses)
         if estimate.std_error > cfg.rig_scale_max_error or n_rig_frames < cfg.rig_scale_min_frames:
@@ -60,20 +64,36 @@ class RigMetric:
         from the model (stream units: metres once metric)."""
         return self.calibration.extrinsics()
 
+    def state(self) -> RigState:
+        """The rig's scale state per camera (stream.rig.RigState). A world already
+        metric without the rig (metric model, external poses) is one metre per
+        unit, and the rig is checked against that."""
+        n, world_metric, cfg = self._seen
+        metres = self.metres_per_unit
+        if metres is None and world_metric:
+            metres = 1.0
+        return self.calibration.state(n, metres, cfg.rig_scale_min_frames, cfg.rig_scale_max_error)
+
     def status(self) -> Dict[str, str]:
-        """The scale and its estimate, for diagnostics."""
-        estimate = self.calibration.scale()
-        out = {"metres_per_unit": "n/a" if self.metres_per_unit is None else f"{self.metres_per_unit:.5f}",
+        """The rig's state for diagnostics: `state`, per camera `<camera>_state`
+        (one of stream.rig.RIG_STATES) and `<camera>` (why, with numbers), the
+        current estimate and the scale updates applied."""
+        state = self.state()
+        out = {"state": state.state, "frames_seen": str(state.rig_frames),
+               "metres_per_unit": "n/a" if state.metres_per_unit is None else f"{state.metres_per_unit:.5f}",
                "scale_updates": str(self.updates)}
-        if estimate is not None:
-            out.update(scale_residual=f"{estimate.scale:.5f}", scale_std_error=f"{estimate.std_error:.4f}",
-                       scale_spread=f"{estimate.spread:.4f}")
-        else:
-            out["scale_residual"] = "no calibrated baseline (extrinsics estimated)"
+        for c, cs in state.cameras.items():
+            out[f"{c}_state"], out[c] = cs.state, cs.detail
+        e = state.estimate
+        if e is not None:
+            out.update(scale_residual=f"{e.scale:.5f}", scale_std_error=f"{e.std_error:.4f}",
+                       scale_spread=f"{e.spread:.4f}")
         return out
 
     def to_dict(self) -> Dict[str, Any]:
-        """The scale and estimated extrinsics as JSON-able data (a result file)."""
-        out = self.calibration.to_dict()
+        """The state, scale and estimated extrinsics as JSON-able data (a result file)."""
+        state = self.state()
+        out = self.calibration.to_dict(state.estimate)
         out["metres_per_first_window_unit"] = self.metres_per_unit
+        out["state"] = state.to_dict()
         return out

@@ -187,7 +187,7 @@ class RigSequence:
 def make_rig_sequence(layout: Union[str, Sequence[CameraMount]] = "stereo", trajectory: str = "forward",
                       n_frames: int = 60, width: int = 96, height: int = 72, seed: int = 0, jitter: float = 0.0,
                       dropouts: Optional[Mapping[str, Tuple[int, int]]] = None, base_frame: str = "base_link",
-                      intrinsics: Optional[Mapping[str, np.ndarray]] = None) -> RigSequence:
+                      intrinsics: Optional[Mapping[str, np.ndarray]] = None, device: Optional[str] = None) -> RigSequence:
     """Render a rig deterministically (same arguments, same bytes).
 
     layout: a name in RIG_LAYOUTS or camera mounts (name, yaw_deg, position).
@@ -195,6 +195,8 @@ def make_rig_sequence(layout: Union[str, Sequence[CameraMount]] = "stereo", traj
         +jitter) seconds (so two cameras differ by at most 2 x jitter).
     dropouts: camera -> [first, stop) rig frames in which it delivers nothing.
     intrinsics: camera -> (3,3); default `default_intrinsics(width, height)`.
+    device: render there (e.g. "cuda", in batches of 32; a GPU's float rounding
+        may flip a few texture-boundary pixels) instead of on the CPU.
     """
     if trajectory not in TRAJECTORIES:
         raise ValueError(f"unknown trajectory {trajectory!r}; choose from {tuple(TRAJECTORIES)}")
@@ -220,16 +222,16 @@ def make_rig_sequence(layout: Union[str, Sequence[CameraMount]] = "stereo", traj
     rng = np.random.default_rng([seed, 14])
     stamps = rig_stamps[view_frame] + rng.uniform(-jitter, jitter, size=len(view_frame))
 
-    scene = scene_tensors([make_scene(seed)])
+    scene = scene_tensors([make_scene(seed)], device=device or "cpu")
     images = np.empty((len(view_frame), height, width, 3), np.uint8)
     depth = np.empty((len(view_frame), height, width), np.float32)
     Ks = np.stack([cameras[c].intrinsics for c in view_camera]) if len(view_frame) else np.zeros((0, 3, 3))
-    batch = 8  # small CPU batches: the renderer's memory grows with views x boxes x pixels
+    batch = 8 if device is None else 32  # small CPU batches: the renderer's memory grows with views x boxes x pixels
     for i in range(0, len(view_frame), batch):
         n = min(batch, len(view_frame) - i)
         rgb, d = render_batch({k: v.expand(n, *v.shape[1:]) for k, v in scene.items()}, torch.from_numpy(c2w[i:i + n]),
                               torch.from_numpy(Ks[i:i + n]), width, height)
-        images[i:i + n], depth[i:i + n] = rgb.numpy(), d.numpy()
+        images[i:i + n], depth[i:i + n] = rgb.cpu().numpy(), d.cpu().numpy()
     name = f"{layout if isinstance(layout, str) else 'rig'}-{trajectory}"
     return RigSequence(name, base_frame, cameras, base_c2w, rig_stamps, images, depth, c2w, stamps,
                        view_camera.astype(np.int64), view_frame.astype(np.int64))

@@ -15,6 +15,13 @@ kinds, mixed:
 Training renders the frames on the GPU (`synthetic.render.render_batch`), so
 every step sees fresh scenes and paths: `clip_spec` draws them on the CPU.
 
+A *rig clip* (`rig_clip_spec`) is the same, seen by several cameras fixed on one
+moving body (`synthetic.rig`): the demo's stereo pair (10 cm) and three-camera
+ring, and random rigs (a stereo pair of 5-30 cm, a ring of 2-4 cameras, cameras
+anywhere within 0.3 m turned up to 90 degrees); its views are rig frame by rig
+frame in camera order, and a window takes whole rig frames (`rig_window_views`),
+so the network sees several cameras of one instant, as the node's rig windows show.
+
 Held-out set: `HELD_OUT` lists project sequences (trajectory, seed) whose seeds are
 never drawn for training (training seeds are >= `TRAIN_SEED_BASE`).
 """
@@ -26,7 +33,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..geometry.transforms import T_BODY_OPTICAL, inv_se3
 from ..synthetic.render import Scene, make_scene
+from ..synthetic.rig import RIG_LAYOUTS, mount_to_base_optical
 from ..synthetic.trajectories import HELD_OUT, TRAJECTORIES, look_at
 
 HELD_OUT_SEEDS = frozenset(s for _, s in HELD_OUT)
@@ -131,14 +140,25 @@ class ClipSpec:
     K: np.ndarray  # (3, 3) pixels, pixel-centre convention of the renderer
     kind: str
     seed: int
+    #: cameras per rig frame (1: a single camera); c2w is rig frame by rig frame in camera order
+    cameras: int = 1
+
+    @property
+    def frames(self) -> int:
+        """Rig frames (frames of a single camera)."""
+        return self.c2w.shape[0] // self.cameras
+
+
+def _check_seed(seed: int) -> None:
+    if seed in HELD_OUT_SEEDS or seed < TRAIN_SEED_BASE:
+        raise ValueError(f"seed {seed} is reserved (held-out / tests); training seeds are >= {TRAIN_SEED_BASE}")
 
 
 def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
     """One training clip's scene and path, deterministic in `seed` (never a held-out
     seed). About a millisecond on a CPU; the frames are rendered where they are used
     (`render_batch` on the training GPU)."""
-    if seed in HELD_OUT_SEEDS or seed < TRAIN_SEED_BASE:
-        raise ValueError(f"seed {seed} is reserved (held-out / tests); training seeds are >= {TRAIN_SEED_BASE}")
+    _check_seed(seed)
     rng = np.random.default_rng([seed, 42])
     K = random_intrinsics(rng)
     if rng.uniform() < 0.45:
@@ -162,14 +182,89 @@ def clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
     return ClipSpec(scene, c2w, K, kind, seed)
 
 
-def spec_loop(q, stop, first_seed: int, seed_step: int, n: int = CLIP_FRAMES) -> None:
-    """Worker process: put clip specs of seeds first_seed, first_seed + seed_step, ...
-    into the bounded queue `q` (blocking while it is full) until `stop` is set."""
+# ------------------------------------------------------------------ rigs
+def random_rig(rng: np.random.Generator) -> Tuple[str, List[np.ndarray]]:
+    """(kind, T_base_optical of each camera, metres): the demo's two rigs (their
+    scenes are held out, not their mounts) or a random one."""
+    u = rng.uniform()
+    if u < 0.15:
+        return "rig-stereo", [mount_to_base_optical(yaw, pos) for _, yaw, pos in RIG_LAYOUTS["stereo"]]
+    if u < 0.3:
+        return "rig-three", [mount_to_base_optical(yaw, pos) for _, yaw, pos in RIG_LAYOUTS["three"]]
+    if u < 0.6:  # a stereo pair: side by side (sometimes stacked), nearly parallel
+        b = rng.uniform(0.05, 0.3)
+        a = rng.uniform(0, 2 * np.pi) if rng.uniform() < 0.2 else rng.normal(0.0, 0.15)
+        half = 0.5 * b * np.array([0.0, np.cos(a), np.sin(a)])
+        yaw = rng.normal(0.0, 2.0, 2)
+        if rng.uniform() < 0.5:  # left first or right first
+            half = -half
+        return "rig-pair", [mount_to_base_optical(yaw[0], half), mount_to_base_optical(yaw[1], -half)]
+    if u < 0.85:  # a ring looking out, 2-4 cameras
+        n = int(rng.integers(2, 5))
+        step = rng.uniform(25.0, 75.0)
+        radius = rng.uniform(0.06, 0.25)
+        yaws = (np.arange(n) - (n - 1) / 2) * step * (1 if rng.uniform() < 0.5 else -1)
+        return "rig-ring", [mount_to_base_optical(y, (radius * np.cos(np.radians(y)), radius * np.sin(np.radians(y)), 0.0))
+                            for y in yaws]
+    n = int(rng.integers(2, 5))  # anywhere within 0.3 m, turned up to 90 degrees
+    return "rig-free", [mount_to_base_optical(rng.uniform(-90, 90), rng.uniform(-0.15, 0.15, 3)) for _ in range(n)]
+
+
+def rig_clip_spec(seed: int, n: int = CLIP_FRAMES) -> ClipSpec:
+    """A rig clip (module docstring): `n` rig frames of a random rig on a project
+    trajectory or a random path through a random room; deterministic in `seed`."""
+    _check_seed(seed)
+    rng = np.random.default_rng([seed, 43])
+    K = random_intrinsics(rng)
+    kind, mounts = random_rig(rng)
+    if rng.uniform() < 0.45:
+        scene = make_scene(seed)
+        name = rng.choice(sorted(TRAJECTORIES))
+        stride = int(rng.integers(1, 6))
+        span = (n - 1) * stride * PROJECT_STEP
+        s0 = rng.uniform(0.0, max(1.0 - span, 0.0))
+        body = TRAJECTORIES[name](np.clip(s0 + np.arange(n) * stride * PROJECT_STEP, 0.0, 1.0), seed)
+        body = body @ inv_se3(T_BODY_OPTICAL)
+        c2w = np.stack([b @ T for b in body for T in mounts])
+    else:
+        half = np.array([rng.uniform(2.5, 6.0), rng.uniform(2.0, 5.0), 0.0])
+        room_lo = np.array([-half[0], -half[1], 0.0])
+        room_hi = np.array([half[0], half[1], rng.uniform(2.4, 4.0)])
+        body = random_path(rng, n, room_lo, room_hi) @ inv_se3(T_BODY_OPTICAL)
+        c2w = np.stack([b @ T for b in body for T in mounts])
+        scene = random_scene(rng, seed, c2w[:, :3, 3])
+        scene.lo[0], scene.hi[0] = room_lo, room_hi
+    return ClipSpec(scene, c2w, K, kind, seed, cameras=len(mounts))
+
+
+def rig_window_views(spec: ClipSpec, S: int, rng, easy: bool = False) -> List[int]:
+    """S view indices into a rig clip: whole rig frames (the last one cut to fit S),
+    at a random stride, start and camera order; half the time shuffled (the
+    network picks its reference view among all of them at inference)."""
+    cams = spec.cameras
+    r = -(-S // cams)  # rig frames
+    n = spec.frames
+    max_stride = max(1, min(2 if easy else 4, (n - 1) // max(r - 1, 1)))
+    stride = rng.randint(1, max_stride)
+    start = rng.randint(0, max(n - 1 - (r - 1) * stride, 0))
+    order = list(range(cams))
+    rng.shuffle(order)
+    idx = [(start + j * stride) * cams + c for j in range(r) for c in order][:S]
+    if rng.random() < 0.5:
+        rng.shuffle(idx)
+    return idx
+
+
+def spec_loop(q, stop, first_seed: int, seed_step: int, n: int = CLIP_FRAMES, rig: bool = False) -> None:
+    """Worker process: put clip specs (rig clips with `rig`) of seeds first_seed,
+    first_seed + seed_step, ... into the bounded queue `q` (blocking while it is
+    full) until `stop` is set."""
     import queue
 
+    make = rig_clip_spec if rig else clip_spec
     seed = first_seed
     while not stop.is_set():
-        spec = clip_spec(seed, n)
+        spec = make(seed, n)
         while not stop.is_set():
             try:
                 q.put(spec, timeout=0.5)
@@ -187,5 +282,18 @@ def held_out_sequences(n_frames: int = 60, width: int = NATIVE_W, height: int = 
     return [make_sequence(name, n_frames, width, height, seed, device=device) for name, seed in HELD_OUT]
 
 
-__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "ClipSpec", "clip_spec", "spec_loop",
+def held_out_rigs(n_frames: int = 60, width: int = NATIVE_W, height: int = NATIVE_H,
+                  layouts: Tuple[str, ...] = ("stereo", "three"), trajectories: Tuple[str, ...] = ("orbit", "forward"),
+                  device: Optional[str] = None) -> List:
+    """The demo's rigs on held-out scenes (never trained on): each layout on each
+    held-out trajectory with its held-out seed, as `make demo --rig` renders them."""
+    from ..synthetic.rig import make_rig_sequence
+
+    seeds = dict(HELD_OUT)
+    return [make_rig_sequence(layout, t, n_frames=n_frames, width=width, height=height, seed=seeds[t], jitter=0.002,
+                              device=device) for layout in layouts for t in trajectories]
+
+
+__all__ = ["HELD_OUT", "HELD_OUT_SEEDS", "TRAIN_SEED_BASE", "ClipSpec", "clip_spec", "spec_loop", "rig_clip_spec",
+           "rig_window_views", "random_rig", "held_out_rigs",
            "random_scene", "random_path", "random_intrinsics", "held_out_sequences"]

@@ -19,7 +19,13 @@ fresh seeds, never the held-out ones); every step takes one window per clip
 (random view count, stride and order), renders its views on the training device
 (`synthetic.render.render_batch`) and augments them photometrically there. Every
 window is a scene and path never seen before (about 200 windows a second on an
-H100, where CPU rendering gave 2-3 clips a second).
+H100, where CPU rendering gave 2-3 clips a second). A share `--rig` of the batches
+are rig windows (`data.rig_clip_spec`: several cameras fixed on one body, whole
+rig frames per window, 2-12 views), drawn by workers of their own from seeds of
+their own; validation then also reports the camera decoder's baseline between
+cameras of one rig frame on the demo's rigs in held-out scenes (`val_rig_ratio`,
+1 is right; `val_rig_right_way`), and the end-of-run evaluation adds the held-out
+rigs through the streaming core (`evaluate.evaluate_rig`).
 
 What it took to learn relative pose (measured on the validation windows, rotation
 error against the 22.1 degrees of guessing no motion): depth losses plus pose
@@ -56,7 +62,8 @@ from ..model.net import DA3Net, build_model
 from ..model.rope import apply_rope
 from ..model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..synthetic.render import render_batch, scene_tensors
-from .data import CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, ClipSpec, clip_spec, spec_loop
+from .data import (CLIP_FRAMES, NATIVE_H, NATIVE_W, TRAIN_SEED_BASE, ClipSpec, clip_spec, rig_clip_spec,
+                   rig_window_views, spec_loop)
 from .losses import abs_rel_median, losses, match_loss, patch_correspondence, resize_depth, targets
 
 VARIANT = "da3-tiny"
@@ -65,6 +72,10 @@ NET_HW = (196, 252)
 GRID_HW = (NET_HW[0] // PATCH_SIZE, NET_HW[1] // PATCH_SIZE)
 SHARD_BYTES = 14_000_000
 VIEW_CHOICES = (2, 3, 4, 5, 6, 8)
+#: views of a rig window (the node's rig windows hold 4 rig frames: 8 views of a pair, 12 of three cameras)
+RIG_VIEW_CHOICES = (2, 3, 4, 6, 8, 12)
+#: rig clips draw their seeds this far above the single-camera clips' (disjoint scenes)
+RIG_SEED_OFFSET = 500_000
 
 
 # ------------------------------------------------------------------ model
@@ -241,15 +252,17 @@ class SpecFeeder:
     device. Worker i draws seeds first + i, first + i + workers, ... and blocks while
     the queue is full, so neither memory nor the parent's interpreter is flooded."""
 
-    def __init__(self, workers: int, first_seed: int, frames_per_clip: int = CLIP_FRAMES, depth: int = 1024):
+    def __init__(self, workers: int, first_seed: int, frames_per_clip: int = CLIP_FRAMES, depth: int = 1024,
+                 rig: bool = False):
         self.frames_per_clip = frames_per_clip
+        self.rig = rig
         self.drawn = 0
         self.max_seed = first_seed - 1
         self._next_inline = first_seed
         ctx = mp.get_context("spawn")  # no fork after CUDA / OpenMP start-up
         self._q = ctx.Queue(maxsize=depth)
         self._stop = ctx.Event()
-        self._procs = [ctx.Process(target=spec_loop, args=(self._q, self._stop, first_seed + i, workers, frames_per_clip),
+        self._procs = [ctx.Process(target=spec_loop, args=(self._q, self._stop, first_seed + i, workers, frames_per_clip, rig),
                                    daemon=True) for i in range(workers)]
         for p in self._procs:
             p.start()
@@ -263,7 +276,8 @@ class SpecFeeder:
         if self._procs:
             out = [self._q.get(timeout=120) for _ in range(n)]
         else:
-            out = [clip_spec(self._next_inline + i, self.frames_per_clip) for i in range(n)]
+            make = rig_clip_spec if self.rig else clip_spec
+            out = [make(self._next_inline + i, self.frames_per_clip) for i in range(n)]
             self._next_inline += n
         self.drawn += n
         self.max_seed = max([self.max_seed] + [sp.seed for sp in out])
@@ -313,11 +327,11 @@ def to_network(images: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, hw=NE
     return x, d, Sx @ Kc
 
 
-def window_kind(rng: random.Random, short: float = 0.0) -> Tuple[int, bool]:
+def window_kind(rng: random.Random, short: float = 0.0, rig: bool = False) -> Tuple[int, bool]:
     """(view count, short-baseline?) of the next batch; `short` is the probability of
     a short-baseline batch (2-4 views at stride 1-2)."""
     easy = rng.random() < short
-    return rng.choice((2, 3, 4) if easy else VIEW_CHOICES), easy
+    return rng.choice((2, 3, 4) if easy else RIG_VIEW_CHOICES if rig else VIEW_CHOICES), easy
 
 
 def window_indices(n: int, S: int, rng: random.Random, easy: bool = False) -> List[int]:
@@ -340,7 +354,7 @@ def sample_batch(specs: Sequence[ClipSpec], S: int, rng: random.Random, easy: bo
     renderer pixels."""
     c2w, Ks = [], []
     for spec in specs:
-        idx = window_indices(spec.c2w.shape[0], S, rng, easy)
+        idx = rig_window_views(spec, S, rng, easy) if spec.cameras > 1 else window_indices(spec.c2w.shape[0], S, rng, easy)
         c2w.append(torch.from_numpy(spec.c2w[idx]))
         Ks.append(torch.from_numpy(spec.K).expand(S, 3, 3))
     c2w_t, K_t = torch.cat(c2w).to(device), torch.cat(Ks).to(device)
@@ -378,6 +392,46 @@ def validation_windows(device):
     return out
 
 
+#: held-out rig validation windows: (rig frames of the sequence, first rig frame, rig-frame stride), 4 rig frames
+#: each with every camera (the node's rig windows)
+RIG_VAL_WINDOWS = ((24, 0, 3), (24, 10, 4))
+
+
+def rig_validation_windows(device):
+    """Fixed held-out rig windows (`RIG_VAL_WINDOWS`, the demo's rigs on held-out
+    scenes): (name, images, depth, c2w, K, rig frame of each view)."""
+    from .data import held_out_rigs
+
+    out = []
+    n_frames = max(w[0] for w in RIG_VAL_WINDOWS)
+    for rig in held_out_rigs(n_frames, device=str(device)):
+        for _, start, stride in RIG_VAL_WINDOWS:
+            frames = [start + j * stride for j in range(4)]
+            idx = [int(v) for k in frames for v in np.flatnonzero(rig.view_frame == k)]
+            t = lambda a: torch.from_numpy(a)[None].to(device)  # noqa: E731
+            K = torch.from_numpy(rig.view_intrinsics(idx)).float()[None].to(device)
+            out.append((rig.name, t(rig.images[idx]), t(rig.depth[idx]), t(rig.c2w[idx]).float(), K,
+                        rig.view_frame[idx].copy()))
+    return out
+
+
+def rig_baseline_ratios(pose_enc: torch.Tensor, t_gt: torch.Tensor, R_gt: torch.Tensor, rig_frame) -> List[float]:
+    """Per pair of views of one rig frame: the camera decoder's translation between
+    them projected on the true one, over the true length squared (1: right; < 0: the
+    wrong way). pose_enc (S, 9), t_gt (S, 3), R_gt (S, 3, 3) in the reference's frame."""
+    R = quat_to_rotmat(pose_enc[:, 3:7].float())
+    t = pose_enc[:, :3].float()
+    out = []
+    for a in range(len(rig_frame)):
+        for b in range(a + 1, len(rig_frame)):
+            if rig_frame[a] != rig_frame[b]:
+                continue
+            tp = R[a].T @ (t[b] - t[a])  # b's centre in a's camera frame
+            tg = R_gt[a].T @ (t_gt[b] - t_gt[a])
+            out.append(float(tp @ tg / (tg @ tg).clamp_min(1e-12)))
+    return out
+
+
 def rotation_deg(R: torch.Tensor) -> torch.Tensor:
     """Angle of rotation matrices (..., 3, 3), degrees."""
     cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
@@ -385,12 +439,23 @@ def rotation_deg(R: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
+def validate(net: DA3Net, windows, amp, rig_windows=()) -> Dict[str, float]:
     """Held-out losses plus the pose error that matters: `val_rot_deg` (camera decoder's
     rotation of views 1.. against the ground truth) next to `val_rot_motion_deg` (the
-    error of guessing no motion), and the same for the scale-normalised centres."""
+    error of guessing no motion), and the same for the scale-normalised centres.
+    On the held-out rig windows: `val_rig_ratio` (median of `rig_baseline_ratios`),
+    `val_rig_right_way` (the share with the right sign), `val_rig_abs_rel`, `val_rig_rot_deg`."""
     net.eval()
     acc: Dict[str, List[float]] = {}
+    ratios: List[float] = []
+    for name, ims, d, c, K, rig_frame in rig_windows:
+        x, dd, Kn = to_network(ims, d, K)
+        pred = forward_train(net, x, amp)
+        tgt = targets(dd, c, Kn, NET_HW, pred["ray"].shape[2:4])
+        ratios += rig_baseline_ratios(pred["pose_enc"][0], tgt["t"][0], tgt["R"][0], rig_frame)
+        R = quat_to_rotmat(pred["pose_enc"][..., 3:7])
+        acc.setdefault("val_rig_abs_rel", []).append(float(abs_rel_median(pred["depth"], tgt["depth"], tgt["valid"])))
+        acc.setdefault("val_rig_rot_deg", []).append(float(rotation_deg(R.transpose(-1, -2) @ tgt["R"])[:, 1:].mean()))
     for name, ims, d, c, K in windows:
         x, dd, Kn = to_network(ims, d, K)
         pred = forward_train(net, x, amp, match=1)
@@ -408,7 +473,10 @@ def validate(net: DA3Net, windows, amp) -> Dict[str, float]:
         for k, v in vals.items():
             acc.setdefault(k, []).append(float(v))
     net.train()
-    return {k: float(np.mean(v)) for k, v in acc.items()}
+    out = {k: float(np.mean(v)) for k, v in acc.items()}
+    if ratios:
+        out.update(val_rig_ratio=float(np.median(ratios)), val_rig_right_way=float(np.mean(np.array(ratios) > 0)))
+    return out
 
 
 # ------------------------------------------------------------------ loop
@@ -437,7 +505,8 @@ def train(a) -> dict:
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99))
-    meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1_000_000 * a.seed, "runs": 0, "clips": 0}
+    meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1_000_000 * a.seed, "runs": 0, "clips": 0,
+            "next_rig_seed": TRAIN_SEED_BASE + 1_000_000 * a.seed + RIG_SEED_OFFSET}
     if a.init_from and not a.resume:
         from ..model.loading import load_model
 
@@ -456,9 +525,13 @@ def train(a) -> dict:
 
     nparams = sum(p.numel() for p in net.parameters())
     log({"event": "start", "device": str(dev), "params": nparams, "amp": str(amp), "workers": a.workers,
-         "frames_per_step": a.frames, "lr": a.lr, "resume": bool(a.resume), "step": meta["step"]})
+         "frames_per_step": a.frames, "lr": a.lr, "resume": bool(a.resume), "step": meta["step"], "rig_share": a.rig})
     val = validation_windows(dev)
-    feeder = SpecFeeder(a.workers, meta["next_seed"])
+    rig_val = rig_validation_windows(dev) if a.rig > 0 else []
+    rig_workers = max(1, a.workers // 2) if a.rig > 0 and a.workers else 0
+    feeder = SpecFeeder(a.workers - rig_workers, meta["next_seed"])
+    rig_feeder = (SpecFeeder(rig_workers, meta.get("next_rig_seed", meta["next_seed"] + RIG_SEED_OFFSET), rig=True)
+                  if a.rig > 0 else None)
     log({"event": "data_ready", "seconds": round(time.time() - t_start, 1)})
     rng = random.Random(meta["step"] * 7919 + a.seed)
     gen = torch.Generator(device=dev).manual_seed(meta["step"] + 17)
@@ -471,9 +544,10 @@ def train(a) -> dict:
         lr = lr_at(trained / total_s, step, a.lr, a.warmup)
         for gi, g in enumerate(opt.param_groups):
             g["lr"] = lr
-        S, easy = window_kind(rng, a.short)
+        rig_batch = rig_feeder is not None and rng.random() < a.rig
+        S, easy = window_kind(rng, a.short, rig=rig_batch)
         t_take = time.time()
-        specs = feeder.take(max(1, a.frames // S))
+        specs = (rig_feeder if rig_batch else feeder).take(max(1, a.frames // S))
         wait_s += time.time() - t_take
         ims, ds, cs, Ks = sample_batch(specs, S, rng, easy, device=dev)
         x, d, Kn = to_network(ims, ds, Ks, augment=True, gen=gen)
@@ -494,41 +568,57 @@ def train(a) -> dict:
         if step % a.log_every == 0:
             # data_wait_s: time blocked on the spec workers since the last log (data-bound if large)
             rec = {"step": step, "lr": lr, "gnorm": float(gn), "trained_s": round(trained, 1), "clips": feeder.drawn,
-                   "data_wait_s": round(wait_s, 2)}
+                   "rig_clips": rig_feeder.drawn if rig_feeder else 0, "data_wait_s": round(wait_s, 2)}
             wait_s = 0.0
             rec.update({k: round(float(v) / n_acc, 5) for k, v in acc.items()})
             acc, n_acc = {}, 0
             if step % (a.log_every * a.val_every) == 0:
-                rec.update({k: round(v, 5) for k, v in validate(net, val, amp).items()})
+                rec.update({k: round(v, 5) for k, v in validate(net, val, amp, rig_val).items()})
             log(rec)
         if time.time() - last_ckpt > a.ckpt_every:
-            meta.update(step=step, train_seconds=trained0 + time.time() - t_loop, next_seed=feeder.next_seed)
+            meta.update(step=step, train_seconds=trained0 + time.time() - t_loop, next_seed=feeder.next_seed,
+                        next_rig_seed=rig_feeder.next_seed if rig_feeder else meta["next_rig_seed"])
             save_state(out, net, opt, meta)
             last_ckpt = time.time()
     trained = trained0 + time.time() - t_loop
     feeder.close()
+    if rig_feeder:
+        rig_feeder.close()
     meta.update(step=step, train_seconds=trained, next_seed=feeder.next_seed, runs=meta.get("runs", 0) + 1,
-                clips=meta.get("clips", 0) + feeder.drawn)
+                clips=meta.get("clips", 0) + feeder.drawn,
+                next_rig_seed=rig_feeder.next_seed if rig_feeder else meta.get("next_rig_seed"),
+                rig_clips=meta.get("rig_clips", 0) + (rig_feeder.drawn if rig_feeder else 0))
     save_state(out, net, opt, meta)
     exp_dir = export(net, out / VARIANT)
-    rec = {"event": "end", "step": step, "train_seconds": round(trained, 1), "clips_this_run": feeder.drawn}
-    rec.update({k: round(v, 5) for k, v in validate(net, val, amp).items()})
+    rec = {"event": "end", "step": step, "train_seconds": round(trained, 1), "clips_this_run": feeder.drawn,
+           "rig_clips_this_run": rig_feeder.drawn if rig_feeder else 0}
+    rec.update({k: round(v, 5) for k, v in validate(net, val, amp, rig_val).items()})
     log(rec)
     if not a.no_eval:
         from ..runtime.da3_model import DA3WindowModel
         from ..weights import EMBEDDED_PROCESS_RES
         from .data import held_out_sequences
-        from .evaluate import evaluate
+        from .data import held_out_rigs
+        from .evaluate import evaluate, evaluate_rig
 
         results = {}
         seqs = held_out_sequences(a.eval_frames, device=str(dev))
-        for pose_from in ("ray", "camera"):
+        rigs = held_out_rigs(a.eval_frames, device=str(dev)) if a.rig > 0 else []
+        for pose_from in ("camera", "ray"):  # the demo's first: eval.json is written after each
             print(f"held-out streaming eval, pose_from={pose_from}", flush=True)
             m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
                                pose_from=pose_from)
             results[pose_from] = evaluate(m, seqs)
-        (out / "eval.json").write_text(json.dumps(results, indent=1))
-        log({"event": "eval", **{f"{pf}_{k}": round(v, 5) for pf, r in results.items() for k, v in r["mean"].items()}})
+            if rigs:
+                results[f"rig_{pose_from}"] = evaluate_rig(m, rigs)
+            (out / "eval.json").write_text(json.dumps(results, indent=1))
+        log({"event": "eval", **{f"{pf}_{k}": round(v, 5) for pf, r in results.items() if "mean" in r
+                                 for k, v in r["mean"].items()},
+             **{f"{pf}_{name}_{k}": round(float(v), 4) for pf, r in results.items() if pf.startswith("rig_")
+                for name, m in r.items() for k, v in (("ratio", m["baselines"]["ratio_median"]),
+                                                       ("right_way", m["baselines"]["right_way"]),
+                                                       ("ate_se3_m", m["ate_se3_m"]),
+                                                       ("metres_per_unit", m["metres_per_unit"] or 0.0))}})
     log_f.close()
     return meta
 
@@ -554,6 +644,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--match-blocks", type=int, default=2,
                    help="teach head 0 of this many cross-view blocks, first ones first")
     p.add_argument("--short", type=float, default=0.5, help="share of short-baseline batches (2-4 views, stride 1-2)")
+    p.add_argument("--rig", type=float, default=0.5,
+                   help="share of rig batches (several cameras of one instant, data.rig_clip_spec); 0: single cameras only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this call (0: time only)")

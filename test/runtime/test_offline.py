@@ -115,6 +115,8 @@ def test_run_offline_on_a_rig_bag(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["views_answered"] == summary["views_in"] == len(rig.stamps), summary
     assert summary["rig"]["complete"] == len(rig) and summary["metric"]
+    assert summary["rig"]["state"]["state"] == "metric"
+    assert {c["state"] for c in summary["rig"]["state"]["cameras"].values()} == {"metric"}
     assert summary["cameras"] == {c: f"/rig/{c}/image" for c in rig.camera_names}
     # the last rig frame's depth, per camera, in metres
     k = len(rig) - 1

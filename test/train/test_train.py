@@ -191,3 +191,28 @@ def test_patch_correspondence_matches_the_rotation_homography():
     assert net.vit.blocks[9].attn.qkv.weight.grad is None  # not taught, and after the last taught one
     with pytest.raises(ValueError, match="4 cross-view blocks"):
         cross_view_blocks(net, 5)
+
+
+def test_ship_puts_a_run_in_the_package_with_its_record(tmp_path):
+    """`train.ship`: the export replaces the embedded weights, the run's log follows a
+    stage record at the end of the shipped log, eval.json is the run's with a note."""
+    import json
+    import shutil
+
+    from da3_ros.train.ship import ship
+    from da3_ros.weights import EMBEDDED_DIR
+
+    dest = tmp_path / "da3-tiny"
+    shutil.copytree(EMBEDDED_DIR, dest)
+    before = (dest / "train_log.jsonl").read_text().splitlines()
+    run = tmp_path / "run"
+    export(new_model(seed=3), run)  # config.json + model.safetensors, as the trainer exports
+    (run / "train_log.jsonl").write_text('{"event": "start"}\n{"event": "end", "step": 7}\n')
+    (run / "eval.json").write_text(json.dumps({"camera": {"mean": {"abs_rel": 0.5}}}))
+    ship(run, "R", "--rig 0.5", "a note", dest=dest)
+    after = (dest / "train_log.jsonl").read_text().splitlines()
+    assert after[:len(before)] == before
+    assert [json.loads(x) for x in after[len(before):]] == [{"event": "stage", "name": "R", "args": "--rig 0.5"},
+                                                            {"event": "start"}, {"event": "end", "step": 7}]
+    assert (dest / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
+    assert json.loads((dest / "eval.json").read_text()) == {"camera": {"mean": {"abs_rel": 0.5}}, "_note": "a note"}
