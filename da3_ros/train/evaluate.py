@@ -142,7 +142,7 @@ def run_rig_stream(model, rig, cfg: Optional[StreamConfig] = None):
     """The rig through the streaming core as the node feeds it: every rig frame
     with CameraInfo intrinsics and the /tf_static extrinsics."""
     names = tuple(rig.camera_names)
-    st = Streamer(model, cfg or StreamConfig(window_size=4 * len(names), stride=1, rig_cameras=names))
+    st = Streamer(model, cfg or StreamConfig(window_size=4 * len(names), stride=1, cameras=names))
     res = []
     for frames in rig.rig_frames(with_intrinsics=True, with_extrinsics=True):
         res += st.push_rig([replace(f, meta=f.camera) for f in frames])  # results say their camera

@@ -26,7 +26,7 @@ def stereo():
 def stream(rig, model, extrinsics=None, n=None):
     """Every rig frame (the first n) into a Streamer; `extrinsics`: camera ->
     T_base_optical to claim instead of the true one (None: none at all)."""
-    cfg = StreamConfig(window_size=4 * len(rig.camera_names), stride=1, rig_cameras=tuple(rig.camera_names))
+    cfg = StreamConfig(window_size=4 * len(rig.camera_names), stride=1, cameras=tuple(rig.camera_names))
     st = Streamer(model, cfg)
     for k, frames in enumerate(rig.rig_frames(with_intrinsics=True, with_extrinsics=extrinsics is not None)):
         if n is not None and k >= n:
