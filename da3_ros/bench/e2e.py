@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .common import parse_size
+from ..stream.settings import SETTINGS
 
 
 class _TimedModel:
@@ -92,7 +93,8 @@ def _stream_frames(session, timed: _TimedModel, w: int, h: int, args) -> Dict[st
             n_pts = 0
             for r in results:
                 depth = np.where(r.valid_mask(), r.depth, np.float32(np.nan))  # the depth image
-                xyz, rgb = r.point_cloud(frame="optical")  # the cloud message's arrays
+                # the cloud message's arrays, at the node's default point_decimation
+                xyz, rgb = r.point_cloud(frame="optical", stride=SETTINGS["point_decimation"].default)
                 n_pts += len(xyz)
                 del depth, rgb
             t_d = time.perf_counter()
