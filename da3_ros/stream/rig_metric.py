@@ -27,6 +27,10 @@ class RigMetric:
     it stays; the caller rescales what it keeps (the world, its keyframes) and
     this rig's observations (`rescale`)."""
 
+    #: once metric, the overlap (10-30 ms of host time per camera pair) checks the
+    #: scale every this many rig frames, not every one
+    OVERLAP_CHECK_EVERY = 15
+
     def __init__(self, cfg: StreamConfig):
         self.calibration = RigCalibration(cfg.cameras)
         self.overlap = OverlapScaleEstimator()
@@ -62,8 +66,8 @@ class RigMetric:
         self.calibration.observe(views)
         calibrated = [(f.camera, f.image, d, K, np.asarray(f.T_base_optical, np.float64)) for f, d, K in newest
                       if f.T_base_optical is not None and f.camera in cfg.cameras]
-        if len(calibrated) >= 2 and (self.metres_per_unit is None or n_rig_frames % 5 == 0):
-            self.overlap.observe(calibrated)  # once metric, a check every 5th rig frame is enough
+        if len(calibrated) >= 2 and (self.metres_per_unit is None or n_rig_frames % self.OVERLAP_CHECK_EVERY == 0):
+            self.overlap.observe(calibrated)
         self._seen = (n_rig_frames, world_metric, cfg)
         estimate, source = self._estimate(cfg)
         if estimate is None or world_metric and self.metres_per_unit is None:

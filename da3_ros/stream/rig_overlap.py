@@ -25,7 +25,7 @@ import numpy as np
 #: for a 5-cm baseline at a few metres, little host time
 WORK_WIDTH = 320
 #: textured pixels of camera a compared per rig frame
-N_SAMPLES = 1000
+N_SAMPLES = 600
 #: candidate u values (units per metre) of the coarse search, from zero parallax to
 #: half the image's width at the median depth
 N_CANDIDATES = 160
