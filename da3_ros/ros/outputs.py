@@ -68,6 +68,9 @@ class FrameSource:
     #: with a rig and no calibrated extrinsics: (optical frame, T_primary_optical) of the
     #: other cameras as estimated from the model's poses, published on TF
     estimated_extrinsics: Tuple[Tuple[str, np.ndarray], ...] = ()
+    #: the frame's way through the live node, by stage: time.monotonic() when it was
+    #: taken, decoded, answered, its messages built and published (the node's timing)
+    marks: Dict[str, float] = field(default_factory=dict)
 
 
 class FrameContext:
