@@ -15,7 +15,7 @@ filled inside the session there). `to_frame`/`push_frames`/`reset`/`apply` from 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
@@ -208,6 +208,10 @@ class FramePipeline:
         map deferred, the caller gives the results to `insert_map` once their
         messages are out."""
         return self.builder.build(result, self.switched_on if wanted is None else wanted)
+
+    def messages(self, result: StreamResult, wanted: FrozenSet[str]) -> Iterator[Tuple[Output, object]]:
+        """`build`, one message at a time (the live node publishes each as it comes)."""
+        return self.builder.messages(result, wanted)
 
     def insert_map(self, results: List[StreamResult]) -> None:
         """The deferred map gains the points of the results that feed it, in one

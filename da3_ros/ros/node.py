@@ -160,7 +160,8 @@ class Stats:
         self.answers_dropped = 0  # answered, then replaced by a newer answer before publishing
         self.map_inserted = 0  # frames whose points went into the map
         self.map_skipped = 0  # frames whose map work was skipped (backlog full)
-        self.map_ms: Deque[float] = deque(maxlen=TIMING_HISTORY)  # per map insert (one per take)
+        #: per map insert (one per take of the backlog): (ms, frames, map points after)
+        self.map_log: Deque[Tuple[float, int, int]] = deque(maxlen=TIMING_HISTORY)
         #: per published frame: its stage marks (time.monotonic(), see FrameSource.marks)
         self.frame_marks: Deque[Dict[str, float]] = deque(maxlen=TIMING_HISTORY)
         self._last = (time.monotonic(), 0, 0)
@@ -549,9 +550,11 @@ class Da3Node(LifecycleNode):
             camera = result.meta.camera
             marks = result.meta.marks
             marks["received"], marks["built"] = result.meta.received, time.monotonic()
-            for output, msg in self.pipeline.build(result, self._wanted(camera)):
+            for output, msg in self.pipeline.messages(result, self._wanted(camera)):
                 self.pubs[self._pub_key(output, camera)].publish(msg)
+                marks[output.name] = time.monotonic()  # when each message went out
             marks["published"] = time.monotonic()
+            marks["stamp"], marks["map_points"] = result.stamp, self.pipeline.streamer.map_size
             with self.stats.lock:
                 self.stats.answered += 1
                 self.stats.latencies_ms.append((marks["published"] - result.meta.received) * 1e3)
@@ -572,9 +575,10 @@ class Da3Node(LifecycleNode):
             except Exception as exc:  # noqa: BLE001 - one insert's failure must not stop the map
                 self._report_failure(exc)
                 continue
+            ms = 1e3 * (time.monotonic() - t0)
             with self.stats.lock:
                 self.stats.map_inserted += len(results)
-                self.stats.map_ms.append(1e3 * (time.monotonic() - t0))
+                self.stats.map_log.append((ms, len(results), self.pipeline.streamer.map_size))
 
     def _pub_key(self, output: Output, camera: str) -> Tuple[str, str]:
         return (output.name, camera if output.per_camera and self.cfg.cameras else "")
@@ -628,7 +632,7 @@ class Da3Node(LifecycleNode):
         with s.lock:
             received, answered, bad, fill, error = s.received, s.answered, s.bad_inputs, s.window_fill, s.last_error
             superseded, map_inserted, map_skipped = s.answers_dropped, s.map_inserted, s.map_skipped
-            map_ms = list(s.map_ms)[-20:]
+            map_ms = [ms for ms, _, _ in list(s.map_log)[-20:]]
         stream = self._stream_status
         counts = stream.get("counts", {})
         level, message = DiagnosticStatus.OK, "streaming"
