@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -199,7 +200,7 @@ def run_variant(spec: str, seq, seq_dir: Path, args, env: Dict[str, str], log=pr
                               env={**os.environ, **env}, capture_output=True, text=True,
                               timeout=args.warmup_timeout + 60 + len(args.rates) * (args.seconds + 30))
         if proc.returncode != 0 or not proc.stdout.strip():
-            raise RuntimeError(f"camera process failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"camera process failed ({proc.returncode}): {proc.stderr.strip()[-3000:]}")
         camera = json.loads(proc.stdout.strip().splitlines()[-1])
         for p in camera["phases"]:  # JSON made the stamps strings
             p["arrivals"] = {name: {int(ns): t for ns, t in d.items()} for name, d in p["arrivals"].items()}
@@ -434,11 +435,14 @@ def camera_main(cfg: Dict[str, Any]) -> int:
                                "arrivals": {n: dict(d) for n, d in arrivals.items()}, "map_messages": map_messages[0]})
             time.sleep(0.5)
         print(json.dumps({"warmup_s": warmup_s, "phases": phases, "messages": messages}), flush=True)
-        return 0
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        code = 0
+    except Exception:  # noqa: BLE001 - said before the process goes, whatever it was
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # a measuring process with DDS threads still running: leave without unwinding them
+    os._exit(code)
 
 
 def _wait(pred, timeout: float) -> bool:
