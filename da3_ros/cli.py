@@ -20,6 +20,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "replay": ("da3_ros.ros.replay", "main", "publish a rosbag2 (sqlite3 or MCAP) over DDS with /clock"),
     "process-bag": ("da3_ros.ros.process_bag", "main", "run the node's pipeline on a bag without DDS; write an output bag"),
     "bench": ("da3_ros.bench", "main", "GPU benchmark: incremental path vs the official network"),
+    "bench-node": ("da3_ros.ros.node_bench", "main", "the real node end to end over loopback DDS: FPS, latency, stages"),
     "export-onnx": ("da3_ros.model.export", "main", "export the window network to ONNX for TensorRT"),
     "demo": ("da3_ros.ros.demo", "main", "the live node on a synthetic sequence over DDS; writes demo_output/"),
 }

@@ -6,15 +6,16 @@ per-frame decision, reset) -> StreamResult -> messages of the wanted outputs
 (ros.outputs).
 
 The live node runs `to_frame` + `push_frames` on its inference thread and
-`build` on its output thread; `da3_ros process-bag` calls `process` (all three
-in turn). `to_frame`/`push_frames`/`reset`/`apply` from one thread at a time
+`build` on its output thread, and `insert_map` on its map thread after the
+frame's messages are out; `da3_ros process-bag` calls `process` (the map is
+filled inside the session there). `to_frame`/`push_frames`/`reset`/`apply` from one thread at a time
 (the node holds a lock); `build` from one (other) thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
@@ -203,12 +204,19 @@ class FramePipeline:
                     for camera, e in estimate.items() if camera in sources and sources[camera].T_base_optical is None)
 
     def build(self, result: StreamResult, wanted: Optional[FrozenSet[str]] = None) -> List[Tuple[Output, object]]:
-        """Messages of the wanted outputs for one result (the world map gains its
-        points here when the map is deferred to this thread and wanted)."""
-        wanted = self.switched_on if wanted is None else wanted
-        if self._map_deferred and result.in_map and "map" in wanted:
-            self.streamer.insert_map(result)
-        return self.builder.build(result, wanted)
+        """Messages of the wanted outputs for one result. No map work: with the
+        map deferred, the caller gives the results to `insert_map` once their
+        messages are out."""
+        return self.builder.build(result, self.switched_on if wanted is None else wanted)
+
+    def messages(self, result: StreamResult, wanted: FrozenSet[str]) -> Iterator[Tuple[Output, object]]:
+        """`build`, one message at a time (the live node publishes each as it comes)."""
+        return self.builder.messages(result, wanted)
+
+    def insert_map(self, results: List[StreamResult]) -> None:
+        """The deferred map gains the points of the results that feed it, in one
+        insert (a backlog coalesced; results from before a reset are ignored)."""
+        self.streamer.insert_map([r for r in results if r.in_map])
 
     def warmup(self, width: int, height: int) -> float:
         """Let the model compile / capture its fixed shapes for width x height

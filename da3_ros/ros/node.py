@@ -1,11 +1,20 @@
 """da3_node: live depth, point clouds and camera poses from a camera stream.
 
-Data flow: image callback -> one-slot buffer (newest frame wins, the rest are
-counted as dropped) -> inference thread: decode, Frame, streaming core (window,
-network, world frame) -> bounded queue -> output thread: map insertion and the
-messages of the outputs someone subscribes to, published. Callbacks only store;
-the network never waits for message building, so frame t's host work overlaps
-frame t+1's network.
+Data flow, three worker threads joined by latest-only hand-overs (a value not
+taken yet is replaced by a newer one and counted as dropped, so no stage ever
+works through a queue of stale frames):
+
+  image callback -> one slot per camera -> inference thread: decode, Frame,
+  streaming core (window, network, world frame) -> one slot -> output thread:
+  the messages of the outputs someone subscribes to (depth, camera_info, TF,
+  odometry, points, ...), published -> map backlog -> map thread: the frame's
+  points into the world map.
+
+Callbacks only store; the network never waits for message building (frame t's
+messages are built while the network runs frame t+1), and a frame's messages
+are out before any map work for it starts. The map may lag: its thread takes
+its whole backlog at once (one insert), and beyond MAP_BACKLOG frames the
+oldest are skipped and counted; the depth never waits for the map.
 """
 
 from __future__ import annotations
@@ -14,13 +23,13 @@ import dataclasses
 import gc
 import os
 import pathlib
-import queue
 import signal
 import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
+from collections import deque
+from typing import Any, Deque, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -54,9 +63,11 @@ from da3_ros.stream.result import StreamResult
 THROTTLE_S = 5.0
 #: while a rig is not metric, its state is repeated in the log at most this often (seconds)
 RIG_STATE_LOG_S = 30.0
-#: answered frames waiting for the output thread (bounded: the inference thread
-#: waits rather than letting a backlog grow)
-OUTPUT_QUEUE = 2
+#: answered frames waiting for the map thread; beyond this the oldest are skipped
+#: (counted): a map that cannot keep up lags, it never holds up the answers
+MAP_BACKLOG = 8
+#: per-frame stage marks kept for /diagnostics and the benchmark
+TIMING_HISTORY = 1024
 
 
 class _Input(NamedTuple):
@@ -101,6 +112,40 @@ class LatestSlot:
             self._items = {}
 
 
+class Handover:
+    """Items from one thread to another, at most `cap` waiting: put() drops the
+    oldest beyond that (newest wins) and returns what it dropped; take() returns
+    everything waiting, after waiting up to `timeout` s for something."""
+
+    def __init__(self, cap: int):
+        self._cond = threading.Condition()
+        self._items: Deque[Any] = deque()
+        self.cap = cap
+
+    def put(self, item: Any) -> List[Any]:
+        with self._cond:
+            self._items.append(item)
+            dropped = [self._items.popleft() for _ in range(len(self._items) - self.cap)]
+            self._cond.notify()
+        return dropped
+
+    def take(self, timeout: float) -> List[Any]:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            items = list(self._items)
+            self._items.clear()
+        return items
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._items.clear()
+
+
 class Stats:
     """Counters and rates for /diagnostics (written by the workers, read by a timer)."""
 
@@ -112,6 +157,13 @@ class Stats:
         self.latencies_ms: list = []
         self.last_error = ""
         self.window_fill = 0
+        self.answers_dropped = 0  # answered, then replaced by a newer answer before publishing
+        self.map_inserted = 0  # frames whose points went into the map
+        self.map_skipped = 0  # frames whose map work was skipped (backlog full)
+        #: per map insert (one per take of the backlog): (ms, frames, map points after)
+        self.map_log: Deque[Tuple[float, int, int]] = deque(maxlen=TIMING_HISTORY)
+        #: per published frame: its stage marks (time.monotonic(), see FrameSource.marks)
+        self.frame_marks: Deque[Dict[str, float]] = deque(maxlen=TIMING_HISTORY)
         self._last = (time.monotonic(), 0, 0)
 
     def rates(self):
@@ -149,7 +201,8 @@ class Da3Node(LifecycleNode):
         self.pipeline: Optional[FramePipeline] = None
         self.stats = Stats()
         self.slot = LatestSlot()
-        self._results: "queue.Queue[StreamResult]" = queue.Queue(maxsize=OUTPUT_QUEUE)
+        self._answers = Handover(1)  # the newest answered batch, for the output thread
+        self._map_work = Handover(MAP_BACKLOG)  # results whose points go into the map
         self._pipeline_lock = threading.Lock()  # the inference thread and the services take turns
         self._pending_cfg: Optional[NodeConfig] = None  # validated parameter changes, applied by the worker
         self._reset_request: Optional[str] = None
@@ -207,7 +260,8 @@ class Da3Node(LifecycleNode):
             post_callback=self._on_clock_jump)
         self._running = True
         self._threads = [threading.Thread(target=self._infer_loop, name="da3_inference", daemon=True),
-                         threading.Thread(target=self._output_loop, name="da3_output", daemon=True)]
+                         threading.Thread(target=self._output_loop, name="da3_output", daemon=True),
+                         threading.Thread(target=self._map_loop, name="da3_map", daemon=True)]
         for thread in self._threads:
             thread.start()
         result = super().on_activate(state)  # enables the lifecycle publishers
@@ -391,21 +445,49 @@ class Da3Node(LifecycleNode):
     # ------------------------------------------------------------ workers
 
     def _infer_loop(self) -> None:
-        """Inference thread: parameter changes and resets, then frame -> results."""
+        """Inference thread: parameter changes and resets, then frame -> results,
+        handed to the output thread (the newest batch wins)."""
         while self._running:
             items = self.slot.take(timeout=0.1)
             self._apply_requests()  # after the wait: a change made meanwhile applies to this frame
             try:
                 if not items:
                     continue
+                taken = time.monotonic()
                 with self._pipeline_lock:
                     frames = [self.pipeline.to_frame(v.msg, v.compressed, v.received, v.camera) for v in items]
+                    decoded = time.monotonic()
                     results = self.pipeline.push_frames([f for f in frames if f is not None])
+                    answered = time.monotonic()
                     self._stream_status = self._read_stream_status()
-                for result in results:
-                    self._hand_over(result)
+                if results:
+                    for r in results:
+                        r.meta.marks.update(taken=taken, decoded=decoded, answered=answered)
+                    self._drop_answers(self._answers.put(results))
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
                 self._report_failure(exc)
+
+    def _drop_answers(self, batches: List[List[StreamResult]]) -> None:
+        """Answers replaced by newer ones before their messages were built: counted;
+        their points still go to the map (a keyframe's view of the world)."""
+        if not batches:
+            return
+        with self.stats.lock:
+            self.stats.answers_dropped += sum(len(b) for b in batches)
+        for batch in batches:
+            self._to_map(batch)
+
+    def _to_map(self, results: List[StreamResult]) -> None:
+        """Results that feed the map, to the map thread (while the map is wanted)."""
+        feed = [r for r in results if r.in_map]
+        if not feed or "map" not in self._wanted():
+            return
+        skipped = 0
+        for r in feed:
+            skipped += len(self._map_work.put(r))
+        if skipped:
+            with self.stats.lock:
+                self.stats.map_skipped += skipped
 
     def _read_stream_status(self) -> Dict[str, Any]:
         """What /diagnostics reports of the streaming session, read on the inference
@@ -448,36 +530,55 @@ class Da3Node(LifecycleNode):
         if reason is not None:
             self._reset(reason)
 
-    def _hand_over(self, result: StreamResult) -> None:
-        """To the output thread; waits while it is behind (bounded), gives up on stop."""
-        while self._running:
-            try:
-                self._results.put(result, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
     def _output_loop(self) -> None:
-        """Output thread: messages of the wanted outputs, published. Runs until the
-        inference thread has stopped and everything it answered is out."""
+        """Output thread: the messages of the wanted outputs of the newest answered
+        batch, published; then its map work handed on. Runs until the inference
+        thread has stopped and its last answer is out."""
         inference = self._threads[0]
-        while self._running or inference.is_alive() or not self._results.empty():
-            try:
-                result = self._results.get(timeout=0.1)
-            except queue.Empty:
+        while self._running or inference.is_alive() or len(self._answers):
+            for batch in self._answers.take(timeout=0.1):
+                try:
+                    self._publish(batch)
+                except Exception as exc:  # noqa: BLE001 - one frame's messages must not stop the next
+                    if not rclpy.ok(context=self.context):
+                        return  # shutting down: nothing can be published any more
+                    self._report_failure(exc)
+                self._to_map(batch)
+
+    def _publish(self, batch: List[StreamResult]) -> None:
+        for result in batch:
+            camera = result.meta.camera
+            marks = result.meta.marks
+            marks["received"], marks["built"] = result.meta.received, time.monotonic()
+            for output, msg in self.pipeline.messages(result, self._wanted(camera)):
+                self.pubs[self._pub_key(output, camera)].publish(msg)
+                marks[output.name] = time.monotonic()  # when each message went out
+            marks["published"] = time.monotonic()
+            marks["stamp"], marks["map_points"] = result.stamp, self.pipeline.streamer.map_size
+            with self.stats.lock:
+                self.stats.answered += 1
+                self.stats.latencies_ms.append((marks["published"] - result.meta.received) * 1e3)
+                self.stats.window_fill = result.window_fill
+                self.stats.frame_marks.append(marks)
+
+    def _map_loop(self) -> None:
+        """Map thread: everything the map's backlog holds, in one insert. Runs until
+        the output thread has stopped and the backlog is empty."""
+        output = self._threads[1]
+        while self._running or output.is_alive() or len(self._map_work):
+            results = self._map_work.take(timeout=0.1)
+            if not results:
                 continue
+            t0 = time.monotonic()
             try:
-                camera = result.meta.camera
-                for output, msg in self.pipeline.build(result, self._wanted(camera)):
-                    self.pubs[self._pub_key(output, camera)].publish(msg)
-                with self.stats.lock:
-                    self.stats.answered += 1
-                    self.stats.latencies_ms.append((time.monotonic() - result.meta.received) * 1e3)
-                    self.stats.window_fill = result.window_fill
-            except Exception as exc:  # noqa: BLE001 - one frame's messages must not stop the next
-                if not rclpy.ok(context=self.context):
-                    return  # shutting down: nothing can be published any more
+                self.pipeline.insert_map(results)
+            except Exception as exc:  # noqa: BLE001 - one insert's failure must not stop the map
                 self._report_failure(exc)
+                continue
+            ms = 1e3 * (time.monotonic() - t0)
+            with self.stats.lock:
+                self.stats.map_inserted += len(results)
+                self.stats.map_log.append((ms, len(results), self.pipeline.streamer.map_size))
 
     def _pub_key(self, output: Output, camera: str) -> Tuple[str, str]:
         return (output.name, camera if output.per_camera and self.cfg.cameras else "")
@@ -530,6 +631,8 @@ class Da3Node(LifecycleNode):
         s = self.stats
         with s.lock:
             received, answered, bad, fill, error = s.received, s.answered, s.bad_inputs, s.window_fill, s.last_error
+            superseded, map_inserted, map_skipped = s.answers_dropped, s.map_inserted, s.map_skipped
+            map_ms = [ms for ms, _, _ in list(s.map_log)[-20:]]
         stream = self._stream_status
         counts = stream.get("counts", {})
         level, message = DiagnosticStatus.OK, "streaming"
@@ -547,7 +650,16 @@ class Da3Node(LifecycleNode):
             "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "n/a",
             "frames_received": str(received),
             "frames_answered": str(answered),
-            "frames_dropped": str(self.slot.dropped),
+            # newest wins: images replaced before the inference thread took them, and
+            # answers replaced before their messages were built
+            "frames_dropped": str(self.slot.dropped + superseded),
+            "frames_dropped_input": str(self.slot.dropped),
+            "frames_dropped_answered": str(superseded),
+            "map_frames_inserted": str(map_inserted),
+            "map_frames_skipped": str(map_skipped),
+            "map_backlog": str(len(self._map_work)),
+            "map_insert_ms_mean": f"{np.mean(map_ms):.1f}" if map_ms else "n/a",
+            "captures_after_warmup": str(getattr(self.model, "captures_after_warmup", 0)),
             "bad_inputs": str(bad),
             "duplicate_stamps": str(counts.get("duplicate_stamp", 0)),
             "stamp_outliers": str(counts.get("stamp_backwards_outlier", 0) + counts.get("stamp_forward_outlier", 0)),

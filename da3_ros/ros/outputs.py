@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -68,6 +68,9 @@ class FrameSource:
     #: with a rig and no calibrated extrinsics: (optical frame, T_primary_optical) of the
     #: other cameras as estimated from the model's poses, published on TF
     estimated_extrinsics: Tuple[Tuple[str, np.ndarray], ...] = ()
+    #: the frame's way through the live node, by stage: time.monotonic() when it was
+    #: taken, decoded, answered, its messages built and published (the node's timing)
+    marks: Dict[str, float] = field(default_factory=dict)
 
 
 class FrameContext:
@@ -197,7 +200,13 @@ OUTPUTS: Tuple[Output, ...] = (
            "keyframes answered while it has a subscriber", None),
 )
 OUTPUTS_BY_NAME: Dict[str, Output] = {o.name: o for o in OUTPUTS}
-PER_FRAME: Tuple[Output, ...] = tuple(o for o in OUTPUTS if o.build is not None)
+#: the per-frame outputs in the order they are built and published: what a robot
+#: waits on first (depth, its camera_info, the pose on TF and odometry), the
+#: heavier messages after
+PUBLISH_ORDER = ("depth", "depth_info", "tf", "odometry", "estimated_info", "path", "confidence", "points",
+                 "keyframe")
+PER_FRAME: Tuple[Output, ...] = tuple(OUTPUTS_BY_NAME[name] for name in PUBLISH_ORDER)
+assert set(PUBLISH_ORDER) == {o.name for o in OUTPUTS if o.build is not None}, "PUBLISH_ORDER names every per-frame output"
 
 
 def switched_on(options: OutputOptions) -> FrozenSet[str]:
@@ -220,9 +229,14 @@ class OutputBuilder:
     epoch: int = 0
 
     def build(self, result: StreamResult, wanted: FrozenSet[str]) -> List[Tuple[Output, object]]:
-        """(output, message) for the `wanted` per-frame outputs of one result.
-        Depth, confidence and intrinsics are at the input image's size; every
-        header carries the image's stamp."""
+        """(output, message) for the `wanted` per-frame outputs of one result."""
+        return list(self.messages(result, wanted))
+
+    def messages(self, result: StreamResult, wanted: FrozenSet[str]) -> Iterator[Tuple[Output, object]]:
+        """(output, message) for the `wanted` per-frame outputs of one result, each
+        built when asked for (in PUBLISH_ORDER: the node publishes each before the
+        next is built). Depth, confidence and intrinsics are at the input image's
+        size; every header carries the image's stamp."""
         if result.epoch != self.epoch:  # the world was reset: a new path and keyframe count
             self.epoch = result.epoch
             self.path_poses.clear()
@@ -237,14 +251,11 @@ class OutputBuilder:
             self.path_poses.append(PoseStamped(header=c.world_header, pose=c.pose))
             while len(self.path_poses) > o.path_max_length:
                 self.path_poses.popleft()
-        out = []
         for output in PER_FRAME:
             if output.name in wanted and (output.per_camera or source.primary):
                 msg = output.build(c)
                 if msg is not None:
-                    out.append((output, msg))
-        return out
-
+                    yield output, msg
 
     def _reread_path(self, source: FrameSource) -> None:
         """The path's poses from the world's trajectory (matched by stamp; the

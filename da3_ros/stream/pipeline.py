@@ -138,11 +138,12 @@ class Streamer:
         """Answer the frames still waiting for a full stride (end of input)."""
         return self._run_window() if self._pending else []
 
-    def insert_map(self, result: StreamResult) -> None:
-        """Add a result's valid points to the world map (push does it itself
-        unless `map_deferred`). A result from before a reset is ignored."""
-        if result.epoch == self.epoch:
-            self.world.insert_map(result, self.config.map_pixel_stride)
+    def insert_map(self, results: Sequence[StreamResult]) -> None:
+        """Add results' valid points to the world map in one insert (push does it
+        itself unless `map_deferred`). Results from before a reset are ignored."""
+        current = [r for r in results if r.epoch == self.epoch]
+        if current:
+            self.world.insert_map(current, self.config.map_pixel_stride)
 
     def map_points(self, frame: str = "stream") -> Tuple[np.ndarray, np.ndarray]:
         """World map: (xyz (M,3), rgb (M,3) uint8) in the "stream" frame (float32)
@@ -312,11 +313,11 @@ class Streamer:
             alignment_inliers=inliers, window_fill=S, window_size=cfg.window_size, reset=self._reset_reason,
             min_confidence=cfg.min_confidence, depth_range=tuple(cfg.depth_range), epoch=self.epoch, meta=f.meta,
             in_map=cfg.map_from == "all" or (cfg.map_from == "keyframes" and e.keyframe),
-            world_rescaled=self.world.take_rescaled(), primary=primary,
+            world_rescaled=self.world.take_rescaled(), world_unit=self.world.unit, primary=primary,
         )
         self._reset_reason = None
         if primary:
             self.world.record(r)
         if r.in_map and not cfg.map_deferred:
-            self.insert_map(r)
+            self.insert_map([r])
         return r

@@ -72,6 +72,9 @@ class StreamResult:
     #: the world's unit was multiplied by this just before this result (a rig's
     #: metric scale applied); earlier published positions scale the same way
     world_rescaled: float = 1.0
+    #: the world's unit when answered (`World.unit`): the map brings a result
+    #: inserted after a later rescale to the unit of the time
+    world_unit: float = 1.0
     #: the first view of its rig frame (a single camera's every frame): it carries
     #: the rig's pose (trajectory, odometry, TF)
     primary: bool = True

@@ -20,7 +20,7 @@ unit and its rescaling.
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -99,6 +99,9 @@ class World:
         self.prev_scale = 1.0  # the last window's window -> stream scale
         self.n_windows = 0
         self._rescaled = 1.0  # the unit's change not yet told to a result
+        #: the stream frame's unit since the reset, as a factor (results carry the value
+        #: they were answered at, so a map insert that lags a rescale is brought to it)
+        self.unit = 1.0
         with self._lock:
             self._map.clear()
             self._traj.clear()
@@ -142,6 +145,7 @@ class World:
         with self._lock:
             self._traj.rescale(factor)
             self._map.rescale(factor)
+            self.unit *= factor
         self.anchor.rescale(factor)
         self.prev_scale *= factor
         self._rescaled *= factor
@@ -158,11 +162,19 @@ class World:
         with self._lock:
             self._traj.append(result.stamp, result.c2w, result.index, result.keyframe)
 
-    def insert_map(self, result: StreamResult, pixel_stride: int) -> None:
-        """A result's valid points into the map."""
-        xyz, flat = result.pixel_points(pixel_stride)  # only the map's pixels are read
+    def insert_map(self, results: Sequence[StreamResult], pixel_stride: int) -> None:
+        """Results' valid points into the map as one insert (a map worker that fell
+        behind hands over its whole backlog: the cost is the points', not the calls').
+        Points answered before a rescale are brought to the current unit."""
+        parts = [(r.pixel_points(pixel_stride), r) for r in results]  # only the map's pixels are read
+        if not parts:
+            return
         with self._lock:
-            self._map.insert(xyz, result.image.reshape(-1, 3)[flat], result.confidence.ravel()[flat], self.n_windows)
+            xyz = np.concatenate([p[0] * (self.unit / r.world_unit) if r.world_unit != self.unit else p[0]
+                                  for p, r in parts])
+            rgb = np.concatenate([r.image.reshape(-1, 3)[p[1]] for p, r in parts])
+            conf = np.concatenate([r.confidence.ravel()[p[1]] for p, r in parts])
+            self._map.insert(xyz, rgb, conf, self.n_windows)
 
     def map_points(self, frame: str = "stream") -> Tuple[np.ndarray, np.ndarray]:
         """(xyz (M,3), rgb (M,3) uint8) in the "stream" frame (float32) or the

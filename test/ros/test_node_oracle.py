@@ -297,8 +297,8 @@ def test_outputs_nobody_subscribes_to_are_not_built(ros_context, make_node, sequ
     odometry = []
     io_node.create_subscription(Odometry, "odometry", odometry.append, 10)
     built = []
-    build = node.pipeline.builder.build
-    node.pipeline.builder.build = lambda result, wanted: (built.append(set(wanted)), build(result, wanted))[1]
+    messages = node.pipeline.builder.messages  # what the node's output thread builds from
+    node.pipeline.builder.messages = lambda result, wanted: (built.append(set(wanted)), messages(result, wanted))[1]
     spinner = Spinner(ros_context, node, io_node)
     try:
         assert spinner.wait_for(lambda: node.count_subscribers("odometry") > 0
