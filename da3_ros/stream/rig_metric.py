@@ -9,7 +9,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .config import StreamConfig
-from .rig import EstimatedExtrinsics, RigCalibration, RigState
+from .rig import RigCalibration, RigState
+from .rig_extrinsics import EstimatedExtrinsics
 
 
 class RigMetric:
