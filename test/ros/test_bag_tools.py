@@ -20,8 +20,7 @@ from tf2_msgs.msg import TFMessage
 from da3_ros.io import bags
 from da3_ros.ros.conversions import stamp_to_ns
 from da3_ros.synthetic.sequence import make_sequence
-from conftest import spin_until
-from node_harness import read_output, stamp_ns
+from node_harness import read_output, spin_until, stamp_ns
 
 TS = bags.get_typestore("kilted")
 CAMERA = "/cam/image"

@@ -106,14 +106,10 @@ def test_embedded_model_ray_poses_forward():
     assert s["ate_sim3"] < MAX_RAY_ATE_SIM3_M, msg
 
 
-def test_factory_default_resolves_to_embedded_without_hub(monkeypatch, capsys):
+def test_factory_default_resolves_to_embedded_without_hub(embedded_default, capsys):
     """`model: default` with no hub in reach: the embedded checkpoint at its own input size, said out loud."""
-    from da3_ros import weights
     from da3_ros.runtime.models import ModelSettings, make_window_model
 
-    monkeypatch.delenv("DA3_DEFAULT_MODEL", raising=False)
-    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
-    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
     m = make_window_model(ModelSettings("default", device="cpu"))  # the node maps its default 504 to None
     assert m.net.variant == "da3-tiny" and m.process_res == EMBEDDED_PROCESS_RES
     assert "embedded da3-tiny" in capsys.readouterr().err

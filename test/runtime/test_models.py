@@ -55,10 +55,9 @@ def test_the_name_says_the_precision_in_use():
     assert "(cpu, fp32, process_res=56," in model.name and "auto" not in model.name
 
 
-def test_process_res_applied_or_refused(monkeypatch):
+def test_process_res_applied_or_refused(embedded_default):
     from da3_ros.runtime.models import SettingRefused
 
-    monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")  # no DA3 weights here: the embedded da3-tiny
     with pytest.raises(SettingRefused, match="process_res 336.*embedded da3-tiny.*252"):
         make_window_model(ModelSettings("default", device="cpu", process_res=336))
     with pytest.raises(SettingRefused, match="process_res 20 is out of range: 56 to 1512"):
