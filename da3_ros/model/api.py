@@ -78,7 +78,7 @@ def denormalize_w2c(w2c_norm: torch.Tensor, c2w_first: torch.Tensor, med: torch.
 @torch.inference_mode()
 def infer(model, frames: Sequence[np.ndarray], intrinsics: Optional[np.ndarray] = None,
           poses: Optional[np.ndarray] = None, process_res: int = DEFAULT_PROCESS_RES,
-          pose_from: str = "camera", ref_view_strategy: str = "saddle_balanced") -> Prediction:
+          pose_source: str = "camera", reference_strategy: str = "saddle_balanced") -> Prediction:
     """Run a DA3 network on frames of one scene.
 
     frames: HxWx3 uint8 RGB (all mapping to one network size).
@@ -102,7 +102,7 @@ def infer(model, frames: Sequence[np.ndarray], intrinsics: Optional[np.ndarray] 
             raise ValueError("pose conditioning needs intrinsics and an any-view model")
         cond = normalize_poses(torch.as_tensor(np.asarray(poses), dtype=torch.float32, device=device))
     out = model(images[None], None if cond is None else cond[0][None], None if cond is None else K_proc[None],
-                pose_from=pose_from, ref_view_strategy=ref_view_strategy)
+                pose_source=pose_source, reference_strategy=reference_strategy)
     depth = out["depth"][0]
     is_metric = isinstance(model, NestedDA3Net)
     ext = out.get("extrinsics")

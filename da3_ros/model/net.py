@@ -2,7 +2,7 @@
 
 Two entry points share one implementation:
 
-* `forward(images, extrinsics, intrinsics, pose_from, ref_view_strategy)`: the
+* `forward(images, extrinsics, intrinsics, pose_source, reference_strategy)`: the
   official raw contract on (B, S, 3, H, W) normalised images.
 * `encode(images)` + `forward_window(cached, decode, ...)`: the streaming split.
   `encode` runs the strictly per-view part once per frame (patch embedding and
@@ -153,7 +153,7 @@ class DA3Net(nn.Module):
 
     def forward_features(self, tokens: torch.Tensor, selector: torch.Tensor, image_hw,
                          extrinsics: Optional[torch.Tensor] = None, intrinsics: Optional[torch.Tensor] = None,
-                         ref_view_strategy: str = "saddle_balanced", views: Optional[torch.Tensor] = None,
+                         reference_strategy: str = "saddle_balanced", views: Optional[torch.Tensor] = None,
                          blocks=None):
         """Cross-view part on cached tokens (B, S, T, D) -> (4 x patch features (B, n, P, C) fp32
         of `views` ((n,) long view indices, in that order; None: all S views in input order),
@@ -171,7 +171,7 @@ class DA3Net(nn.Module):
                 cam_token = self.cam_enc(extrinsics, intrinsics, (H, W))
         order = inv = keep = None
         if cam_token is None and S >= MIN_VIEWS_FOR_REFERENCE:
-            order = reference_order(selector, ref_view_strategy)  # (B, S)
+            order = reference_order(selector, reference_strategy)  # (B, S)
             tokens = torch.gather(tokens, 1, order[:, :, None, None].expand_as(tokens))
             inv = torch.argsort(order, dim=1)  # position of each input view in the reordered window
             if views is not None:
@@ -198,7 +198,7 @@ class DA3Net(nn.Module):
         return depth.unflatten(0, (B, n)), conf.unflatten(0, (B, n))
 
     def forward_pose(self, feats: Optional[List[torch.Tensor]], cam: torch.Tensor, image_hw,
-                     pose_from: str = "camera", ray_map: str = "full") -> Tuple[torch.Tensor, torch.Tensor]:
+                     pose_source: str = "camera", ray_map: str = "full") -> Tuple[torch.Tensor, torch.Tensor]:
         """Poses of all S views (fp32) -> world-to-camera (B, S, 3, 4), intrinsics (B, S, 3, 3)
         in pixels of the network input.
 
@@ -213,11 +213,11 @@ class DA3Net(nn.Module):
         test/runtime/test_ray_pose_guard.py)."""
         H, W = image_hw
         with self._no_autocast(cam.device):
-            if pose_from == "camera":
+            if pose_source == "camera":
                 c2w, K = decode_pose(self.cam_dec(cam), (H, W))
                 return invert_rigid(c2w), K
-            if pose_from != "ray":
-                raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
+            if pose_source != "ray":
+                raise ValueError(f"pose_source must be 'camera' or 'ray', got {pose_source!r}")
             if ray_map not in RAY_MAPS:
                 raise ValueError(f"ray_map must be one of {RAY_MAPS}, got {ray_map!r}")
             B, S = feats[0].shape[:2]
@@ -243,12 +243,12 @@ class DA3Net(nn.Module):
         return invert_rigid(c2w).unflatten(0, (B, S)), K.unflatten(0, (B, S))
 
     def forward_heads(self, feats: List[torch.Tensor], cam: Optional[torch.Tensor], image_hw,
-                      decode: Optional[Sequence[int]] = None, pose_from: str = "camera",
+                      decode: Optional[Sequence[int]] = None, pose_source: str = "camera",
                       rays: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         """Heads of the official contract, fp32. feats 4 x (B, S, P, C); decode: view indices for
         depth (None = all).
 
-        Full-resolution ray maps are computed for every view when pose_from == "ray" (they give
+        Full-resolution ray maps are computed for every view when pose_source == "ray" (they give
         the poses), for the decoded views when `rays` is True, else not at all.
         """
         H, W = image_hw
@@ -260,10 +260,10 @@ class DA3Net(nn.Module):
                 f = [x[:, sel].flatten(0, 1) for x in feats]
                 o = self.head(f, H, W)
                 return {k: v.unflatten(0, (B, len(sel))) for k, v in o.items()}
-            if pose_from not in ("camera", "ray"):
-                raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
-            want_rays = (pose_from == "ray") or (rays if rays is not None else decode is None)
-            ray_views = list(range(S)) if pose_from == "ray" else (sel if want_rays else [])
+            if pose_source not in ("camera", "ray"):
+                raise ValueError(f"pose_source must be 'camera' or 'ray', got {pose_source!r}")
+            want_rays = (pose_source == "ray") or (rays if rays is not None else decode is None)
+            ray_views = list(range(S)) if pose_source == "ray" else (sel if want_rays else [])
             views = sorted(set(sel) | set(ray_views))
             pos = {v: i for i, v in enumerate(views)}
             rn = self.head.stem([x[:, views].flatten(0, 1) for x in feats], H, W)
@@ -277,7 +277,7 @@ class DA3Net(nn.Module):
                 ray, ray_conf = self.head.forward_rays([r[:, idx].flatten(0, 1) for r in rn], H, W)
                 out["ray"] = ray.unflatten(0, (B, len(ray_views)))
                 out["ray_conf"] = ray_conf.unflatten(0, (B, len(ray_views)))
-            if pose_from == "ray":
+            if pose_source == "ray":
                 out["extrinsics"], out["intrinsics"] = self.ray_poses(out["ray"].flatten(0, 1),
                                                                       out["ray_conf"].flatten(0, 1), B, S, H, W)
             else:
@@ -286,8 +286,8 @@ class DA3Net(nn.Module):
 
     # ---------------------------------------------------------------- public
     def forward(self, images: torch.Tensor, extrinsics: Optional[torch.Tensor] = None,
-                intrinsics: Optional[torch.Tensor] = None, pose_from: str = "camera",
-                ref_view_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
+                intrinsics: Optional[torch.Tensor] = None, pose_source: str = "camera",
+                reference_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
         """Official raw contract. images (B, S, 3, H, W) normalised; extrinsics (B, S, 3|4, 4)
         world-to-camera and intrinsics (B, S, 3, 3) pixels for pose conditioning.
 
@@ -302,16 +302,16 @@ class DA3Net(nn.Module):
             return mono_sky_fill(self.forward_heads(feats, None, (H, W)))
         tokens = torch.stack([c.tokens for c in cached]).unflatten(0, (B, S))
         sel = torch.stack([c.selector for c in cached]).unflatten(0, (B, S))
-        feats, cam = self.forward_features(tokens, sel, (H, W), extrinsics, intrinsics, ref_view_strategy)
-        return self.forward_heads(feats, cam, (H, W), None, pose_from, rays=True)
+        feats, cam = self.forward_features(tokens, sel, (H, W), extrinsics, intrinsics, reference_strategy)
+        return self.forward_heads(feats, cam, (H, W), None, pose_source, rays=True)
 
     @staticmethod
-    def window_views(S: int, decode: Sequence[int], pose_from: str) -> List[int]:
+    def window_views(S: int, decode: Sequence[int], pose_source: str) -> List[int]:
         """The views whose head inputs a window needs: every view for ray poses, else the decoded ones."""
-        return list(range(S)) if pose_from == "ray" else [int(d) for d in decode]
+        return list(range(S)) if pose_source == "ray" else [int(d) for d in decode]
 
-    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
-                       ref_view_strategy: str = "saddle_balanced", extrinsics: Optional[torch.Tensor] = None,
+    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_source: str = "camera",
+                       reference_strategy: str = "saddle_balanced", extrinsics: Optional[torch.Tensor] = None,
                        intrinsics: Optional[torch.Tensor] = None,
                        ray_map: str = "full") -> Dict[str, torch.Tensor]:
         """One window of S cached frames (batch 1). Depth for `decode` only ((1, len(decode), H, W)),
@@ -327,14 +327,14 @@ class DA3Net(nn.Module):
         tokens = torch.stack([c.tokens for c in cached])[None]
         sel = torch.stack([c.selector for c in cached])[None]
         dev = tokens.device
-        views = self.window_views(len(cached), decode, pose_from)
-        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, ref_view_strategy,
+        views = self.window_views(len(cached), decode, pose_source)
+        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, reference_strategy,
                                            views=torch.tensor(views, dtype=torch.long, device=dev))
         out: Dict[str, torch.Tensor] = {}
         if decode:
             pos = torch.tensor([views.index(int(d)) for d in decode], dtype=torch.long, device=dev)
             out["depth"], out["depth_conf"] = self.forward_depth([f.index_select(1, pos) for f in feats], hw)
-        out["extrinsics"], out["intrinsics"] = self.forward_pose(feats, cam, hw, pose_from, ray_map)
+        out["extrinsics"], out["intrinsics"] = self.forward_pose(feats, cam, hw, pose_source, ray_map)
         return out
 
 
@@ -405,17 +405,17 @@ class NestedDA3Net(nn.Module):
         out["extrinsics"], out["scale_factor"], out["sky"] = ext, scale, metric_out["sky"]
         return out
 
-    def forward(self, images: torch.Tensor, extrinsics=None, intrinsics=None, pose_from: str = "camera",
-                ref_view_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
-        out = self.da3(images, extrinsics, intrinsics, pose_from, ref_view_strategy)
+    def forward(self, images: torch.Tensor, extrinsics=None, intrinsics=None, pose_source: str = "camera",
+                reference_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
+        out = self.da3(images, extrinsics, intrinsics, pose_source, reference_strategy)
         return self.align(out, self.da3_metric(images))
 
-    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
-                       ref_view_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None,
+    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_source: str = "camera",
+                       reference_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None,
                        ray_map: str = "full"):
         """As `DA3Net.forward_window`; the scale is fitted on the decoded frames only
         (equal to the full forward when every frame is decoded)."""
-        out = self.da3.forward_window(cached, decode, pose_from, ref_view_strategy, extrinsics, intrinsics,
+        out = self.da3.forward_window(cached, decode, pose_source, reference_strategy, extrinsics, intrinsics,
                                       ray_map)
         if not decode:  # no depth to fit a scale on: poses stay in the any-view unit
             return out

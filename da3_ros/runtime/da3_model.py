@@ -53,8 +53,8 @@ class DA3WindowModel:
     model: anything `load_model` accepts (hub id, directory, .safetensors with
         `variant`, "random:da3-small") or an already built network.
     precision: "fp32" | "bf16" | "fp16" | "auto" (bf16 autocast on CUDA, fp32 on CPU).
-    pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray head + solver).
-    ray_map: the ray map the pose solver fits (pose_from="ray"): "quarter" (default: the ray
+    pose_source: "camera" (camera-token decoder, cheap) or "ray" (ray head + solver).
+    ray_map: the ray map the pose solver fits (pose_source="ray"): "quarter" (default: the ray
         head above the 2x level at a quarter of the official resolution per axis; on the
         embedded model's held-out sequences as accurate for trajectories and intrinsics as
         the official map, test/runtime/test_ray_pose_guard.py), "half" (only the head's last
@@ -74,19 +74,19 @@ class DA3WindowModel:
     """
 
     def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
-                 process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
-                 ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None,
+                 process_res: int = DEFAULT_PROCESS_RES, pose_source: str = "camera",
+                 reference_strategy: str = "saddle_balanced", variant: Optional[str] = None,
                  compile: Union[bool, str] = "auto", ray_map: str = "quarter", kernels: Optional[Kernels] = None):
         self.device = torch.device(device)
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
         self.net.set_precision(precision)
-        if pose_from not in ("camera", "ray"):
-            raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
+        if pose_source not in ("camera", "ray"):
+            raise ValueError(f"pose_source must be 'camera' or 'ray', got {pose_source!r}")
         self.precision = precision
         self.process_res = process_res
-        self.pose_from = pose_from
-        self.ref_view_strategy = ref_view_strategy
+        self.pose_source = pose_source
+        self.reference_strategy = reference_strategy
         self.ray_map = ray_map
         self._anyview = isinstance(net, NestedDA3Net) or net.cfg.any_view
         self.metric = isinstance(net, NestedDA3Net) or (isinstance(net, DA3Net) and net.is_metric)
@@ -94,12 +94,12 @@ class DA3WindowModel:
         #: what the network runs at ("auto" resolved: fp32 on a CPU, bf16 or fp16 on a GPU)
         self.precision_used = _precision_name(getattr(net, "amp_dtype", getattr(getattr(net, "da3", None), "amp_dtype", None)))
         self.name = (f"DA3 {variant} ({self.device.type}, {self.precision_used}, process_res={process_res}, "
-                     f"pose_from={pose_from}, ref={ref_view_strategy})")
+                     f"pose_source={pose_source}, reference_strategy={reference_strategy})")
         self._warned_fov = False
         self.compile_mode = resolve_compile(compile, self.device)
         self._fast: Optional[FastPath] = None
         if self.compile_mode != "off" and isinstance(net, DA3Net) and net.cfg.any_view:
-            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy, ray_map,
+            self._fast = FastPath(net, self.device, self.compile_mode, pose_source, reference_strategy, ray_map,
                                   kernels=kernels)
         elif self.compile_mode != "off":
             self.compile_mode = "off"
@@ -173,8 +173,8 @@ class DA3WindowModel:
                 and all(h.processed_hw == hw and h.tokens.tokens is not None for h in handles)):
             return self._predict_fast(handles, decode)
         cached = [h.tokens for h in handles]
-        out = self.net.forward_window(cached, decode, pose_from=self.pose_from,
-                                      ref_view_strategy=self.ref_view_strategy,
+        out = self.net.forward_window(cached, decode, pose_source=self.pose_source,
+                                      reference_strategy=self.reference_strategy,
                                       extrinsics=None if cond is None else cond[0][None],
                                       intrinsics=None if cond is None else K_proc[None],
                                       ray_map=self.ray_map)

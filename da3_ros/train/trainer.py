@@ -170,7 +170,7 @@ def _forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype]
         x = vit.embed(images.flatten(0, 1))
         x, sel = vit.forward_early(x)
         feats, cam = net.forward_features(x.unflatten(0, (B, S)), sel.unflatten(0, (B, S)), (H, W),
-                                          ref_view_strategy="first")
+                                          reference_strategy="first")
     with torch.autocast(device_type=dev, enabled=False):
         rn = net.head.stem([f.float().flatten(0, 1) for f in feats], H, W)
         depth, conf = net.head.forward_depth(rn, H, W)
@@ -604,13 +604,13 @@ def train(a) -> dict:
         results = {}
         seqs = held_out_sequences(a.eval_frames, device=str(dev))
         rigs = held_out_rigs(a.eval_frames, device=str(dev)) if a.rig > 0 else []
-        for pose_from in ("camera", "ray"):  # the demo's first: eval.json is written after each
-            print(f"held-out streaming eval, pose_from={pose_from}", flush=True)
+        for pose_source in ("camera", "ray"):  # the demo's first: eval.json is written after each
+            print(f"held-out streaming eval, pose_source={pose_source}", flush=True)
             m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
-                               pose_from=pose_from)
-            results[pose_from] = evaluate(m, seqs)
+                               pose_source=pose_source)
+            results[pose_source] = evaluate(m, seqs)
             if rigs:
-                results[f"rig_{pose_from}"] = evaluate_rig(m, rigs)
+                results[f"rig_{pose_source}"] = evaluate_rig(m, rigs)
             (out / "eval.json").write_text(json.dumps(results, indent=1))
         log({"event": "eval", **{f"{pf}_{k}": round(v, 5) for pf, r in results.items() if "mean" in r
                                  for k, v in r["mean"].items()},

@@ -41,7 +41,7 @@ def test_model_settings_reach_the_network():
                                             ray_map="half", compile="staged", attention_kernel="math",
                                             head_channels_last=False, compile_dynamic=True,
                                             inductor_mode="max-autotune-no-cudagraphs"))
-    assert model.ray_map == "half" and model.compile_mode == "staged" and model.pose_from == "ray"
+    assert model.ray_map == "half" and model.compile_mode == "staged" and model.pose_source == "ray"
     assert model._fast.kernels == Kernels("math", False, True, "max-autotune-no-cudagraphs")
     assert model._fast.tuner.force == "math"
     with pytest.raises(ValueError, match="attention kernel"):
