@@ -12,6 +12,7 @@ does:
 * `depth_head`: `DA3Net.forward_depth` on the decoded views, resized to native size
   (`preprocess.map_to_native`).
 * `pose`: `DA3Net.forward_pose` (camera decoder, or ray head + solver) for every view.
+  These two are the plain path's one head path (`DA3Net.forward_heads`), run as stages.
 
 What this module adds is how they run:
 
