@@ -101,8 +101,8 @@ SETTINGS: Dict[str, Setting] = {
     "rig_max_wait": Setting(0.1, "a rig frame waits at most this long (seconds of stamp time) for a late camera, "
                                  "then goes without it", range=(0.001, 10.0, 0.0)),
     "rig_scale_max_error": Setting(0.01, "with the rig's extrinsics in /tf_static (base_frame -> each camera), depth "
-                                         "and poses turn metric once the scale from the baselines is this precise "
-                                         "(relative standard error)", range=(0.0001, 0.5, 0.0)),
+                                         "and poses turn metric once the scale from the baselines or the image overlap is "
+                                         "this precise (relative standard error)", range=(0.0001, 0.5, 0.0)),
     "publish_tf": Setting(True, "publish the world -> camera (or world -> base_frame) transform", runtime=True,
                           scope=NODE),
     # ---- inputs
