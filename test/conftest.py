@@ -49,3 +49,13 @@ def sequence_cache():
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def embedded_default(monkeypatch):
+    """`model: default` resolves to the embedded da3-tiny, as on a machine without DA3
+    weights in its Hugging Face cache (the suite already keeps the hub offline)."""
+    from da3_ros import weights
+
+    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)

@@ -121,3 +121,15 @@ def test_no_import_circles():
 
 def _is_package(module: str) -> bool:
     return (PACKAGE.parent / module.replace(".", "/") / "__init__.py").is_file()
+
+
+def test_tests_import_no_conftest_by_name():
+    """Several test folders have a conftest.py, all under the module name `conftest`:
+    `from conftest import x` gets whichever was imported first, so a file collected
+    beside another folder's tests fails. Shared helpers live in helper modules."""
+    tests = PACKAGE.parent / "test"
+    bad = [f"{p.relative_to(tests)}:{n.lineno}" for p in sorted(tests.rglob("*.py"))
+           for n in ast.walk(ast.parse(p.read_text()))
+           if (isinstance(n, ast.ImportFrom) and n.module == "conftest")
+           or (isinstance(n, ast.Import) and any(a.name == "conftest" for a in n.names))]
+    assert not bad, "imports conftest by name: " + ", ".join(bad)

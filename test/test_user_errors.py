@@ -111,7 +111,7 @@ def test_run_offline_process_res_the_embedded_model_cannot_honour(tmp_path, fram
     """model default without DA3 weights is the embedded da3-tiny: it runs at 252 only,
     so another explicit --process-res is refused (it used to be replaced silently)."""
     run = da3_ros(["run-offline", "--input", str(frames_dir), "--out", "out", "--process-res", "336"], tmp_path,
-                  env={"DA3_DEFAULT_MODEL": "embedded"})
+                  env={"HF_HUB_CACHE": str(tmp_path / "empty_hub_cache")})  # no DA3 weights cached (hub offline)
     one_line_error(run, "process_res 336", "embedded da3-tiny", "252", "leave process_res unset")
     assert not (tmp_path / "out").exists()
 

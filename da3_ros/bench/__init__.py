@@ -28,7 +28,7 @@ world alignment, map), and the output arrays (NaN-masked depth, optical-frame
 point cloud); FPS and latency percentiles. `--profile N`: torch.profiler kernel
 tables of N frames of (c) and of its cross-view stage (profile.txt).
 
-    da3_ros bench --variants da3-small da3-large da3-giant --pose-from ray camera --out bench_out
+    da3_ros bench --variants da3-small da3-large da3-giant --pose-source ray camera --out bench_out
 
 Parts: `common` (timing, sizes), `official` (a), `variant` ((a), (b), (c) of one
 variant), `profile` (stages of (c), kernel tables), `e2e` (end to end),

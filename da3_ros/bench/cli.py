@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(its numbers are not the benchmark)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="auto: bf16 autocast on CUDA (as the official package), fp32 on CPU")
-    p.add_argument("--pose-from", nargs="+", default=[NODE_POSE], choices=SETTINGS["pose_source"].choices,
+    p.add_argument("--pose-source", nargs="+", default=[NODE_POSE], choices=SETTINGS["pose_source"].choices,
                    help="pose sources to run, each for (a), (b) and (c) (default: ray, the node's)")
     p.add_argument("--ray-map", default=SETTINGS["ray_map"].default, choices=SETTINGS["ray_map"].choices,
                    help="(c)'s ray map for ray poses (DA3WindowModel ray_map=; default quarter, the node's)")
@@ -118,7 +118,7 @@ def _new_report(argv, args, device, name, precision, use_official, notes) -> Dic
         "device": str(device), "device_name": name, "torch": torch.__version__,
         "cuda": torch.version.cuda, "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "precision": precision, "pose_from": args.pose_from, "compile": args.compile, "ray_map": args.ray_map,
+        "precision": precision, "pose_source": args.pose_source, "compile": args.compile, "ray_map": args.ray_map,
         "iters": args.iters,
         "warmup": args.warmup, "official": use_official, "notes": notes, "results": [], "e2e": [],
     }
@@ -132,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         print(f"da3_ros bench: {problem}", file=sys.stderr)
         return 2
-    args.pose_from = list(dict.fromkeys(args.pose_from))
+    args.pose_source = list(dict.fromkeys(args.pose_source))
     notes: List[str] = []
     device = _device(args, notes)
     for n in notes:
@@ -179,7 +179,7 @@ def _print_summary(report, json_path: Path, md_path: Path, profile_path: Optiona
     print(render_markdown(report))
     for r in report["results"]:
         ra, rb = r.get("ratio_a_over_c"), r.get("ratio_b_over_c")
-        print(f"{r['variant']} {r['pose_from']} S={r['window']} {r['size']}: (a)/(c) = {_num(ra, '{:.2f}x')}, "
+        print(f"{r['variant']} {r['pose_source']} S={r['window']} {r['size']}: (a)/(c) = {_num(ra, '{:.2f}x')}, "
               f"(b)/(c) = {_num(rb, '{:.2f}x')}")
     bad = [r for r in report["results"] if r["check"].get("ok") is False]
     print(f"wrote {json_path} and {md_path}" + (f" and {profile_path}" if profile_path else ""))

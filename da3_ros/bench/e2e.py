@@ -39,7 +39,7 @@ class _TimedModel:
             self.seconds += time.perf_counter() - t
 
 
-def end_to_end(net, variant: str, args, device: torch.device, precision: str, pose_from: str,
+def end_to_end(net, variant: str, args, device: torch.device, precision: str, pose_source: str,
                log=print) -> Dict[str, Any]:
     """Serial per-frame latency of decode -> network -> world -> output arrays at the node's
     stream defaults, on noise frames of the e2e size (random weights: the content is not the point)."""
@@ -48,7 +48,7 @@ def end_to_end(net, variant: str, args, device: torch.device, precision: str, po
 
     w, h = parse_size(args.e2e)
     cfg = StreamConfig()
-    wm = DA3WindowModel(net, device=str(device), precision=precision, pose_from=pose_from,
+    wm = DA3WindowModel(net, device=str(device), precision=precision, pose_source=pose_source,
                         process_res=args.process_res, compile=getattr(args, "compile", "auto"))
     t0 = time.perf_counter()
     wm.warmup(w, h, cfg.window_size)
@@ -57,13 +57,13 @@ def end_to_end(net, variant: str, args, device: torch.device, precision: str, po
     parts = _stream_frames(Session(timed, cfg), timed, w, h, args)
     a = np.asarray(parts.pop("latency"))
     points = parts.pop("points")
-    res = {"variant": variant, "pose_from": pose_from, "size": args.e2e, "window": cfg.window_size,
+    res = {"variant": variant, "pose_source": pose_source, "size": args.e2e, "window": cfg.window_size,
            "precision": precision, "process_res": args.process_res, "frames": int(a.size),
            "fps": float(a.size / (a.sum() / 1e3)), "median_ms": float(np.median(a)),
            "p90_ms": float(np.percentile(a, 90)), "max_ms": float(a.max()), "warmup_s": warm_s,
            "parts_median_ms": {k: float(np.median(v)) for k, v in parts.items()},
            "points_median": float(np.median(points)), "compile": wm.compile_mode}
-    log(f"[{variant}] end to end {args.e2e} pose={pose_from}: {res['fps']:.1f} FPS, median {res['median_ms']:.1f} ms, "
+    log(f"[{variant}] end to end {args.e2e} pose={pose_source}: {res['fps']:.1f} FPS, median {res['median_ms']:.1f} ms, "
         f"p90 {res['p90_ms']:.1f} ms (network {res['parts_median_ms']['network']:.1f}, world "
         f"{res['parts_median_ms']['world']:.1f}, outputs {res['parts_median_ms']['outputs']:.1f} ms)")
     if getattr(wm, "_fast", None) is not None:

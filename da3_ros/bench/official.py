@@ -65,6 +65,6 @@ def load_ported_from(official: torch.nn.Module, variant: str) -> torch.nn.Module
         return load_model(d, "cpu")
 
 
-def official_forward(net, x: torch.Tensor, amp: Optional[torch.dtype], pose_from: str):
+def official_forward(net, x: torch.Tensor, amp: Optional[torch.dtype], pose_source: str):
     with torch.inference_mode(), _autocast(x.device, amp):
-        return net(x, None, None, [], False, pose_from == "ray", "saddle_balanced")
+        return net(x, None, None, [], False, pose_source == "ray", "saddle_balanced")

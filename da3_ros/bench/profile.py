@@ -34,14 +34,14 @@ def incremental_stages(wm, frames, prev_handles, device: torch.device, iters: in
         if main.cfg.any_view:
             tokens = torch.stack([t.tokens for t in cached])[None]
             sel = torch.stack([t.selector for t in cached])[None]
-            views = main.window_views(S, [S - 1], wm.pose_from)
-            feats, cam = main.forward_features(tokens, sel, hw, ref_view_strategy=wm.ref_view_strategy,
+            views = main.window_views(S, [S - 1], wm.pose_source)
+            feats, cam = main.forward_features(tokens, sel, hw, reference_strategy=wm.reference_strategy,
                                                views=torch.tensor(views, device=tokens.device))
             c.mark()
             d, conf = main.forward_depth([f[:, -1:] for f in feats], hw)
             map_to_native(torch.cat((d[0], conf[0])), h.native_hw)
             c.mark()
-            main.forward_pose(feats, cam, hw, wm.pose_from, wm.ray_map)
+            main.forward_pose(feats, cam, hw, wm.pose_source, wm.ray_map)
             c.mark()
         else:  # monocular: no cross-view part, no pose
             c.mark()
@@ -161,7 +161,7 @@ def profile_kernels(fn: Callable[[], Any], n: int, device: torch.device, title: 
 
 
 def _profile_config(profile_out: List[str], wm, incremental, variant, pose, S, w, h, precision, args, device) -> None:
-    title = f"{variant}, pose from {pose}, window {S}, {w}x{h}, {precision}"
+    title = f"{variant}, pose source {pose}, window {S}, {w}x{h}, {precision}"
     profile_out.append(profile_kernels(incremental, args.profile, device,
                                        f"(c) per frame (CUDA-graph replays): {title}"))
     fast = getattr(wm, "_fast", None)

@@ -8,11 +8,11 @@ from .common import NODE_POSE, NODE_SIZE, NODE_WINDOW, _num
 
 
 def _is_node_default(r: Dict[str, Any]) -> bool:
-    return r["pose_from"] == NODE_POSE and r["window"] == NODE_WINDOW and r["size"] == NODE_SIZE
+    return r["pose_source"] == NODE_POSE and r["window"] == NODE_WINDOW and r["size"] == NODE_SIZE
 
 
 def _result_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    L = ["| variant | pose from | S | size WxH | precision | (a) ms med/p90 | (b) ms med/p90 | (c) ms med/p90 "
+    L = ["| variant | pose source | S | size WxH | precision | (a) ms med/p90 | (b) ms med/p90 | (c) ms med/p90 "
          "| FPS (a)/(b)/(c) | peak MiB (a)/(b)/(c) | (a)/(c) | (b)/(c) | rel err (c) vs (b) |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -30,7 +30,7 @@ def _result_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
             "skipped" if r.get("official_note") else None)
         if r.get("official_note") == "out of memory":
             a_note = "OOM"
-        L.append(f"| {r['variant']} | {r['pose_from']} | {r['window']} | {r['size']} | {r['precision']} "
+        L.append(f"| {r['variant']} | {r['pose_source']} | {r['window']} | {r['size']} | {r['precision']} "
                  f"| {ms(a, a_note)} | {ms(b)} | {ms(c)} | {fps} | {peak} | {ra} | {rb} | {err} |")
     return L
 
@@ -50,7 +50,7 @@ def _header(report: Dict[str, Any]) -> List[str]:
          f"- device: {report['device_name']} ({report['device']})",
          f"- torch {report['torch']}, CUDA {report['cuda']}, Python {report['python']}",
          f"- date: {report['date']}",
-         f"- precision: {report['precision']}, pose from: {', '.join(report['pose_from'])}, "
+         f"- precision: {report['precision']}, pose source: {', '.join(report['pose_source'])}, "
          f"iters {report['iters']} (warm-up {report['warmup']})",
          f"- (c) path: compile={report.get('compile', 'off')}, ray map {report.get('ray_map', 'quarter')}"]
     for n in report["notes"]:
@@ -65,7 +65,7 @@ def _results(report: Dict[str, Any], default_rows, other_rows) -> List[str]:
               "Times per new frame, median/p90 ms; FPS = 1000/median; peak = max allocated GPU memory "
               "(weights included). (a), (b): network only on the preprocessed window; (c): from the uint8 "
               "frame to host numpy (includes upload, preprocessing and transfer).")
-    L = ["", f"## The node's defaults: pose from {NODE_POSE}, window {NODE_WINDOW}, {NODE_SIZE} "
+    L = ["", f"## The node's defaults: pose source {NODE_POSE}, window {NODE_WINDOW}, {NODE_SIZE} "
               f"(a 640x480 camera), {report['precision']}", "", legend, ""]
     L += _result_table(default_rows) if default_rows else ["(no configuration at the node's defaults in this run)"]
     if other_rows:
@@ -81,14 +81,14 @@ def _stages_table(rows) -> List[str]:
           "at the --ray-map resolution + solver); metric = nested metric branch. "
           "Optimised path (compile != off): the stages are its consecutive CUDA-graph replays and (c) total "
           "adds the one host transfer; plain path: the stages are re-run separately.", "",
-          "| variant | pose from | S | size | encode | cross_view | depth_head | pose | metric | (c) total |",
+          "| variant | pose source | S | size | encode | cross_view | depth_head | pose | metric | (c) total |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         st = r["stages"] or {}
         g = [_num(st[k]["median_ms"], "{:.2f}") if k in st else "-"
              for k in ("encode", "cross_view", "depth_head", "pose", "metric_branch")]
         tot = _num(r["incremental"]["median_ms"], "{:.2f}") if r["incremental"] else "-"
-        L.append(f"| {r['variant']} | {r['pose_from']} | {r['window']} | {r['size']} | " + " | ".join(g)
+        L.append(f"| {r['variant']} | {r['pose_source']} | {r['window']} | {r['size']} | " + " | ".join(g)
                  + f" | {tot} |")
     return L
 
@@ -104,7 +104,7 @@ def _e2e_table(e2e) -> List[str]:
           "answered frame (NaN-masked depth image, optical-frame point cloud). Random weights on noise "
           "frames. FPS = frames / total time; network = the adapter's encode + predict (host wall time, "
           "GPU work included); world = the rest of the streaming core (alignment, keyframes, map).", "",
-          "| variant | pose from | camera | window | precision | FPS | latency ms med / p90 / max "
+          "| variant | pose source | camera | window | precision | FPS | latency ms med / p90 / max "
           "| decode | network | world | outputs | points/frame |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in e2e:
@@ -112,7 +112,7 @@ def _e2e_table(e2e) -> List[str]:
             L.append(f"| {e['variant']} | {e['note']} |")
             continue
         p = e["parts_median_ms"]
-        L.append(f"| {e['variant']} | {e['pose_from']} | {e['size']} | {e['window']} | {e['precision']} "
+        L.append(f"| {e['variant']} | {e['pose_source']} | {e['size']} | {e['window']} | {e['precision']} "
                  f"| {e['fps']:.1f} | {e['median_ms']:.1f} / {e['p90_ms']:.1f} / {e['max_ms']:.1f} "
                  f"| {p['decode']:.2f} | {p['network']:.1f} | {p['world']:.1f} | {p['outputs']:.1f} "
                  f"| {e['points_median']:.0f} |")

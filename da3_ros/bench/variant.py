@@ -27,7 +27,7 @@ class Inputs:
         rng = np.random.default_rng(args.seed)
         self.device = device
         self.shapes = [(w, h, S) for (w, h) in args.sizes for S in args.windows]
-        self.configs: List[Key] = [(pose, w, h, S) for pose in args.pose_from for (w, h, S) in self.shapes]
+        self.configs: List[Key] = [(pose, w, h, S) for pose in args.pose_source for (w, h, S) in self.shapes]
         self.frames = {(w, h, S): [Frame(i, 0.1 * i, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
                                    for i in range(S)] for (w, h, S) in self.shapes}
         self.process_res = {(w, h): max(w, h) for (w, h) in args.sizes}
@@ -41,7 +41,7 @@ class Inputs:
 
 def _new_row(variant: str, key: Key, precision: str) -> Dict[str, Any]:
     pose, w, h, S = key
-    return {"variant": variant, "pose_from": pose, "window": S, "size": f"{w}x{h}", "precision": precision,
+    return {"variant": variant, "pose_source": pose, "window": S, "size": f"{w}x{h}", "precision": precision,
             "official": None, "official_note": None, "full": None, "incremental": None, "stages": None,
             "check": {}}
 
@@ -60,12 +60,12 @@ def bench_variant(variant: str, args, device: torch.device, precision: str, use_
         net = load_model(f"random:{variant}", "cpu")
         for key in inputs.configs:
             rows[key]["official_note"] = args.official_reason
-    for pose in args.pose_from:  # (b) and (c), same weights; one adapter per pose source
+    for pose in args.pose_source:  # (b) and (c), same weights; one adapter per pose source
         net = _run_ours(variant, pose, net, args, device, precision, inputs, rows, official_depth, log, profile_out)
     e2e = None
     if str(args.e2e).lower() != "none":
         try:
-            e2e = end_to_end(net, variant, args, device, precision, args.pose_from[0], log)
+            e2e = end_to_end(net, variant, args, device, precision, args.pose_source[0], log)
         except _oom_types() as exc:
             if not _is_oom(exc):
                 raise
@@ -111,7 +111,7 @@ def _run_ours(variant, pose, net, args, device, precision, inputs: Inputs, rows,
     """(b) and (c) of every configuration of one pose source; returns the network."""
     from da3_ros.runtime.da3_model import DA3WindowModel
 
-    wm = DA3WindowModel(net, device=str(device), precision=precision, pose_from=pose,
+    wm = DA3WindowModel(net, device=str(device), precision=precision, pose_source=pose,
                         compile=getattr(args, "compile", "auto"), ray_map=getattr(args, "ray_map", "quarter"))
     if getattr(wm, "_fast", None) is not None:
         wm._fast.log = lambda m: log(f"[{variant}] {m}")  # kernel choices, capture failures
@@ -148,7 +148,7 @@ def _run_full(wm, key: Key, row, inputs: Inputs, official_depth, args, device) -
 
     def full():
         with torch.inference_mode():
-            return net(x, pose_from=pose)
+            return net(x, pose_source=pose)
 
     ref_depth = full()["depth"][0, -1].float()
     if key in official_depth:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -75,10 +75,21 @@ def denormalize_w2c(w2c_norm: torch.Tensor, c2w_first: torch.Tensor, med: torch.
     return A @ invert_rigid(c2w_first.to(A.dtype))[None]
 
 
+def to_callers_world(out: Dict[str, torch.Tensor], cond, depth: Optional[torch.Tensor], w2c: torch.Tensor):
+    """An answer to given poses (`cond` = `normalize_poses` of them) -> its depth and
+    world-to-camera (S, 4, 4) in the caller's frame and unit (a nested model's metric
+    scale gives way to the caller's unit)."""
+    if "scale_factor" in out:  # nested + given poses: the caller's unit wins over the metric branch
+        sf = out["scale_factor"]
+        depth, w2c = (None if depth is None else depth / sf), w2c.clone()
+        w2c[:, :3, 3] = w2c[:, :3, 3] / sf
+    return (None if depth is None else depth * cond[2]), denormalize_w2c(w2c, cond[1], cond[2])
+
+
 @torch.inference_mode()
 def infer(model, frames: Sequence[np.ndarray], intrinsics: Optional[np.ndarray] = None,
           poses: Optional[np.ndarray] = None, process_res: int = DEFAULT_PROCESS_RES,
-          pose_from: str = "camera", ref_view_strategy: str = "saddle_balanced") -> Prediction:
+          pose_source: str = "camera", reference_strategy: str = "saddle_balanced") -> Prediction:
     """Run a DA3 network on frames of one scene.
 
     frames: HxWx3 uint8 RGB (all mapping to one network size).
@@ -102,23 +113,17 @@ def infer(model, frames: Sequence[np.ndarray], intrinsics: Optional[np.ndarray] 
             raise ValueError("pose conditioning needs intrinsics and an any-view model")
         cond = normalize_poses(torch.as_tensor(np.asarray(poses), dtype=torch.float32, device=device))
     out = model(images[None], None if cond is None else cond[0][None], None if cond is None else K_proc[None],
-                pose_from=pose_from, ref_view_strategy=ref_view_strategy)
+                pose_source=pose_source, reference_strategy=reference_strategy)
     depth = out["depth"][0]
     is_metric = isinstance(model, NestedDA3Net)
     ext = out.get("extrinsics")
     K_out = out.get("intrinsics")
     if ext is not None:
-        ext = ext[0]
-        K_out = K_out[0]
-        if cond is not None and "scale_factor" in out:
-            # nested + known poses: the caller's unit wins over the metric branch
-            sf = out["scale_factor"]
-            depth, ext = depth / sf, ext.clone()
-            ext[:, :3, 3] = ext[:, :3, 3] / sf
-            is_metric = False
+        ext, K_out = ext[0], K_out[0]
         if cond is not None:
-            ext = denormalize_w2c(ext, cond[1], cond[2])[:, :3]
-            depth = depth * cond[2]
+            is_metric = is_metric and "scale_factor" not in out
+            depth, ext = to_callers_world(out, cond, depth, ext)
+            ext = ext[:, :3]
     elif K_proc is not None:
         K_out = K_proc
     if isinstance(model, DA3Net) and model.is_metric:

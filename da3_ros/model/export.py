@@ -57,16 +57,16 @@ class WindowGraph(nn.Module):
     """tokens (S, T, D), selector (S, D) -> depth, depth_conf (1, H, W) of frame S-1,
     extrinsics (S, 3, 4), intrinsics (S, 3, 3): `DA3Net.forward_window(decode=[S-1])`."""
 
-    def __init__(self, net, image_hw: Tuple[int, int], ref_view_strategy: str = "saddle_balanced"):
+    def __init__(self, net, image_hw: Tuple[int, int], reference_strategy: str = "saddle_balanced"):
         super().__init__()
         self.net = net
         self.image_hw = tuple(image_hw)
-        self.ref_view_strategy = ref_view_strategy
+        self.reference_strategy = reference_strategy
 
     def forward(self, tokens: torch.Tensor, selector: torch.Tensor):
         S = tokens.shape[0]
         feats, cam = self.net.forward_features(tokens[None], selector[None], self.image_hw,
-                                               ref_view_strategy=self.ref_view_strategy)
+                                               reference_strategy=self.reference_strategy)
         out = self.net.forward_heads(feats, cam, self.image_hw, [S - 1], "camera", rays=False)
         return out["depth"][0], out["depth_conf"][0], out["extrinsics"][0], out["intrinsics"][0]
 
@@ -106,7 +106,7 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
 
 
 def export_onnx(model, out_dir, window: int, image_hw: Tuple[int, int], variant: Optional[str] = None,
-                opset: int = 17, ref_view_strategy: str = "saddle_balanced") -> Dict[str, str]:
+                opset: int = 17, reference_strategy: str = "saddle_balanced") -> Dict[str, str]:
     """Write encoder.onnx, window.onnx and export.json to `out_dir`; returns their paths.
 
     image_hw: network input (H, W), multiples of 14."""
@@ -119,7 +119,7 @@ def export_onnx(model, out_dir, window: int, image_hw: Tuple[int, int], variant:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ex = example_inputs(net, (H, W), window)
-    enc, win = EncoderGraph(net).eval(), WindowGraph(net, (H, W), ref_view_strategy).eval()
+    enc, win = EncoderGraph(net).eval(), WindowGraph(net, (H, W), reference_strategy).eval()
     with torch.no_grad():
         enc(ex["image"])  # fill the position-embedding / RoPE / UV caches outside tracing
         win(ex["tokens"], ex["selector"])
@@ -128,7 +128,7 @@ def export_onnx(model, out_dir, window: int, image_hw: Tuple[int, int], variant:
                 ["depth", "depth_conf", "extrinsics", "intrinsics"], opset)
     T = 1 + (H // PATCH_SIZE) * (W // PATCH_SIZE)
     meta = {"variant": getattr(net.cfg, "name", "?"), "window": window, "image_hw": [H, W], "tokens": T,
-            "dim": net.vit.embed_dim, "opset": opset, "ref_view_strategy": ref_view_strategy,
+            "dim": net.vit.embed_dim, "opset": opset, "reference_strategy": reference_strategy,
             "encoder": {"inputs": {"image": [1, 3, H, W]},
                         "outputs": {"tokens": [1, T, net.vit.embed_dim], "selector": [1, net.vit.embed_dim]}},
             "window_graph": {"inputs": {"tokens": [window, T, net.vit.embed_dim],
@@ -143,7 +143,7 @@ def export_onnx(model, out_dir, window: int, image_hw: Tuple[int, int], variant:
 
 
 def check_onnx(model, paths: Dict[str, str], window: int, image_hw: Tuple[int, int],
-               variant: Optional[str] = None, ref_view_strategy: str = "saddle_balanced") -> Dict[str, float]:
+               variant: Optional[str] = None, reference_strategy: str = "saddle_balanced") -> Dict[str, float]:
     """Run both graphs with onnxruntime (CPU) on the example inputs; max relative errors vs PyTorch."""
     import numpy as np
     import onnxruntime as ort
@@ -152,7 +152,7 @@ def check_onnx(model, paths: Dict[str, str], window: int, image_hw: Tuple[int, i
     ex = example_inputs(net, image_hw, window)
     with torch.no_grad():
         ref_tok, ref_sel = EncoderGraph(net)(ex["image"])
-        ref_win = WindowGraph(net, image_hw, ref_view_strategy)(ex["tokens"], ex["selector"])
+        ref_win = WindowGraph(net, image_hw, reference_strategy)(ex["tokens"], ex["selector"])
     so = ort.SessionOptions()
     so.log_severity_level = 3
     enc = ort.InferenceSession(paths["encoder"], so, providers=["CPUExecutionProvider"])
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="504x378",
                    help="native camera size WxH; the network input follows the official resize rule")
     p.add_argument("--process-res", type=int, default=504)
-    p.add_argument("--ref-view-strategy", default="saddle_balanced")
+    p.add_argument("--reference-strategy", default="saddle_balanced")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--out", default="onnx")
     p.add_argument("--check", action="store_true", help="verify with onnxruntime (CPU) against PyTorch")
@@ -198,10 +198,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     w, h = _parse_hw(args.size)
     hw = processed_size(h, w, args.process_res)
     net = _anyview_net(args.model, args.variant)
-    paths = export_onnx(net, args.out, args.window, hw, opset=args.opset, ref_view_strategy=args.ref_view_strategy)
+    paths = export_onnx(net, args.out, args.window, hw, opset=args.opset, reference_strategy=args.reference_strategy)
     print(f"wrote {paths['encoder']} and {paths['window']} (network input {hw[1]}x{hw[0]}, window {args.window})")
     if args.check:
-        errs = check_onnx(net, paths, args.window, hw, ref_view_strategy=args.ref_view_strategy)
+        errs = check_onnx(net, paths, args.window, hw, reference_strategy=args.reference_strategy)
         print("onnxruntime vs PyTorch, max relative error: " + ", ".join(f"{k} {v:.2e}" for k, v in errs.items()))
         if max(errs.values()) > 1e-3:
             print("ERROR: the ONNX graphs differ from PyTorch", file=sys.stderr)

@@ -12,6 +12,7 @@ does:
 * `depth_head`: `DA3Net.forward_depth` on the decoded views, resized to native size
   (`preprocess.map_to_native`).
 * `pose`: `DA3Net.forward_pose` (camera decoder, or ray head + solver) for every view.
+  These two are the plain path's one head path (`DA3Net.forward_heads`), run as stages.
 
 What this module adds is how they run:
 
@@ -237,13 +238,13 @@ class Stage:
 class FastPath:
     """Fixed-shape staged execution of an any-view `DA3Net` for `DA3WindowModel`."""
 
-    def __init__(self, net: DA3Net, device: torch.device, mode: str, pose_from: str, ref_view_strategy: str,
+    def __init__(self, net: DA3Net, device: torch.device, mode: str, pose_source: str, reference_strategy: str,
                  ray_map: str = "quarter", log: Optional[Callable[[str], None]] = None,
                  kernels: Optional[Kernels] = None):
         if not (isinstance(net, DA3Net) and net.cfg.any_view):
             raise TypeError("the fast path serves any-view DA3Net models")
         self.net, self.vit, self.device, self.mode = net, net.vit, device, mode
-        self.pose_from, self.ref_view_strategy, self.ray_map = pose_from, ref_view_strategy, ray_map
+        self.pose_source, self.reference_strategy, self.ray_map = pose_source, reference_strategy, ray_map
         self.amp = net.amp_dtype
         self.kernels = kernels or Kernels()
         cuda = device.type == "cuda"
@@ -357,11 +358,11 @@ class FastPath:
         """The fixed shape of a window's stages: sizes only. Which views are kept and
         decoded are index buffers filled before each run, so the same stages (and
         graphs) serve every choice of views of that size."""
-        return (S, T, D, dtype, tuple(hw), n_views, n_decode, tuple(native_hw), self.pose_from,
-                self.ref_view_strategy, self.ray_map)
+        return (S, T, D, dtype, tuple(hw), n_views, n_decode, tuple(native_hw), self.pose_source,
+                self.reference_strategy, self.ray_map)
 
     def _window_state(self, S: int, T: int, D: int, dtype, hw, decode: Tuple[int, ...], native_hw) -> dict:
-        views = self.net.window_views(S, decode, self.pose_from)
+        views = self.net.window_views(S, decode, self.pose_source)
         key = self.window_key(S, T, D, dtype, hw, len(views), len(decode), native_hw)
         st = self._win.get(key)
         if st is None:
@@ -385,7 +386,7 @@ class FastPath:
         self._tune_window(S, T, n_views)
 
         def cross():
-            feats, cam = net.forward_features(st["tok"], st["sel"], hw, ref_view_strategy=self.ref_view_strategy,
+            feats, cam = net.forward_features(st["tok"], st["sel"], hw, reference_strategy=self.reference_strategy,
                                               views=st["views"], blocks=self.blocks)
             return tuple(feats) + (cam,)
 
@@ -397,7 +398,7 @@ class FastPath:
 
         def pose():
             out = st["cross_out"]
-            w2c, K = net.forward_pose(list(out[:4]), out[4], hw, self.pose_from, self.ray_map)
+            w2c, K = net.forward_pose(list(out[:4]), out[4], hw, self.pose_source, self.ray_map)
             return (w2c[0].contiguous(), K[0].contiguous())
 
         st["cross"] = Stage("cross_view", cross, self.use_graphs, self.pool, lambda m: self.log(m))

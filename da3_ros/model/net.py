@@ -2,7 +2,7 @@
 
 Two entry points share one implementation:
 
-* `forward(images, extrinsics, intrinsics, pose_from, ref_view_strategy)`: the
+* `forward(images, extrinsics, intrinsics, pose_source, reference_strategy)`: the
   official raw contract on (B, S, 3, H, W) normalised images.
 * `encode(images)` + `forward_window(cached, decode, ...)`: the streaming split.
   `encode` runs the strictly per-view part once per frame (patch embedding and
@@ -43,6 +43,8 @@ SKY_THRESHOLD = 0.3
 #: ray maps the pose solver can fit: the official one, the head's last stage at half resolution,
 #: the head above the 2x level at a quarter of it (see `DualDPT.forward_rays`)
 RAY_MAPS = ("full", "half", "quarter")
+#: where a window's poses come from: the camera decoder on the camera tokens, or the ray head + solver
+POSE_SOURCES = ("camera", "ray")
 #: samples of the half-resolution ray map the solver fits (a regular sub-grid; the solver's
 #: accuracy on the embedded model does not change between ~100 and 16384 evenly spread rays)
 RAY_SOLVER_POINTS = 4096
@@ -153,7 +155,7 @@ class DA3Net(nn.Module):
 
     def forward_features(self, tokens: torch.Tensor, selector: torch.Tensor, image_hw,
                          extrinsics: Optional[torch.Tensor] = None, intrinsics: Optional[torch.Tensor] = None,
-                         ref_view_strategy: str = "saddle_balanced", views: Optional[torch.Tensor] = None,
+                         reference_strategy: str = "saddle_balanced", views: Optional[torch.Tensor] = None,
                          blocks=None):
         """Cross-view part on cached tokens (B, S, T, D) -> (4 x patch features (B, n, P, C) fp32
         of `views` ((n,) long view indices, in that order; None: all S views in input order),
@@ -171,7 +173,7 @@ class DA3Net(nn.Module):
                 cam_token = self.cam_enc(extrinsics, intrinsics, (H, W))
         order = inv = keep = None
         if cam_token is None and S >= MIN_VIEWS_FOR_REFERENCE:
-            order = reference_order(selector, ref_view_strategy)  # (B, S)
+            order = reference_order(selector, reference_strategy)  # (B, S)
             tokens = torch.gather(tokens, 1, order[:, :, None, None].expand_as(tokens))
             inv = torch.argsort(order, dim=1)  # position of each input view in the reordered window
             if views is not None:
@@ -187,18 +189,45 @@ class DA3Net(nn.Module):
         return feats, cam
 
     # ---------------------------------------------------------------- heads
-    def forward_depth(self, feats: List[torch.Tensor], image_hw) -> Tuple[torch.Tensor, torch.Tensor]:
+    # One head path: `forward_heads` (the official contract, the plain window path) is
+    # `forward_depth` and `forward_pose`, the two stages the fast path runs; the official
+    # contract's ray maps come from the stem its depth reads, and give its ray poses.
+    # Every ray pose is solved by `ray_poses`, the one solver setting.
+
+    def _stem(self, feats: List[torch.Tensor], image_hw) -> List[torch.Tensor]:
+        """The Dual-DPT's shared stem on the views of `feats` (4 x (B, n, P, C)), flat (B*n, ...)."""
+        return self.head.stem([f.flatten(0, 1) for f in feats], *image_hw)
+
+    def forward_depth(self, feats: List[torch.Tensor], image_hw,
+                      rn: Optional[List[torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Dual-DPT depth branch (fp32) on the views of `feats` (4 x (B, n, P, C)) ->
-        depth, depth_conf (B, n, H, W)."""
+        depth, depth_conf (B, n, H, W). `rn`: those views' stem (`_stem`) when already run."""
         H, W = image_hw
         B, n = feats[0].shape[:2]
         with self._no_autocast(feats[0].device):
-            rn = self.head.stem([f.flatten(0, 1) for f in feats], H, W)
-            depth, conf = self.head.forward_depth(rn, H, W)
+            depth, conf = self.head.forward_depth(self._stem(feats, image_hw) if rn is None else rn, H, W)
         return depth.unflatten(0, (B, n)), conf.unflatten(0, (B, n))
 
-    def forward_pose(self, feats: Optional[List[torch.Tensor]], cam: torch.Tensor, image_hw,
-                     pose_from: str = "camera", ray_map: str = "full") -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward_rays(self, feats: List[torch.Tensor], image_hw, ray_map: str = "full",
+                     rn: Optional[List[torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Ray head (fp32) on the views of `feats` (4 x (B, n, P, C)) -> ray (B, n, h, w, 6),
+        ray_conf (B, n, h, w) on the official map ("full", 8 x the patch grid) or a coarser one
+        ("half", "quarter": see `forward_pose`). `rn` as in `forward_depth` (full and half)."""
+        if ray_map not in RAY_MAPS:
+            raise ValueError(f"ray_map must be one of {RAY_MAPS}, got {ray_map!r}")
+        H, W = image_hw
+        B, n = feats[0].shape[:2]
+        with self._no_autocast(feats[0].device):
+            if ray_map == "quarter":
+                ray, conf = self.head.forward_rays_quarter([f.flatten(0, 1) for f in feats], H, W)
+            else:
+                rn = self._stem(feats, image_hw) if rn is None else rn
+                ray, conf = self.head.forward_rays(rn, H, W, half=ray_map == "half")
+        return ray.unflatten(0, (B, n)), conf.unflatten(0, (B, n))
+
+    def forward_pose(self, feats: Optional[List[torch.Tensor]], cam: Optional[torch.Tensor], image_hw,
+                     pose_source: str = "camera", ray_map: str = "full",
+                     rays: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Poses of all S views (fp32) -> world-to-camera (B, S, 3, 4), intrinsics (B, S, 3, 3)
         in pixels of the network input.
 
@@ -210,84 +239,74 @@ class DA3Net(nn.Module):
         its samples' true image positions (`ray_map_grid`, at most RAY_SOLVER_POINTS of them).
         The coarse maps are approximations: the solver fits a 3x3 homography and a centre per
         view and does not need the official map's 62k rays (validated on the embedded model:
-        test/runtime/test_ray_pose_guard.py)."""
+        test/runtime/test_ray_pose_guard.py). `rays`: every view's (ray, ray_conf) on
+        `ray_map`'s grid, when already computed."""
+        if pose_source not in POSE_SOURCES:
+            raise ValueError(f"pose_source must be 'camera' or 'ray', got {pose_source!r}")
         H, W = image_hw
-        with self._no_autocast(cam.device):
-            if pose_from == "camera":
+        if pose_source == "camera":
+            with self._no_autocast(cam.device):
                 c2w, K = decode_pose(self.cam_dec(cam), (H, W))
-                return invert_rigid(c2w), K
-            if pose_from != "ray":
-                raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
-            if ray_map not in RAY_MAPS:
-                raise ValueError(f"ray_map must be one of {RAY_MAPS}, got {ray_map!r}")
-            B, S = feats[0].shape[:2]
-            flat = [f.flatten(0, 1) for f in feats]
-            if ray_map == "quarter":
-                ray, conf = self.head.forward_rays_quarter(flat, H, W)
-            else:
-                ray, conf = self.head.forward_rays(self.head.stem(flat, H, W), H, W, half=ray_map == "half")
-            return self.ray_poses(ray, conf, B, S, H, W)
+            return invert_rigid(c2w), K
+        ray, conf = self.forward_rays(feats, image_hw, ray_map) if rays is None else rays
+        with self._no_autocast(ray.device):
+            return self.ray_poses(ray, conf, H, W)
 
     @staticmethod
-    def ray_poses(ray: torch.Tensor, conf: torch.Tensor, B: int, S: int, H: int, W: int):
-        """The one ray solver setting, for every path (official contract, plain and
-        fast window paths): ray maps (B*S, h, w, 6) of any resolution -> world-to-camera
-        (B, S, 3, 4), intrinsics (B, S, 3, 3) in network-input pixels. The official
-        map (8 x the patch grid) is fitted on at most 16384 pixel-centre samples, a
+    def ray_poses(ray: torch.Tensor, conf: torch.Tensor, H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The one ray solver setting: ray maps (B, S, h, w, 6) of any resolution ->
+        world-to-camera (B, S, 3, 4), intrinsics (B, S, 3, 3) in network-input pixels. The
+        official map (8 x the patch grid) is fitted on at most 16384 pixel-centre samples, a
         coarser one on at most RAY_SOLVER_POINTS samples at their true positions."""
-        factor = 8 * (H // PATCH_SIZE) // ray.shape[1]
-        grid = ray_map_grid(ray.shape[1], ray.shape[2], factor, ray.device)
-        c2w, K_n, _ = solve_rays(ray, conf, max_points=16384 if factor == 1 else RAY_SOLVER_POINTS, grid=grid)
+        B, S, h, w = ray.shape[:4]
+        factor = 8 * (H // PATCH_SIZE) // h
+        grid = ray_map_grid(h, w, factor, ray.device)
+        c2w, K_n, _ = solve_rays(ray.flatten(0, 1), conf.flatten(0, 1),
+                                 max_points=16384 if factor == 1 else RAY_SOLVER_POINTS, grid=grid)
         K = denormalize_intrinsics(K_n, H, W)
         K[:, 0, 1] = 0.0  # pinhole without skew, as the official solver reports
         return invert_rigid(c2w).unflatten(0, (B, S)), K.unflatten(0, (B, S))
 
     def forward_heads(self, feats: List[torch.Tensor], cam: Optional[torch.Tensor], image_hw,
-                      decode: Optional[Sequence[int]] = None, pose_from: str = "camera",
-                      rays: Optional[bool] = None) -> Dict[str, torch.Tensor]:
-        """Heads of the official contract, fp32. feats 4 x (B, S, P, C); decode: view indices for
-        depth (None = all).
+                      decode: Optional[Sequence[int]] = None, pose_source: str = "camera", ray_map: str = "full",
+                      rays: bool = False) -> Dict[str, torch.Tensor]:
+        """The heads, fp32. feats: 4 x (B, n, P, C), the head inputs of the views the heads
+        need (every view of the window for ray poses); cam: the camera tokens (B, S, C) of
+        every view; decode: positions in `feats` to answer depth for (None: all).
 
-        Full-resolution ray maps are computed for every view when pose_from == "ray" (they give
-        the poses), for the decoded views when `rays` is True, else not at all.
-        """
-        H, W = image_hw
-        B, S = feats[0].shape[:2]
+        -> depth, depth_conf (B, len(decode), H, W) (`forward_depth`); extrinsics (B, S, 3, 4)
+        world-to-camera and intrinsics (B, S, 3, 3) of every view (`forward_pose`); with `rays`
+        (the official contract) also the official ray maps ray, ray_conf of the decoded views,
+        which give the ray poses when every view is decoded on the full map. Monocular models:
+        depth and sky of the decoded views."""
+        n = feats[0].shape[1]
+        dec = list(range(n)) if decode is None else [int(d) for d in decode]
+        dec_feats = feats if dec == list(range(n)) else [f[:, dec] for f in feats]
+        if isinstance(self.head, DPT):
+            return self._mono_heads(dec_feats, image_hw)
         out: Dict[str, torch.Tensor] = {}
-        with self._no_autocast(feats[0].device):
-            sel = list(range(S)) if decode is None else list(decode)
-            if isinstance(self.head, DPT):
-                f = [x[:, sel].flatten(0, 1) for x in feats]
-                o = self.head(f, H, W)
-                return {k: v.unflatten(0, (B, len(sel))) for k, v in o.items()}
-            if pose_from not in ("camera", "ray"):
-                raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
-            want_rays = (pose_from == "ray") or (rays if rays is not None else decode is None)
-            ray_views = list(range(S)) if pose_from == "ray" else (sel if want_rays else [])
-            views = sorted(set(sel) | set(ray_views))
-            pos = {v: i for i, v in enumerate(views)}
-            rn = self.head.stem([x[:, views].flatten(0, 1) for x in feats], H, W)
-            rn = [r.unflatten(0, (B, len(views))) for r in rn]
-            if sel:
-                idx = [pos[v] for v in sel]
-                depth, conf = self.head.forward_depth([r[:, idx].flatten(0, 1) for r in rn], H, W)
-                out["depth"], out["depth_conf"] = depth.unflatten(0, (B, len(sel))), conf.unflatten(0, (B, len(sel)))
-            if ray_views:
-                idx = [pos[v] for v in ray_views]
-                ray, ray_conf = self.head.forward_rays([r[:, idx].flatten(0, 1) for r in rn], H, W)
-                out["ray"] = ray.unflatten(0, (B, len(ray_views)))
-                out["ray_conf"] = ray_conf.unflatten(0, (B, len(ray_views)))
-            if pose_from == "ray":
-                out["extrinsics"], out["intrinsics"] = self.ray_poses(out["ray"].flatten(0, 1),
-                                                                      out["ray_conf"].flatten(0, 1), B, S, H, W)
-            else:
-                out["extrinsics"], out["intrinsics"] = self.forward_pose(None, cam, (H, W), "camera")
+        rn = None
+        if rays:
+            with self._no_autocast(feats[0].device):
+                rn = self._stem(dec_feats, image_hw)  # depth reads it too
+            out["ray"], out["ray_conf"] = self.forward_rays(dec_feats, image_hw, "full", rn)
+        if dec:
+            out["depth"], out["depth_conf"] = self.forward_depth(dec_feats, image_hw, rn)
+        known = (out["ray"], out["ray_conf"]) if rays and ray_map == "full" and len(dec) == n else None
+        out["extrinsics"], out["intrinsics"] = self.forward_pose(feats, cam, image_hw, pose_source, ray_map, known)
         return out
+
+    def _mono_heads(self, feats: List[torch.Tensor], image_hw) -> Dict[str, torch.Tensor]:
+        """Monocular DPT head (fp32) on the views of `feats` -> depth and sky (B, n, H, W)."""
+        B, n = feats[0].shape[:2]
+        with self._no_autocast(feats[0].device):
+            out = self.head([f.flatten(0, 1) for f in feats], *image_hw)
+        return {k: v.unflatten(0, (B, n)) for k, v in out.items()}
 
     # ---------------------------------------------------------------- public
     def forward(self, images: torch.Tensor, extrinsics: Optional[torch.Tensor] = None,
-                intrinsics: Optional[torch.Tensor] = None, pose_from: str = "camera",
-                ref_view_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
+                intrinsics: Optional[torch.Tensor] = None, pose_source: str = "camera",
+                reference_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
         """Official raw contract. images (B, S, 3, H, W) normalised; extrinsics (B, S, 3|4, 4)
         world-to-camera and intrinsics (B, S, 3, 3) pixels for pose conditioning.
 
@@ -302,22 +321,23 @@ class DA3Net(nn.Module):
             return mono_sky_fill(self.forward_heads(feats, None, (H, W)))
         tokens = torch.stack([c.tokens for c in cached]).unflatten(0, (B, S))
         sel = torch.stack([c.selector for c in cached]).unflatten(0, (B, S))
-        feats, cam = self.forward_features(tokens, sel, (H, W), extrinsics, intrinsics, ref_view_strategy)
-        return self.forward_heads(feats, cam, (H, W), None, pose_from, rays=True)
+        feats, cam = self.forward_features(tokens, sel, (H, W), extrinsics, intrinsics, reference_strategy)
+        return self.forward_heads(feats, cam, (H, W), None, pose_source, "full", rays=True)
 
     @staticmethod
-    def window_views(S: int, decode: Sequence[int], pose_from: str) -> List[int]:
+    def window_views(S: int, decode: Sequence[int], pose_source: str) -> List[int]:
         """The views whose head inputs a window needs: every view for ray poses, else the decoded ones."""
-        return list(range(S)) if pose_from == "ray" else [int(d) for d in decode]
+        return list(range(S)) if pose_source == "ray" else [int(d) for d in decode]
 
-    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
-                       ref_view_strategy: str = "saddle_balanced", extrinsics: Optional[torch.Tensor] = None,
+    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_source: str = "camera",
+                       reference_strategy: str = "saddle_balanced", extrinsics: Optional[torch.Tensor] = None,
                        intrinsics: Optional[torch.Tensor] = None,
                        ray_map: str = "full") -> Dict[str, torch.Tensor]:
         """One window of S cached frames (batch 1). Depth for `decode` only ((1, len(decode), H, W)),
         extrinsics / intrinsics for all S frames ((1, S, ...)). Conditioning as in `forward`;
         `ray_map` as in `forward_pose`. The fast path (`da3_ros.model.fast`) runs these same
-        steps (`forward_features`, `forward_depth`, `forward_pose`) as captured stages."""
+        steps (`forward_features`, then `forward_heads`' `forward_depth` and `forward_pose`) as
+        captured stages."""
         hw = cached[0].image_hw
         if any(c.image_hw != hw for c in cached):
             raise ValueError("all frames of a window must share the network input size")
@@ -326,16 +346,10 @@ class DA3Net(nn.Module):
             return mono_sky_fill(self.forward_heads(feats, None, hw))
         tokens = torch.stack([c.tokens for c in cached])[None]
         sel = torch.stack([c.selector for c in cached])[None]
-        dev = tokens.device
-        views = self.window_views(len(cached), decode, pose_from)
-        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, ref_view_strategy,
-                                           views=torch.tensor(views, dtype=torch.long, device=dev))
-        out: Dict[str, torch.Tensor] = {}
-        if decode:
-            pos = torch.tensor([views.index(int(d)) for d in decode], dtype=torch.long, device=dev)
-            out["depth"], out["depth_conf"] = self.forward_depth([f.index_select(1, pos) for f in feats], hw)
-        out["extrinsics"], out["intrinsics"] = self.forward_pose(feats, cam, hw, pose_from, ray_map)
-        return out
+        views = self.window_views(len(cached), decode, pose_source)
+        feats, cam = self.forward_features(tokens, sel, hw, extrinsics, intrinsics, reference_strategy,
+                                           views=torch.tensor(views, dtype=torch.long, device=tokens.device))
+        return self.forward_heads(feats, cam, hw, [views.index(int(d)) for d in decode], pose_source, ray_map)
 
 
 def mono_sky_fill(out: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -405,17 +419,17 @@ class NestedDA3Net(nn.Module):
         out["extrinsics"], out["scale_factor"], out["sky"] = ext, scale, metric_out["sky"]
         return out
 
-    def forward(self, images: torch.Tensor, extrinsics=None, intrinsics=None, pose_from: str = "camera",
-                ref_view_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
-        out = self.da3(images, extrinsics, intrinsics, pose_from, ref_view_strategy)
+    def forward(self, images: torch.Tensor, extrinsics=None, intrinsics=None, pose_source: str = "camera",
+                reference_strategy: str = "saddle_balanced") -> Dict[str, torch.Tensor]:
+        out = self.da3(images, extrinsics, intrinsics, pose_source, reference_strategy)
         return self.align(out, self.da3_metric(images))
 
-    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_from: str = "camera",
-                       ref_view_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None,
+    def forward_window(self, cached: Sequence[FrameTokens], decode: Sequence[int], pose_source: str = "camera",
+                       reference_strategy: str = "saddle_balanced", extrinsics=None, intrinsics=None,
                        ray_map: str = "full"):
         """As `DA3Net.forward_window`; the scale is fitted on the decoded frames only
         (equal to the full forward when every frame is decoded)."""
-        out = self.da3.forward_window(cached, decode, pose_from, ref_view_strategy, extrinsics, intrinsics,
+        out = self.da3.forward_window(cached, decode, pose_source, reference_strategy, extrinsics, intrinsics,
                                       ray_map)
         if not decode:  # no depth to fit a scale on: poses stay in the any-view unit
             return out

@@ -51,9 +51,11 @@ class FramePipeline:
         self.cfg = cfg
         self.model = model
         self._map_deferred = map_deferred
-        self.session = Session(model, self._stream_config(cfg), newest_only=newest_only, warn=warn)
-        self.builder = OutputBuilder(output_options(cfg), trajectory=lambda: self.streamer.trajectory("world"))
+        #: external odometry by stamp; cleared with every reset of the session (the old timeline's poses)
         self.odometry = odometry or OdometryHistory()
+        self.session = Session(model, self._stream_config(cfg), newest_only=newest_only, warn=warn,
+                               on_reset=self.odometry.clear)
+        self.builder = OutputBuilder(output_options(cfg), trajectory=lambda: self.streamer.trajectory("world"))
         self._warn = warn
         self._notice = notice or warn  # configuration remarks, not bad input
         self._frame_mismatch_told = False
@@ -88,9 +90,9 @@ class FramePipeline:
     # ------------------------------------------------------------ state
 
     def reset(self, reason: str = "reset_called") -> None:
-        """The one reset (~/reset, a clock jump): the session, and the odometry history."""
+        """The one reset (~/reset, a clock jump): the session, and with it (on_reset) the
+        external odometry history, as when the session finds time restarted."""
         self.session.reset(reason)
-        self.odometry.clear()
 
     def apply(self, cfg: NodeConfig) -> None:
         """Parameters changed at run time (already validated): thresholds reach the

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..model.api import denormalize_w2c, normalize_poses
+from ..model.api import normalize_poses, to_callers_world
 from ..model.fast import FastPath, Kernels, resolve_compile
 from ..model.loading import load_model
 from ..model.net import DA3Net, FrameTokens, NestedDA3Net, metric_depth
@@ -53,8 +53,8 @@ class DA3WindowModel:
     model: anything `load_model` accepts (hub id, directory, .safetensors with
         `variant`, "random:da3-small") or an already built network.
     precision: "fp32" | "bf16" | "fp16" | "auto" (bf16 autocast on CUDA, fp32 on CPU).
-    pose_from: "camera" (camera-token decoder, cheap) or "ray" (ray head + solver).
-    ray_map: the ray map the pose solver fits (pose_from="ray"): "quarter" (default: the ray
+    pose_source: "camera" (camera-token decoder, cheap) or "ray" (ray head + solver).
+    ray_map: the ray map the pose solver fits (pose_source="ray"): "quarter" (default: the ray
         head above the 2x level at a quarter of the official resolution per axis; on the
         embedded model's held-out sequences as accurate for trajectories and intrinsics as
         the official map, test/runtime/test_ray_pose_guard.py), "half" (only the head's last
@@ -74,19 +74,19 @@ class DA3WindowModel:
     """
 
     def __init__(self, model: Any = "depth-anything/DA3-SMALL", device: str = "cpu", precision: str = "auto",
-                 process_res: int = DEFAULT_PROCESS_RES, pose_from: str = "camera",
-                 ref_view_strategy: str = "saddle_balanced", variant: Optional[str] = None,
+                 process_res: int = DEFAULT_PROCESS_RES, pose_source: str = "camera",
+                 reference_strategy: str = "saddle_balanced", variant: Optional[str] = None,
                  compile: Union[bool, str] = "auto", ray_map: str = "quarter", kernels: Optional[Kernels] = None):
         self.device = torch.device(device)
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
         self.net.set_precision(precision)
-        if pose_from not in ("camera", "ray"):
-            raise ValueError(f"pose_from must be 'camera' or 'ray', got {pose_from!r}")
+        if pose_source not in ("camera", "ray"):
+            raise ValueError(f"pose_source must be 'camera' or 'ray', got {pose_source!r}")
         self.precision = precision
         self.process_res = process_res
-        self.pose_from = pose_from
-        self.ref_view_strategy = ref_view_strategy
+        self.pose_source = pose_source
+        self.reference_strategy = reference_strategy
         self.ray_map = ray_map
         self._anyview = isinstance(net, NestedDA3Net) or net.cfg.any_view
         self.metric = isinstance(net, NestedDA3Net) or (isinstance(net, DA3Net) and net.is_metric)
@@ -94,12 +94,12 @@ class DA3WindowModel:
         #: what the network runs at ("auto" resolved: fp32 on a CPU, bf16 or fp16 on a GPU)
         self.precision_used = _precision_name(getattr(net, "amp_dtype", getattr(getattr(net, "da3", None), "amp_dtype", None)))
         self.name = (f"DA3 {variant} ({self.device.type}, {self.precision_used}, process_res={process_res}, "
-                     f"pose_from={pose_from}, ref={ref_view_strategy})")
+                     f"pose_source={pose_source}, reference_strategy={reference_strategy})")
         self._warned_fov = False
         self.compile_mode = resolve_compile(compile, self.device)
         self._fast: Optional[FastPath] = None
         if self.compile_mode != "off" and isinstance(net, DA3Net) and net.cfg.any_view:
-            self._fast = FastPath(net, self.device, self.compile_mode, pose_from, ref_view_strategy, ray_map,
+            self._fast = FastPath(net, self.device, self.compile_mode, pose_source, reference_strategy, ray_map,
                                   kernels=kernels)
         elif self.compile_mode != "off":
             self.compile_mode = "off"
@@ -156,7 +156,6 @@ class DA3WindowModel:
         if any(d < 0 or d >= S for d in decode):
             raise IndexError(f"decode indices {decode} outside the window of {S}")
         hw = handles[0].processed_hw
-        H, W = hw
         dev = self.device
         # known intrinsics in processed pixels (argument, else the frames' CameraInfo)
         K_native = intrinsics if intrinsics is not None else self._frame_intrinsics(frames)
@@ -164,42 +163,40 @@ class DA3WindowModel:
         if K_native is not None:
             K_proc = torch.tensor(np.stack([intrinsics_to_processed(K_native[i], h.native_hw, hw)
                                             for i, h in enumerate(handles)]), dtype=torch.float32, device=dev)
-        conditioned = c2w is not None and intrinsics is not None and self._anyview
         cond = None
-        if conditioned:
+        if c2w is not None and intrinsics is not None and self._anyview:
             cond = normalize_poses(torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=dev))
         if (self._fast is not None and cond is None and decode
                 and len({handles[d].native_hw for d in decode}) == 1
                 and all(h.processed_hw == hw and h.tokens.tokens is not None for h in handles)):
             return self._predict_fast(handles, decode)
-        cached = [h.tokens for h in handles]
-        out = self.net.forward_window(cached, decode, pose_from=self.pose_from,
-                                      ref_view_strategy=self.ref_view_strategy,
+        out = self.net.forward_window([h.tokens for h in handles], decode, pose_source=self.pose_source,
+                                      reference_strategy=self.reference_strategy,
                                       extrinsics=None if cond is None else cond[0][None],
                                       intrinsics=None if cond is None else K_proc[None],
                                       ray_map=self.ray_map)
-        depth = out.get("depth")
-        conf = out.get("depth_conf")
-        metric = self.metric
-        extras = {}
+        w2c, K_pred, depth, metric, extras = self._window_poses(out, cond, K_proc, c2w, decode, S, hw)
+        c2w_out, K_out = self._native_poses(w2c.cpu(), K_pred.cpu(), handles)
+        depth_np, conf_np = self._native_maps(depth, out.get("depth_conf"), decode, handles)
+        return WindowPrediction(c2w=c2w_out, intrinsics=K_out, depth=depth_np, confidence=conf_np,
+                                pose_confidence=np.ones(S) if "extrinsics" in out else np.zeros(S),
+                                metric=bool(metric), extras=extras)
+
+    def _window_poses(self, out, cond, K_proc, c2w, decode: Sequence[int], S: int, hw):
+        """The plain path's answer -> (w2c (S, 3|4, 4) in the caller's world, intrinsics (S, 3, 3)
+        in processed pixels, depth, metric, extras). Given poses (`cond`) put depth and poses in
+        the caller's unit; a monocular model has no poses (the given ones, else identity)."""
+        depth, metric, extras = out.get("depth"), self.metric, {}
         if "extrinsics" in out:
-            w2c = out["extrinsics"][0]
-            K_pred = out["intrinsics"][0]
+            w2c, K_pred = out["extrinsics"][0], out["intrinsics"][0]
             if cond is not None:
-                if "scale_factor" in out:  # nested + given poses: caller's unit
-                    sf = out["scale_factor"]
-                    depth, w2c = (None if depth is None else depth / sf), w2c.clone()
-                    w2c[:, :3, 3] = w2c[:, :3, 3] / sf
-                w2c = denormalize_w2c(w2c, cond[1], cond[2])
-                depth = None if depth is None else depth * cond[2]
+                depth, w2c = to_callers_world(out, cond, depth, w2c)
                 metric = False
-            pose_conf = np.ones(S)
         else:  # monocular model: no poses
-            w2c = torch.eye(4, device=dev)[None].repeat(S, 1, 1)
+            w2c = torch.eye(4, device=self.device)[None].repeat(S, 1, 1)
             if c2w is not None:
-                w2c = torch.linalg.inv(torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=dev))
-            K_pred = K_proc if K_proc is not None else self._default_intrinsics(S, H, W)
-            pose_conf = np.zeros(S)
+                w2c = torch.linalg.inv(torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=self.device))
+            K_pred = K_proc if K_proc is not None else self._default_intrinsics(S, *hw)
             extras["poses_valid"] = False
             if isinstance(self.net, DA3Net) and self.net.is_metric:
                 depth = metric_depth(depth, K_pred[None, decode])
@@ -207,40 +204,45 @@ class DA3WindowModel:
             extras["scale_factor"] = float(out["scale_factor"])
         elif isinstance(self.net, NestedDA3Net):
             metric = False  # nothing decoded: no metric scale this window
-        # host transfers: one per kind
-        w2c4 = torch.eye(4, dtype=torch.float64).repeat(S, 1, 1)
-        w2c4[:, :3] = w2c[:, :3].double().cpu()
-        c2w_out = torch.linalg.inv(w2c4).numpy()
-        K_pred_np = K_pred.double().cpu().numpy()
-        K_out = np.stack([intrinsics_to_native(K_pred_np[i], hw, h.native_hw) for i, h in enumerate(handles)])
+        return w2c, K_pred, depth, metric, extras
+
+    @staticmethod
+    def _native_poses(w2c: torch.Tensor, K: torch.Tensor, handles: Sequence[DA3FrameHandle]):
+        """Host w2c (S, 3|4, 4) and processed-pixel intrinsics -> c2w (S, 4, 4) and each
+        frame's intrinsics at its native size (float64)."""
+        hw = handles[0].processed_hw
+        w2c4 = torch.eye(4, dtype=torch.float64).repeat(len(handles), 1, 1)
+        w2c4[:, :3] = w2c[:, :3].double()
+        K_np = K.double().numpy()
+        return (torch.linalg.inv(w2c4).numpy(),
+                np.stack([intrinsics_to_native(K_np[i], hw, h.native_hw) for i, h in enumerate(handles)]))
+
+    @staticmethod
+    def _native_maps(depth, conf, decode: Sequence[int], handles: Sequence[DA3FrameHandle]):
+        """Depth and confidence (1, n, H, W) of the decoded frames -> {frame: (h, w) float32}
+        at each frame's native size; one resize and one transfer when they share it."""
         depth_np, conf_np = {}, {}
-        if decode:
-            maps = torch.stack([depth[0], conf[0]]) if conf is not None else depth  # (K, n, H, W)
-            native = [handles[d].native_hw for d in decode]
-            if len(set(native)) == 1:  # one resize + one transfer for the whole window
-                up = map_to_native(maps.flatten(0, 1), native[0]).unflatten(0, maps.shape[:2])
-                per_frame = list(up.float().cpu().numpy().transpose(1, 0, 2, 3))
-            else:
-                per_frame = [map_to_native(maps[:, j], native[j]).float().cpu().numpy() for j in range(len(decode))]
-            for j, d in enumerate(decode):
-                depth_np[d] = np.ascontiguousarray(per_frame[j][0], dtype=np.float32)
-                conf_np[d] = (np.ascontiguousarray(per_frame[j][1], dtype=np.float32) if conf is not None
-                              else np.ones_like(depth_np[d]))
-        return WindowPrediction(c2w=c2w_out, intrinsics=K_out, depth=depth_np, confidence=conf_np,
-                                pose_confidence=pose_conf, metric=bool(metric), extras=extras)
+        if not decode:
+            return depth_np, conf_np
+        maps = torch.stack([depth[0], conf[0]]) if conf is not None else depth  # (K, n, H, W)
+        native = [handles[d].native_hw for d in decode]
+        if len(set(native)) == 1:  # one resize + one transfer for the whole window
+            up = map_to_native(maps.flatten(0, 1), native[0]).unflatten(0, maps.shape[:2])
+            per_frame = list(up.float().cpu().numpy().transpose(1, 0, 2, 3))
+        else:
+            per_frame = [map_to_native(maps[:, j], native[j]).float().cpu().numpy() for j in range(len(decode))]
+        for j, d in enumerate(decode):
+            depth_np[d] = np.ascontiguousarray(per_frame[j][0], dtype=np.float32)
+            conf_np[d] = (np.ascontiguousarray(per_frame[j][1], dtype=np.float32) if conf is not None
+                          else np.ones_like(depth_np[d]))
+        return depth_np, conf_np
 
     def _predict_fast(self, handles: Sequence[DA3FrameHandle], decode: Sequence[int],
                       clock=None) -> WindowPrediction:
         S = len(handles)
-        hw = handles[0].processed_hw
-        native = handles[decode[0]].native_hw
         maps, w2c, K = self._fast.window([h.tokens.tokens for h in handles], [h.tokens.selector for h in handles],
-                                         hw, decode, native, clock=clock)
-        w2c4 = torch.eye(4, dtype=torch.float64).repeat(S, 1, 1)
-        w2c4[:, :3] = w2c.double()
-        c2w_out = torch.linalg.inv(w2c4).numpy()
-        K_pred_np = K.double().numpy()
-        K_out = np.stack([intrinsics_to_native(K_pred_np[i], hw, h.native_hw) for i, h in enumerate(handles)])
+                                         handles[0].processed_hw, decode, handles[decode[0]].native_hw, clock=clock)
+        c2w_out, K_out = self._native_poses(w2c, K, handles)
         m = maps.numpy()
         depth_np = {d: np.array(m[j, 0], dtype=np.float32, copy=True) for j, d in enumerate(decode)}
         conf_np = {d: np.array(m[j, 1], dtype=np.float32, copy=True) for j, d in enumerate(decode)}

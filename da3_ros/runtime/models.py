@@ -118,8 +118,8 @@ def make_window_model(settings: ModelSettings) -> WindowModel:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs: dict = dict(device=device, precision=settings.precision, pose_from=settings.pose_source,
-                        ref_view_strategy=settings.reference_strategy, variant=settings.model_variant or None,
+    kwargs: dict = dict(device=device, precision=settings.precision, pose_source=settings.pose_source,
+                        reference_strategy=settings.reference_strategy, variant=settings.model_variant or None,
                         ray_map=settings.ray_map, compile=settings.compile)
     if settings.compile != "off":  # the fast path's kernel switches (imported only with the network)
         from ..model.fast import Kernels

@@ -15,8 +15,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .config import StreamConfig
-from .rig import CameraRigState, EstimatedExtrinsics, RigCalibration, RigScale, RigState
+from .rig import CameraRigState, RigCalibration, RigState
+from .rig_extrinsics import EstimatedExtrinsics
 from .rig_overlap import OverlapScaleEstimator
+from .rig_scale import RigScale
 
 
 class RigMetric:

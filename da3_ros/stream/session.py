@@ -10,9 +10,10 @@ between is decided here, once:
   `rig_max_wait`): each camera's frames are grouped into rig frames;
 * validation: a frame the stream cannot take, or a model answer that breaks its
   contract, is counted and reported through `warn`, and the session goes on;
-* reset: `reset(reason)` is the one call for a user's request (`~/reset`), a
-  clock jump and a restart of time (the end of a looping bag, found by the
-  stream's timeline); `n_resets` is its one counter.
+* reset: `reset(reason)` is the one call for a user's request (`~/reset`) and
+  a clock jump; a restart of time (the end of a looping bag) is found by the
+  stream's timeline itself. `n_resets` counts both, and `on_reset` is told of
+  both: what a front end keeps of the old timeline goes with the world.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ class Session:
         frame the synchronizer releases at once (the older ones are counted in
         `counts["rig_frames_dropped"]`); offline every rig frame is answered.
     warn(text): told of every frame or window dropped, phrased for a log line.
+    on_reset(): called after every reset, requested or found (what the front end
+        keeps beside the session, e.g. the node's external odometry, is cleared there).
 
     Thread use as `Streamer` (push / flush / reset / update from one thread).
     """
 
     def __init__(self, model: WindowModel, config: Optional[StreamConfig] = None, newest_only: bool = False,
-                 warn: Callable[[str], None] = _ignore):
+                 warn: Callable[[str], None] = _ignore, on_reset: Callable[[], None] = lambda: None):
         self.streamer = Streamer(model, config or StreamConfig())
         cfg = self.streamer.config
         self.sync: Optional[RigSynchronizer] = None
@@ -52,6 +55,7 @@ class Session:
                                         max_forward_jump_s=cfg.max_stamp_jump)
         self.newest_only = newest_only
         self.warn = warn
+        self.on_reset = on_reset
         #: frames and windows the session dropped, by reason (the stream's own drops: streamer.counts)
         self.counts: Counter = Counter()
 
@@ -105,12 +109,16 @@ class Session:
         return results
 
     def _answer(self, frames: List[Frame]) -> List[StreamResult]:
+        epoch = self.streamer.epoch
         try:
             return self.streamer.push_rig(frames)
         except FrameError as exc:  # the stream rejected the frame (shape, dtype, ...): nothing changed
             self._drop("frames_rejected", f"frame at t={float(frames[0].stamp):.3f} rejected: {exc}")
         except ModelOutputError as exc:  # the window's new frames are dropped, the stream goes on
             self._drop("windows_failed", f"window with the frame at t={float(frames[0].stamp):.3f} dropped: {exc}")
+        finally:
+            if self.streamer.epoch != epoch:  # the timeline restarted (time went back): the stream reset itself
+                self.on_reset()
         return []
 
     def _drop(self, reason: str, text: str) -> None:
@@ -125,6 +133,7 @@ class Session:
         self.streamer.reset(reason)
         if self.sync is not None:
             self.sync.reset()
+        self.on_reset()
 
     def update(self, **changes) -> None:
         """Thresholds changed while streaming (Streamer.RUNTIME_FIELDS)."""

@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--process-res", type=int, default=EMBEDDED_PROCESS_RES)
-    p.add_argument("--pose-from", default="ray", choices=["ray", "camera"])
+    p.add_argument("--pose-source", default="ray", choices=["ray", "camera"])
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--json", default=None)
     p.add_argument("--rig", action="store_true", help="the held-out rigs (stereo and three cameras, windows of 4 rig frames)")
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
 
         spec, desc = resolve_default_model()
         print(desc)
-    model = DA3WindowModel(spec, device=a.device, precision="auto", process_res=a.process_res, pose_from=a.pose_from)
+    model = DA3WindowModel(spec, device=a.device, precision="auto", process_res=a.process_res, pose_source=a.pose_source)
     if a.rig:
         from .data import held_out_rigs
 

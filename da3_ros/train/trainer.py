@@ -170,7 +170,7 @@ def _forward_train(net: DA3Net, images: torch.Tensor, amp: Optional[torch.dtype]
         x = vit.embed(images.flatten(0, 1))
         x, sel = vit.forward_early(x)
         feats, cam = net.forward_features(x.unflatten(0, (B, S)), sel.unflatten(0, (B, S)), (H, W),
-                                          ref_view_strategy="first")
+                                          reference_strategy="first")
     with torch.autocast(device_type=dev, enabled=False):
         rn = net.head.stem([f.float().flatten(0, 1) for f in feats], H, W)
         depth, conf = net.head.forward_depth(rn, H, W)
@@ -486,12 +486,8 @@ def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
     return base * w * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train(a) -> dict:
-    t_start = time.time()
-    install_signal_handlers()  # a stuck run says where
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+def training_device(name: str) -> torch.device:
+    dev = torch.device(name if name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
         # the host only feeds the GPU; all cores' worth of intra-op threads per trainer
         # spin against each other and the spec workers on small CPU ops
@@ -499,12 +495,26 @@ def train(a) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    amp = torch.bfloat16 if (dev.type == "cuda" and not a.fp32) else None
-    net = new_model(a.seed).to(dev).train()
+    return dev
+
+
+def optimizer(net: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, tokens and position embeddings."""
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.99))
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+
+
+def train(a) -> dict:
+    t_start = time.time()
+    install_signal_handlers()  # a stuck run says where
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = training_device(a.device)
+    amp = torch.bfloat16 if (dev.type == "cuda" and not a.fp32) else None
+    net = new_model(a.seed).to(dev).train()
+    opt = optimizer(net, a.lr, a.weight_decay)
     meta = {"step": 0, "train_seconds": 0.0, "next_seed": TRAIN_SEED_BASE + 1_000_000 * a.seed, "runs": 0, "clips": 0,
             "next_rig_seed": TRAIN_SEED_BASE + 1_000_000 * a.seed + RIG_SEED_OFFSET}
     if a.init_from and not a.resume:
@@ -595,32 +605,38 @@ def train(a) -> dict:
     rec.update({k: round(v, 5) for k, v in validate(net, val, amp, rig_val).items()})
     log(rec)
     if not a.no_eval:
-        from ..runtime.da3_model import DA3WindowModel
-        from ..weights import EMBEDDED_PROCESS_RES
-        from .data import held_out_sequences
-        from .data import held_out_rigs
-        from .evaluate import evaluate, evaluate_rig
-
-        results = {}
-        seqs = held_out_sequences(a.eval_frames, device=str(dev))
-        rigs = held_out_rigs(a.eval_frames, device=str(dev)) if a.rig > 0 else []
-        for pose_from in ("camera", "ray"):  # the demo's first: eval.json is written after each
-            print(f"held-out streaming eval, pose_from={pose_from}", flush=True)
-            m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
-                               pose_from=pose_from)
-            results[pose_from] = evaluate(m, seqs)
-            if rigs:
-                results[f"rig_{pose_from}"] = evaluate_rig(m, rigs)
-            (out / "eval.json").write_text(json.dumps(results, indent=1))
-        log({"event": "eval", **{f"{pf}_{k}": round(v, 5) for pf, r in results.items() if "mean" in r
-                                 for k, v in r["mean"].items()},
-             **{f"{pf}_{name}_{k}": round(float(v), 4) for pf, r in results.items() if pf.startswith("rig_")
-                for name, m in r.items() for k, v in (("ratio", m["baselines"]["ratio_median"]),
-                                                       ("right_way", m["baselines"]["right_way"]),
-                                                       ("ate_se3_m", m["ate_se3_m"]),
-                                                       ("metres_per_unit", m["metres_per_unit"] or 0.0))}})
+        held_out_eval(exp_dir, a, dev, out, log)
     log_f.close()
     return meta
+
+
+def held_out_eval(exp_dir: Path, a, dev: torch.device, out: Path, log) -> None:
+    """The exported checkpoint streamed over the held-out sequences (and rigs), camera
+    then ray poses; eval.json is written after each, the means logged."""
+    from ..runtime.da3_model import DA3WindowModel
+    from ..weights import EMBEDDED_PROCESS_RES
+    from .data import held_out_sequences
+    from .data import held_out_rigs
+    from .evaluate import evaluate, evaluate_rig
+
+    results = {}
+    seqs = held_out_sequences(a.eval_frames, device=str(dev))
+    rigs = held_out_rigs(a.eval_frames, device=str(dev)) if a.rig > 0 else []
+    for pose_source in ("camera", "ray"):  # the demo's first: eval.json is written after each
+        print(f"held-out streaming eval, pose_source={pose_source}", flush=True)
+        m = DA3WindowModel(str(exp_dir), device=str(dev), precision="fp32", process_res=EMBEDDED_PROCESS_RES,
+                           pose_source=pose_source)
+        results[pose_source] = evaluate(m, seqs)
+        if rigs:
+            results[f"rig_{pose_source}"] = evaluate_rig(m, rigs)
+        (out / "eval.json").write_text(json.dumps(results, indent=1))
+    log({"event": "eval", **{f"{pf}_{k}": round(v, 5) for pf, r in results.items() if "mean" in r
+                             for k, v in r["mean"].items()},
+         **{f"{pf}_{name}_{k}": round(float(v), 4) for pf, r in results.items() if pf.startswith("rig_")
+            for name, m in r.items() for k, v in (("ratio", m["baselines"]["ratio_median"]),
+                                                   ("right_way", m["baselines"]["right_way"]),
+                                                   ("ate_se3_m", m["ate_se3_m"]),
+                                                   ("metres_per_unit", m["metres_per_unit"] or 0.0))}})
 
 
 def parser() -> argparse.ArgumentParser:

@@ -104,14 +104,13 @@ def resolve_default_model(check_online: bool = True, timeout: float = 3.0) -> Tu
     """What `model: default` loads: (source for load_model / DA3WindowModel, description).
 
     The official DA3-SMALL when cached or reachable; else the embedded da3-tiny.
-    DA3_DEFAULT_MODEL=embedded|hub forces one (hub then fails loudly when unavailable).
+    (To load one of them whatever the hub says, name it: `model` is the hub id or
+    the embedded checkpoint's folder, EMBEDDED_DIR.)
     """
-    force = os.environ.get("DA3_DEFAULT_MODEL", "").strip().lower()
-    if force != "embedded":
-        if force == "hub" or hub_cached():
-            return HUB_DEFAULT, f"model 'default' -> {HUB_DEFAULT} (Hugging Face cache or hub)"
-        if check_online and hub_reachable(timeout=timeout):
-            return HUB_DEFAULT, f"model 'default' -> {HUB_DEFAULT} (downloaded from the hub)"
+    if hub_cached():
+        return HUB_DEFAULT, f"model 'default' -> {HUB_DEFAULT} (Hugging Face cache)"
+    if check_online and hub_reachable(timeout=timeout):
+        return HUB_DEFAULT, f"model 'default' -> {HUB_DEFAULT} (downloaded from the hub)"
     path = embedded_model_path()
     return str(path), (f"model 'default' -> embedded {EMBEDDED_VARIANT} ({path}): {HUB_DEFAULT} is neither cached "
                        "nor reachable; this tiny network was trained on the project's synthetic renderer only "

@@ -23,7 +23,7 @@ def test_parse_size_and_out_paths(tmp_path):
 def test_bench_cpu_tiny(tmp_path, capsys):
     out = tmp_path / "out"
     rc = bench.main(["--variants", "da3-small", "--windows", "3", "--sizes", "56x42", "--iters", "1",
-                     "--warmup", "0", "--device", "cpu", "--pose-from", "ray", "camera", "--e2e", "64x48",
+                     "--warmup", "0", "--device", "cpu", "--pose-source", "ray", "camera", "--e2e", "64x48",
                      "--e2e-frames", "3", "--e2e-warmup", "2", "--process-res", "56", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -35,10 +35,10 @@ def test_bench_cpu_tiny(tmp_path, capsys):
     if report["device"] == "cpu":
         assert "NOT the benchmark" in printed and "NOT the benchmark" in md
         assert report["precision"] == "fp32"
-    assert [r["pose_from"] for r in report["results"]] == ["ray", "camera"]
+    assert [r["pose_source"] for r in report["results"]] == ["ray", "camera"]
     for r in report["results"]:
         assert (r["variant"], r["window"], r["size"], r["processed_hw"]) == ("da3-small", 3, "56x42", [42, 56])
-        assert r["check"]["ok"] and r["check"]["c_vs_b_max_rel_err"] < 1e-4, r["pose_from"]
+        assert r["check"]["ok"] and r["check"]["c_vs_b_max_rel_err"] < 1e-4, r["pose_source"]
     r = report["results"][0]
     for key in ("full", "incremental"):
         m = r[key]
@@ -61,22 +61,22 @@ def test_bench_cpu_tiny(tmp_path, capsys):
     assert "da3-small ray S=3 56x42: (a)/(c) =" in printed
     # end to end: decode -> stream -> output arrays, every timed frame answered
     (e,) = report["e2e"]
-    assert (e["pose_from"], e["size"], e["frames"], e["window"]) == ("ray", "64x48", 3, 8)
+    assert (e["pose_source"], e["size"], e["frames"], e["window"]) == ("ray", "64x48", 3, 8)
     assert e["fps"] > 0 and e["p90_ms"] >= e["median_ms"] > 0 and e["points_median"] > 0
     assert e["parts_median_ms"]["network"] > 0
     assert "## End to end" in md and "| da3-small | ray | 64x48 | 8 |" in md
 
 
 def test_node_defaults_come_first():
-    row = {"variant": "v", "pose_from": "ray", "window": 8, "size": "504x378", "precision": "bf16",
+    row = {"variant": "v", "pose_source": "ray", "window": 8, "size": "504x378", "precision": "bf16",
            "official": None, "official_note": "--no-official", "full": None, "incremental": None, "stages": None,
            "check": {}}
-    other = dict(row, pose_from="camera")
+    other = dict(row, pose_source="camera")
     report = {"command": "x", "device_name": "d", "device": "cuda", "torch": "t", "cuda": "c", "python": "p",
-              "date": "now", "precision": "bf16", "pose_from": ["camera", "ray"], "iters": 1, "warmup": 0,
+              "date": "now", "precision": "bf16", "pose_source": ["camera", "ray"], "iters": 1, "warmup": 0,
               "notes": [], "results": [other, row], "e2e": []}
     md = bench.render_markdown(report)
-    first = md.index("## The node's defaults: pose from ray, window 8, 504x378")
+    first = md.index("## The node's defaults: pose source ray, window 8, 504x378")
     assert md.index("| v | ray | 8 | 504x378 | bf16 |") < md.index("## Other configurations") \
         < md.index("| v | camera | 8 | 504x378 | bf16 |")
     assert first < md.index("| v | ray | 8 | 504x378 | bf16 |")

@@ -72,10 +72,10 @@ def test_model_changes_reach_the_fast_path(net):
     np.testing.assert_allclose(b.c2w, a.c2w, atol=1e-4)
 
 
-@pytest.mark.parametrize("pose_from", ["camera", "ray"])
-def test_staged_path_equals_plain(net, pose_from):
-    plain = DA3WindowModel(net, precision="fp32", process_res=PROCESS_RES, pose_from=pose_from, compile=False)
-    fast = DA3WindowModel(net, precision="fp32", process_res=PROCESS_RES, pose_from=pose_from, compile=True)
+@pytest.mark.parametrize("pose_source", ["camera", "ray"])
+def test_staged_path_equals_plain(net, pose_source):
+    plain = DA3WindowModel(net, precision="fp32", process_res=PROCESS_RES, pose_source=pose_source, compile=False)
+    fast = DA3WindowModel(net, precision="fp32", process_res=PROCESS_RES, pose_source=pose_source, compile=True)
     assert plain._fast is None and fast.compile_mode == "staged"
     assert fast.warmup(64, 48, 3) >= 0.0 and plain.warmup(64, 48, 3) == 0.0
     fs = frames(4, seed=3)

@@ -29,9 +29,9 @@ CASES = [
 def test_forward_matches_official(official_factory, ported_factory, variant, S, strategy, hw):
     torch.manual_seed(S)
     images = torch.randn(1, S, 3, *hw)
-    ref, head = run_official(official_factory(variant), images, ref_view_strategy=strategy)
+    ref, head = run_official(official_factory(variant), images, ref_view_strategy=strategy)  # the official keyword
     with torch.no_grad():
-        out = ported_factory(variant)(images, ref_view_strategy=strategy)
+        out = ported_factory(variant)(images, reference_strategy=strategy)
     for k in ("depth", "depth_conf", "ray", "ray_conf"):
         assert rel_err(head[k], out[k]) < RTOL, k
     assert out["ray"].shape[2:4] == (8 * hw[0] // 14, 8 * hw[1] // 14)

@@ -21,27 +21,27 @@ def small():
         return load_model("random:da3-small")
 
 
-@pytest.mark.parametrize("S,decode,strategy,pose_from", [
+@pytest.mark.parametrize("S,decode,strategy,pose_source", [
     (1, [0], "saddle_balanced", "camera"),
     (2, [1], "saddle_balanced", "camera"),
     (4, [1, 3], "saddle_balanced", "camera"),
     (5, [4], "middle", "camera"),
     (4, [0, 2], "saddle_sim_range", "ray"),
 ])
-def test_window_equals_full_forward(small, S, decode, strategy, pose_from):
+def test_window_equals_full_forward(small, S, decode, strategy, pose_source):
     torch.manual_seed(10 + S)
     images = torch.randn(1, S, 3, 56, 84)
     with torch.no_grad():
-        full = small(images, pose_from=pose_from, ref_view_strategy=strategy)
+        full = small(images, pose_source=pose_source, reference_strategy=strategy)
         cached = small.encode(images[0])  # frame by frame would give the same tokens
-        win = small.forward_window(cached, decode, pose_from=pose_from, ref_view_strategy=strategy)
+        win = small.forward_window(cached, decode, pose_source=pose_source, reference_strategy=strategy)
     assert win["depth"].shape == (1, len(decode), 56, 84)
     assert rel_err(full["depth"][:, decode], win["depth"]) < TOL
     assert rel_err(full["depth_conf"][:, decode], win["depth_conf"]) < TOL
     assert win["extrinsics"].shape == (1, S, 3, 4)
     assert rel_err(full["extrinsics"], win["extrinsics"]) < TOL
     assert rel_err(full["intrinsics"], win["intrinsics"]) < TOL
-    if pose_from == "camera":
+    if pose_source == "camera":
         assert "ray" not in win  # the ray branch is skipped when it is not needed
 
 
@@ -97,7 +97,7 @@ def test_coarse_ray_maps_give_cameras(small, ray_map):
     torch.manual_seed(12)
     images = torch.randn(1, 3, 3, 56, 84)
     with torch.no_grad():
-        win = small.forward_window(small.encode(images[0]), [2], pose_from="ray", ray_map=ray_map)
+        win = small.forward_window(small.encode(images[0]), [2], pose_source="ray", ray_map=ray_map)
     K = win["intrinsics"][0]
     assert win["extrinsics"].shape == (1, 3, 3, 4) and torch.isfinite(win["extrinsics"]).all()
     assert torch.isfinite(K).all() and (K[:, 0, 0] > 0).all() and (K[:, 1, 1] > 0).all()

@@ -13,7 +13,6 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not importable: run `make setup` and `. ./env.sh`")
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
 from node_harness import Camera, Recorder, Spinner, start_node  # noqa: E402
@@ -42,22 +41,6 @@ def make_node(ros_context: Context) -> Iterator[Callable[[str], Node]]:
     yield factory
     for node in nodes:
         node.destroy_node()
-
-
-def spin_until(nodes, predicate: Callable[[], bool], timeout: float, context: Context) -> bool:
-    """Spin `nodes` until `predicate()` holds or `timeout` seconds pass."""
-    executor = SingleThreadedExecutor(context=context)
-    for node in nodes if isinstance(nodes, (list, tuple)) else [nodes]:
-        executor.add_node(node)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            executor.spin_once(timeout_sec=0.05)
-        return predicate()
-    finally:
-        executor.shutdown()
 
 
 class ChildProcess:

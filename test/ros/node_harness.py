@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from nav_msgs.msg import Odometry, Path
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,6 +43,22 @@ OUTPUT_TYPES = {
     "/tf": TFMessage,
     "/diagnostics": DiagnosticArray,
 }
+
+
+def spin_until(nodes, predicate: Callable[[], bool], timeout: float, context: Context) -> bool:
+    """Spin `nodes` until `predicate()` holds or `timeout` seconds pass."""
+    executor = SingleThreadedExecutor(context=context)
+    for node in nodes if isinstance(nodes, (list, tuple)) else [nodes]:
+        executor.add_node(node)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return predicate()
+    finally:
+        executor.shutdown()
 
 
 def stamp_ns(seconds: float) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
@@ -20,8 +19,7 @@ from tf2_msgs.msg import TFMessage
 from da3_ros.io import bags
 from da3_ros.ros.conversions import stamp_to_ns
 from da3_ros.synthetic.sequence import make_sequence
-from conftest import spin_until
-from node_harness import read_output, stamp_ns
+from node_harness import read_output, spin_until, stamp_ns
 
 TS = bags.get_typestore("kilted")
 CAMERA = "/cam/image"

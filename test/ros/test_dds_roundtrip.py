@@ -8,7 +8,7 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 import sample_messages
-from conftest import spin_until
+from node_harness import spin_until
 
 PUBLISHER = pathlib.Path(__file__).with_name("dds_publisher.py")
 

@@ -12,7 +12,7 @@ from da3_ros.geometry.transforms import T_BODY_OPTICAL, inv_se3
 from da3_ros.ros.conversions import pose_to_matrix, stamp_to_ns
 from da3_ros.synthetic.oracle import OracleModel
 from da3_ros.synthetic.sequence import make_sequence
-from node_harness import feed, stamp_ns
+from node_harness import feed, header, stamp_ns
 
 N = 16
 
@@ -119,6 +119,55 @@ def test_looping_bag_resets_once(rig, sequence):
     assert spinner.wait_for(lambda: path_poses(recorder) <= 3, 3.0)
 
 
+def test_time_restart_forgets_the_old_timelines_odometry(rig, sequence, make_node):
+    """Pose-conditioned mode on a looping bag whose odometry restarts in another
+    world (a VIO started over): once the restart is found, the node's poses are
+    the new odometry's, never the old loop's pose at the same stamp."""
+    from nav_msgs.msg import Odometry
+
+    from da3_ros.ros.conversions import matrix_to_pose
+
+    odom_node = make_node("test_wheel_odometry")
+    odom_pub = odom_node.create_publisher(Odometry, "wheel/odom", 50)
+    node, camera, recorder, spinner = rig(OracleModel(sequence), external_odometry_topic="wheel/odom",
+                                          publish_tf=False)
+    assert spinner.wait_for(lambda: odom_node.count_subscribers("wheel/odom") > 0, 10.0)
+    img, t, K = sequence.images, sequence.stamps, sequence.intrinsics
+    second_world = np.eye(4)
+    second_world[:3, 3] = (5.0, 0.0, 0.0)  # the second loop's odometry world, 5 m from the first's
+
+    def publish_odometry(i, world) -> None:
+        """The base's pose at frame i, until the node looks it up (at most 2 s: an
+        older pose of that stamp may answer instead, which the outputs then show)."""
+        pose = world @ sequence.c2w[i] @ inv_se3(T_BODY_OPTICAL)  # no base_frame: the camera's body is the base
+        msg = Odometry(header=header(t[i]), child_frame_id="base_link")
+        msg.header.frame_id = "odom"
+        msg.pose.pose = matrix_to_pose(pose)
+        for _ in range(20):
+            odom_pub.publish(msg)
+            if spinner.wait_for(lambda: np.allclose(node.pipeline.odometry.nearest(t[i], 1e-6)[0], pose, atol=1e-9)
+                                if node.pipeline.odometry.nearest(t[i], 1e-6) else False, 0.1):
+                return
+
+    for i in range(4, 14):  # the first loop: frames 4 to 13
+        publish_odometry(i, np.eye(4))
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+    # the bag and its odometry start over at frame 0: frame 0 is held, frame 1 confirms the restart
+    for i in (0, 1):
+        publish_odometry(i, second_world)
+        deliver(spinner, node, lambda: camera.publish_rgb(img[i], t[i], K))
+    assert spinner.wait_for(lambda: counts(node).get("reset_time_backwards", 0) == 1, 5.0), counts(node)
+    for i in (2, 3):
+        publish_odometry(i, second_world)
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+    publish_odometry(4, second_world)  # frame 4's stamp had a pose in the first loop too
+    deliver(spinner, node, lambda: camera.publish_rgb(img[4], t[4], K))
+    assert spinner.wait_for(lambda: len(odometry_at(recorder, t[4])) == 2, 5.0)
+    for i in (0, 1, 2, 3, 4):
+        T = odometry_at(recorder, t[i])[-1]
+        np.testing.assert_allclose(T[:3, 3], (second_world @ sequence.c2w[i])[:3, 3], atol=1e-3, err_msg=f"frame {i}")
+
+
 def test_resolution_change_keeps_the_world(rig, sequence):
     """The driver switches to half resolution mid-stream: no reset, the path goes
     on, and poses stay in the same world."""
@@ -167,6 +216,11 @@ def test_sim_time_jumping_back_resets(rig, sequence, make_node):
     assert feed(camera, recorder, spinner, img[5], t[5], K)
     assert counts(node).get("reset_clock_jumped_back", 0) == 1 and counts(node)["resets"] == 1
     np.testing.assert_allclose(odometry_at(recorder, t[5])[-1], T_BODY_OPTICAL, atol=1e-6)
+    # the published path starts over too: frame 5 alone, at the new origin
+    assert spinner.wait_for(lambda: stamp_to_ns(recorder.by_topic["path"][-1].header.stamp) == stamp_ns(t[5]), 3.0)
+    path = recorder.by_topic["path"][-1]
+    assert [stamp_to_ns(p.header.stamp) for p in path.poses] == [stamp_ns(t[5])]
+    np.testing.assert_allclose(pose_to_matrix(path.poses[0].pose), T_BODY_OPTICAL, atol=1e-6)
 
 
 def test_start_node_rejects_values_that_do_not_fit(ros_context):

@@ -108,7 +108,7 @@ def test_conditioned_answer_is_in_callers_frame(wm):
 
 def test_ray_poses_and_mixed_native_sizes():
     with pytest.warns(UserWarning, match="RANDOM"):
-        wm = DA3WindowModel("random:da3-small", process_res=PROCESS_RES, pose_from="ray", ref_view_strategy="first")
+        wm = DA3WindowModel("random:da3-small", process_res=PROCESS_RES, pose_source="ray", reference_strategy="first")
     fs = frames(2) + [Frame(index=2, stamp=0.3, image=np.zeros((96, 128, 3), np.uint8))]
     p = wm.predict(fs, [wm.encode(f) for f in fs], decode=[0, 2])
     assert p.depth[0].shape == (48, 64) and p.depth[2].shape == (96, 128)

@@ -22,7 +22,7 @@ from da3_ros.weights import EMBEDDED_DIR, EMBEDDED_PROCESS_RES
 SEQUENCE = "orbit"
 N_FRAMES = 30
 # measured with the shipped checkpoint (CPU, fp32, process_res 252, window 8, stride 1,
-# pose_from=camera; the ray solver is 5-10x slower on a CPU and is checked by the
+# pose_source=camera; the ray solver is 5-10x slower on a CPU and is checked by the
 # held-out evaluation in da3_ros/weights/da3-tiny/eval.json instead):
 #   AbsRel 0.0250 (per frame 0.0174), delta1 0.9920, ATE (Sim(3)) 0.098 m on an 11.8 m path;
 #   validation windows: rotation error 1.45 vs 22.07 deg (0.07), centre 0.0244 vs 0.1552 (0.16)
@@ -35,7 +35,7 @@ MIN_DELTA1 = 0.98
 MAX_ATE_SIM3_M = 0.25
 MAX_ROTATION_RATIO = 0.15
 MAX_CENTRE_RATIO = 0.3
-POSE_FROM = "camera"  # keeps the test at a few seconds on two cores
+POSE_SOURCE = "camera"  # keeps the test at a few seconds on two cores
 # ray poses on 20 frames of the held-out forward path: see the test
 RAY_FRAMES = 20
 MAX_RAY_ABS_REL = 0.08
@@ -50,13 +50,13 @@ def held_out():
     return make_sequence(SEQUENCE, N_FRAMES, 320, 240, seed)
 
 
-def _model(spec, pose_from=POSE_FROM):
+def _model(spec, pose_source=POSE_SOURCE):
     import torch
 
     from da3_ros.runtime.da3_model import DA3WindowModel
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    return DA3WindowModel(spec, device="cpu", precision="fp32", process_res=EMBEDDED_PROCESS_RES, pose_from=pose_from)
+    return DA3WindowModel(spec, device="cpu", precision="fp32", process_res=EMBEDDED_PROCESS_RES, pose_source=pose_source)
 
 
 def test_embedded_model_streams_held_out_sequence(held_out):
@@ -80,7 +80,7 @@ def test_random_weights_fail_the_bounds(held_out):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = _model("random:da3-tiny", pose_from="camera")
+        model = _model("random:da3-tiny", pose_source="camera")
     _, res = run_stream(model, held_out, StreamConfig(window_size=8, stride=1))
     s = score_stream(held_out, res)
     assert s["abs_rel"] > 2 * MAX_ABS_REL and s["delta1"] < 0.6, s
@@ -96,7 +96,7 @@ def test_embedded_model_ray_poses_forward():
 
     seq = make_sequence("forward", RAY_FRAMES, 320, 240, dict(HELD_OUT)["forward"])
     t = time.perf_counter()
-    _, res = run_stream(_model(str(EMBEDDED_DIR), pose_from="ray"), seq, StreamConfig(window_size=8, stride=1))
+    _, res = run_stream(_model(str(EMBEDDED_DIR), pose_source="ray"), seq, StreamConfig(window_size=8, stride=1))
     s = score_stream(seq, res)
     msg = (f"embedded da3-tiny, ray poses, held-out forward: AbsRel {s['abs_rel']:.4f}, delta1 {s['delta1']:.4f}, "
            f"ATE sim3 {s['ate_sim3']:.3f} m (path {s['path_length']:.2f} m), {time.perf_counter() - t:.1f} s")
@@ -106,14 +106,10 @@ def test_embedded_model_ray_poses_forward():
     assert s["ate_sim3"] < MAX_RAY_ATE_SIM3_M, msg
 
 
-def test_factory_default_resolves_to_embedded_without_hub(monkeypatch, capsys):
+def test_factory_default_resolves_to_embedded_without_hub(embedded_default, capsys):
     """`model: default` with no hub in reach: the embedded checkpoint at its own input size, said out loud."""
-    from da3_ros import weights
     from da3_ros.runtime.models import ModelSettings, make_window_model
 
-    monkeypatch.delenv("DA3_DEFAULT_MODEL", raising=False)
-    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
-    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
     m = make_window_model(ModelSettings("default", device="cpu"))  # the node maps its default 504 to None
     assert m.net.variant == "da3-tiny" and m.process_res == EMBEDDED_PROCESS_RES
     assert "embedded da3-tiny" in capsys.readouterr().err

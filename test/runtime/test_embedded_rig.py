@@ -30,7 +30,7 @@ def model():
     from da3_ros.runtime.da3_model import DA3WindowModel
 
     return DA3WindowModel(str(EMBEDDED_DIR), device="cpu", precision="fp32", process_res=EMBEDDED_PROCESS_RES,
-                          pose_from="camera")  # the camera head: what the demo runs; seconds on two cores
+                          pose_source="camera")  # the camera head: what the demo runs; seconds on two cores
 
 
 #: the checkpoint shipped now was trained on single cameras only (issue 22's rig training run

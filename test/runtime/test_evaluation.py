@@ -225,11 +225,10 @@ def test_gt_file_and_none(tum, tmp_path):
                          "--out", str(tmp_path / "c"), "--quiet"]) == 2
 
 
-def test_default_model_on_a_tum_folder(tum, tmp_path, monkeypatch, capsys):
+def test_default_model_on_a_tum_folder(tum, tmp_path, embedded_default, capsys):
     """The done-when command: no --model. `default` resolves (here: the embedded
     da3-tiny; CI has no hub) and says so; the evaluation runs on its answers."""
     assert offline.build_parser().get_default("model") == "default"
-    monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")
     seq, _, d = tum
     out = tmp_path / "run"
     rc = offline.main(["--input", str(d), "--out", str(out), "--max-frames", "6", "--window-size", "3",

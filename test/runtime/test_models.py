@@ -41,7 +41,7 @@ def test_model_settings_reach_the_network():
                                             ray_map="half", compile="staged", attention_kernel="math",
                                             head_channels_last=False, compile_dynamic=True,
                                             inductor_mode="max-autotune-no-cudagraphs"))
-    assert model.ray_map == "half" and model.compile_mode == "staged" and model.pose_from == "ray"
+    assert model.ray_map == "half" and model.compile_mode == "staged" and model.pose_source == "ray"
     assert model._fast.kernels == Kernels("math", False, True, "max-autotune-no-cudagraphs")
     assert model._fast.tuner.force == "math"
     with pytest.raises(ValueError, match="attention kernel"):
@@ -55,10 +55,9 @@ def test_the_name_says_the_precision_in_use():
     assert "(cpu, fp32, process_res=56," in model.name and "auto" not in model.name
 
 
-def test_process_res_applied_or_refused(monkeypatch):
+def test_process_res_applied_or_refused(embedded_default):
     from da3_ros.runtime.models import SettingRefused
 
-    monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")  # no DA3 weights here: the embedded da3-tiny
     with pytest.raises(SettingRefused, match="process_res 336.*embedded da3-tiny.*252"):
         make_window_model(ModelSettings("default", device="cpu", process_res=336))
     with pytest.raises(SettingRefused, match="process_res 20 is out of range: 56 to 1512"):

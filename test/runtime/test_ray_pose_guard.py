@@ -51,7 +51,7 @@ def scores():
     out = {}
     for ray_map in ("full", NODE_RAY_MAP):
         model = DA3WindowModel(net, device="cpu", precision="fp32", process_res=EMBEDDED_PROCESS_RES,
-                               pose_from="ray", ray_map=ray_map)
+                               pose_source="ray", ray_map=ray_map)
         t = time.perf_counter()
         per_seq = []
         for seq in seqs:

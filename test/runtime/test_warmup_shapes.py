@@ -43,13 +43,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case, pose_from", [(case, "camera") for case in sorted(CASES)]
+@pytest.mark.parametrize("case, pose_source", [(case, "camera") for case in sorted(CASES)]
                          + [("window 4, stride 1", "ray")])
-def test_no_new_shape_after_warmup(net, case, pose_from):
-    """pose_from="ray" keeps every view's features (one cross-view shape per window
+def test_no_new_shape_after_warmup(net, case, pose_source):
+    """pose_source="ray" keeps every view's features (one cross-view shape per window
     size); "camera" only the decoded ones (one per window size and decoded count)."""
     cfg, n, cameras = CASES[case]
-    model = DA3WindowModel(net, precision="fp32", process_res=126, compile="staged", pose_from=pose_from)
+    model = DA3WindowModel(net, precision="fp32", process_res=126, compile="staged", pose_source=pose_source)
     model.warmup(W, H, cfg.window_size)
     shapes = model._fast.new_shapes
     assert stream(model, cfg, n, cameras) > 0

@@ -13,7 +13,9 @@ import pytest
 
 from da3_ros.geometry import inv_se3, rotation_angle_deg
 from da3_ros.stream.interface import Frame
-from da3_ros.stream.rig import RigExtrinsicsEstimator, RigScaleEstimator, RigSynchronizer
+from da3_ros.stream.rig_extrinsics import RigExtrinsicsEstimator
+from da3_ros.stream.rig_scale import RigScaleEstimator
+from da3_ros.stream.rig_sync import RigSynchronizer
 from da3_ros.synthetic import NoisyOracleModel, OracleModel, make_rig_sequence
 
 #: the stream's world unit in these tests: world units per metre (anything but 1)

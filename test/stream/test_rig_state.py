@@ -14,7 +14,8 @@ import pytest
 
 from da3_ros.geometry.transforms import make_se3
 from da3_ros.stream import StreamConfig, Streamer
-from da3_ros.stream.rig import RIG_STATES, RigScaleEstimator
+from da3_ros.stream.rig import RIG_STATES
+from da3_ros.stream.rig_scale import RigScaleEstimator
 from da3_ros.synthetic import NoisyOracleModel, OracleModel, make_rig_sequence
 
 

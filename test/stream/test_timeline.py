@@ -164,3 +164,24 @@ def test_looping_bag_resets_once_and_continues_the_new_timeline():
     assert st.n_resets == 1 and st.counts["reset_time_backwards"] == 1
     assert len(st.trajectory()) == 10
     np.testing.assert_allclose(again[0].c2w, np.eye(4), atol=1e-12)  # the new world starts at the new first frame
+
+
+def test_the_session_tells_of_every_reset_requested_or_found():
+    """`Session.on_reset` hears a requested reset and a restart of time the stream
+    found itself (what a front end keeps of the old timeline goes with it), and
+    nothing else: an outlier stamp is no reset."""
+    from da3_ros.stream import Session
+
+    told = []
+    session = Session(OracleModel(SEQ), StreamConfig(window_size=4), on_reset=lambda: told.append(session.n_resets))
+    fr = frames()
+    for f in fr[:10]:
+        session.push(f)
+    session.push(dataclasses.replace(fr[10], stamp=1e9, index=900))  # one outlier: dropped, no reset
+    session.push(fr[10])
+    assert told == [] and session.streamer.counts["stamp_forward_outlier"] == 1
+    for f in fr[:3]:  # the bag starts over: the second frame back confirms the restart
+        session.push(dataclasses.replace(f, index=100 + f.index))
+    assert told == [1]
+    session.reset("reset_called")
+    assert told == [1, 2] and session.n_resets == 2

@@ -141,13 +141,12 @@ def test_shipped_checkpoint_is_small_fp16_and_loads():
 def test_resolve_default_model(monkeypatch):
     from da3_ros import weights
 
-    monkeypatch.setenv("DA3_DEFAULT_MODEL", "embedded")
+    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
     src, desc = weights.resolve_default_model()
     assert Path(src) == weights.EMBEDDED_DIR and "embedded" in desc
     assert weights.default_process_res(src) == weights.EMBEDDED_PROCESS_RES
-    monkeypatch.delenv("DA3_DEFAULT_MODEL")
-    monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: False)
-    monkeypatch.setattr(weights, "hub_reachable", lambda repo_id=weights.HUB_DEFAULT, timeout=3.0: False)
+    monkeypatch.setenv("DA3_DEFAULT_MODEL", "hub")  # no hidden switch: the environment changes nothing
     assert Path(weights.resolve_default_model()[0]) == weights.EMBEDDED_DIR
     monkeypatch.setattr(weights, "hub_cached", lambda repo_id=weights.HUB_DEFAULT: True)
     src, desc = weights.resolve_default_model()
