@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .rig_scale import MAD_TO_SIGMA
+
 #: the images are compared at most this wide (pixels): enough parallax resolution
 #: for a 5-cm baseline at a few metres, little host time
 WORK_WIDTH = 320
@@ -237,7 +239,7 @@ class OverlapScaleEstimator:
             return None
         v = np.asarray(self._log_m)
         med = float(np.median(v))
-        spread = 1.4826 * float(np.median(np.abs(v - med)))
+        spread = MAD_TO_SIGMA * float(np.median(np.abs(v - med)))
         # the answers' errors are partly shared (the same depth errors in consecutive
         # rig frames): a floor of 0.2 % keeps many answers from claiming more
         return float(np.exp(med)), max(spread / np.sqrt(n), 0.002), spread, n
