@@ -32,7 +32,7 @@ from da3_ros.msg import Keyframe
 from da3_ros.ros.conversions import (array_to_image, intrinsics_to_camera_info, matrix_to_pose,
                                      matrix_to_transform, points_to_cloud, stamp_to_sec)
 from da3_ros.stream.result import StreamResult
-from da3_ros.stream.world_map import Trajectory
+from da3_ros.stream.trajectory import Trajectory
 
 # outputs: reliable (RViz, rosbag and SLAM back-ends all subscribe reliable or
 # best effort), shallow so a slow subscriber never builds a backlog

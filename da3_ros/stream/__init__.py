@@ -8,7 +8,8 @@ from .interface import Frame, WindowModel, WindowPrediction
 from .pipeline import FrameError, ModelOutputError, Streamer
 from .result import AlignmentStatus, StreamResult
 from .session import Session
-from .world_map import Trajectory, VoxelMap
+from .trajectory import Trajectory
+from .world_map import VoxelMap
 
 __all__ = [
     "AlignmentStatus", "Frame", "FrameError", "ModelOutputError", "Session", "StreamConfig", "StreamResult",

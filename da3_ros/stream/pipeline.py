@@ -27,7 +27,7 @@ from .settings import SETTINGS, STREAM, check_window
 from .timeline import Timeline
 from .window import Keyframes, WindowEntry, is_new_keyframe, shared_to_decode
 from .world import World
-from .world_map import Trajectory
+from .trajectory import Trajectory
 
 __all__ = ["FrameError", "ModelOutputError", "Streamer"]
 

@@ -30,7 +30,8 @@ from .config import StreamConfig
 from .interface import WindowPrediction
 from .placement import Alignment, align_window  # noqa: F401 - the placement of a window, re-exported
 from .result import AlignmentStatus, StreamResult
-from .world_map import Trajectory, TrajectoryBuffer, VoxelMap
+from .trajectory import Trajectory, TrajectoryBuffer
+from .world_map import VoxelMap
 
 
 class WorldAnchor:
