@@ -33,8 +33,10 @@ NAMESPACE = "/da3"
 
 
 def dds_env(domain_id: str = DEMO_DOMAIN_ID) -> Dict[str, str]:
+    from .dds import loopback_env
+
     env = dict(os.environ)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1", ROS_DOMAIN_ID=str(domain_id))
+    env.update(loopback_env(domain_id))
     env.pop("ROS_STATIC_PEERS", None)
     return env
 
@@ -461,7 +463,8 @@ def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, pro
 def main(argv=None) -> int:
     a = parse_args(argv)
     env = dds_env(a.domain_id)
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID")})
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID",
+                                           "FASTDDS_DEFAULT_PROFILES_FILE") if k in env})
     os.environ.pop("ROS_STATIC_PEERS", None)
     out = Path(a.out).resolve()
     if out.exists():

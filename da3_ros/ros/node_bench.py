@@ -68,7 +68,9 @@ T0_NS = 1_000_000_000_000  # the first stamp (1000 s), as the synthetic sequence
 
 def dds_env(domain_id: int) -> Dict[str, str]:
     """Loopback DDS with a domain of its own (this process and the camera's)."""
-    return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_LOCALHOST_ONLY": "1", "ROS_DOMAIN_ID": str(domain_id)}
+    from .dds import loopback_env
+
+    return loopback_env(domain_id)
 
 
 def pingpong(k: int, n: int) -> int:
