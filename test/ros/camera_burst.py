@@ -18,7 +18,7 @@ def main(n: int) -> None:
     deadline = time.monotonic() + 20.0
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # the subscriber's side of discovery
+    time.sleep(1.0)  # the subscriber's side of discovery
     data = np.random.default_rng(0).integers(0, 255, 640 * 480 * 3, dtype=np.uint8).tobytes()
     t0 = time.monotonic()
     for k in range(n):
