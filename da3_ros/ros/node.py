@@ -177,6 +177,16 @@ class Stats:
         return out
 
 
+#: CPython's GIL hand-over interval while a node runs (the default is 5 ms). The
+#: inference thread gives the GIL up at every blocking torch / CUDA call and then
+#: waits up to one interval to get it back behind the executor, output and map
+#: threads (a convoy): with a camera at a fixed rate every network call got several
+#: times slower. `da3_ros bench-node`, embedded da3-tiny on the 2-core CPU box,
+#: 320x240 at 30 Hz: network 1381 -> 398 ms per frame (354 ms with images only
+#: when idle), 0.5 -> 1.9 FPS, latency p99 6.0 -> 1.0 s, with 0.5 ms.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 class Da3Node(LifecycleNode):
     """ROS 2 node around the streaming core, a managed (lifecycle) node:
 
@@ -193,6 +203,7 @@ class Da3Node(LifecycleNode):
 
     def __init__(self, model: Optional[WindowModel] = None, autostart: bool = True, **kwargs):
         super().__init__("da3_node", **kwargs)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # process-wide: the node's threads are most of this process
         self._running = False
         self._threads: List[threading.Thread] = []
         self.cfg: NodeConfig = declare_parameters(self)
