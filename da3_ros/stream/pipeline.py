@@ -253,11 +253,11 @@ class Streamer:
         Returns the factor the world's unit changed by (1: unchanged)."""
         poses = [sim.apply_c2w(np.asarray(pred.c2w[j], np.float64)) for j in range(len(window))]
         views = [(e.group, e.frame, c2w) for e, c2w in zip(window, poses)]
-        last = window[-1].group  # the newest rig frame's views with their depth (stream units), for the overlap
-        newest = [(e.frame, pred.depth[j] * np.float32(sim.scale),
+        last = window[-1].group  # the newest rig frame's views with their depth (window units), for the overlap
+        newest = [(e.frame, pred.depth[j],
                    e.frame.intrinsics if e.frame.intrinsics is not None else np.asarray(pred.intrinsics[j]))
                   for j, e in enumerate(window) if e.group == last and j in pred.depth]
-        factor = self.rig.observe(views, self.world.metric, self._n_groups, self.config, newest)
+        factor = self.rig.observe(views, self.world.metric, self._n_groups, self.config, newest, float(sim.scale))
         if factor is None:
             return 1.0
         if factor != 1.0:  # the stream frame's unit times factor, everywhere it is kept

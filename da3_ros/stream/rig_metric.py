@@ -56,20 +56,22 @@ class RigMetric:
         self.overlap.rescale(factor)
 
     def observe(self, views: Sequence[Tuple[Any, Any, np.ndarray]], world_metric: bool, n_rig_frames: int,
-                cfg: StreamConfig, newest: Sequence[Tuple[Any, np.ndarray, np.ndarray]] = ()) -> Optional[float]:
+                cfg: StreamConfig, newest: Sequence[Tuple[Any, np.ndarray, np.ndarray]] = (),
+                depth_scale: float = 1.0) -> Optional[float]:
         """A window's views [(rig frame, Frame, c2w in the stream)] (shared ones
         too: each window's errors differ, which is what makes a short baseline
         usable) and the newest rig frame's views with their depth [(Frame,
-        depth in stream units, K)] for the overlap. Returns the unit's factor
+        depth, K)] for the overlap (depth x `depth_scale` in stream units). Returns the unit's factor
         when the scale is (re)fixed: a confident estimate, after
         `rig_scale_min_frames` rig frames, that the stream is not yet metric or
         no longer agrees with (2 standard errors, at least a fifth of
         rig_scale_max_error); else None."""
         self.calibration.observe(views)
-        calibrated = [(f.camera, f.image, d, K, np.asarray(f.T_base_optical, np.float64)) for f, d, K in newest
-                      if f.T_base_optical is not None and f.camera in cfg.cameras]
-        if len(calibrated) >= 2 and (self.metres_per_unit is None or n_rig_frames % self.OVERLAP_CHECK_EVERY == 0):
-            self.overlap.observe(calibrated)
+        if self.metres_per_unit is None or n_rig_frames % self.OVERLAP_CHECK_EVERY == 0:
+            calibrated = [(f.camera, f.image, d, K, f.T_base_optical) for f, d, K in newest
+                          if f.T_base_optical is not None and f.camera in cfg.cameras]
+            if len(calibrated) >= 2:
+                self.overlap.observe(calibrated, depth_scale)
         self._seen = (n_rig_frames, world_metric, cfg)
         estimate, source = self._estimate(cfg)
         if estimate is None or world_metric and self.metres_per_unit is None:
@@ -89,10 +91,9 @@ class RigMetric:
         """The more precise of the baselines' and the overlap's estimates, and
         which it is."""
         baselines = self.calibration.scale(cfg.rig_scale_min_frames)  # over the baselines the model agrees with
-        o = self.overlap.estimate()
-        overlap = None
-        if o is not None and o[3] >= cfg.rig_scale_min_frames:
-            overlap = RigScale(scale=o[0], std_error=o[1], spread=o[2], n_measurements=o[3], n_inliers=o[3])
+        overlap = self.overlap.estimate()
+        if overlap is not None and overlap.n_measurements < cfg.rig_scale_min_frames:
+            overlap = None
         if overlap is not None and (baselines is None or overlap.std_error < baselines.std_error):
             return overlap, "overlap"
         return baselines, None if baselines is None else "baselines"
@@ -126,7 +127,7 @@ class RigMetric:
         o = self.overlap.estimate()
         if not answered or o is None:
             return base
-        m, err, _, k = o
+        err, k = o.std_error, o.n_measurements
         cams = dict(base.cameras)
         for c, others in answered.items():
             was = cams.get(c)
@@ -144,9 +145,7 @@ class RigMetric:
         overall = base.state
         if base.metres_per_unit is None and any(cs.state == "pending" for cs in cams.values()):
             overall = "pending"
-        estimate = base.estimate
-        if self.source == "overlap" or estimate is None:
-            estimate = RigScale(scale=m, std_error=err, spread=o[2], n_measurements=k, n_inliers=k)
+        estimate = o if self.source == "overlap" or base.estimate is None else base.estimate
         return replace(base, state=overall, cameras=cams, estimate=estimate)
 
     def status(self) -> Dict[str, str]:

@@ -21,7 +21,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .rig_scale import MAD_TO_SIGMA
+from ..geometry.camera import sample_bilinear
+from ..geometry.transforms import inv_se3
+from .rig_scale import MAD_TO_SIGMA, RigScale
 
 #: the images are compared at most this wide (pixels): enough parallax resolution
 #: for a 5-cm baseline at a few metres, little host time
@@ -76,16 +78,6 @@ def normalise(grey: np.ndarray) -> np.ndarray:
     return (grey - mu) / (np.sqrt(var) + 2.0)  # +2 grey levels: flat regions stay near 0, not noise
 
 
-def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    h, w = img.shape
-    x0 = np.clip(np.floor(x).astype(np.int64), 0, w - 2)
-    y0 = np.clip(np.floor(y).astype(np.int64), 0, h - 2)
-    fx, fy = x - x0, y - y0
-    a = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
-    b = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
-    return a * (1 - fy) + b * fy
-
-
 def _samples(norm_a: np.ndarray, depth: np.ndarray, rng: np.random.Generator):
     """Pixels of a (work resolution) with texture and a valid depth: the
     strongest gradients, N_SAMPLES of them at most."""
@@ -117,7 +109,7 @@ def _cost(u_vals, P, t, K_b, norm_b, ref, nearest: bool = False):
     if nearest:
         seen = norm_b[np.clip(np.rint(y), 0, h - 1).astype(np.intp), np.clip(np.rint(x), 0, w - 1).astype(np.intp)]
     else:
-        seen = _bilinear(norm_b, x, y)
+        seen = sample_bilinear(norm_b, x, y)  # NaN outside b: `ok` excludes those
     d = np.where(ok, np.minimum(np.abs(seen - ref[None]), TRUNCATION), TRUNCATION)
     return d.mean(axis=1), ok.mean(axis=1)
 
@@ -205,9 +197,11 @@ class OverlapScaleEstimator:
         lf = float(np.log(factor))
         self._log_m = [v - lf for v in self._log_m]
 
-    def observe(self, views: Sequence[Tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> int:
-        """One rig frame's calibrated views [(camera, image, depth in stream
-        units, K, T_base_optical)]; returns the answers added."""
+    def observe(self, views: Sequence[Tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                depth_scale: float = 1.0) -> int:
+        """One rig frame's calibrated views [(camera, image, depth, K,
+        T_base_optical)] whose depth times `depth_scale` is in stream units (the
+        factor goes onto the answer, not onto every pixel); returns the answers added."""
         self._calls += 1
         added = 0
         for ia, (a, img_a, depth_a, K_a, T_a) in enumerate(views):
@@ -217,12 +211,12 @@ class OverlapScaleEstimator:
                         and self._calls % self.RARE:
                     continue
                 count[0] += 1
-                T_b_a = np.linalg.inv(np.asarray(T_b, np.float64)) @ np.asarray(T_a, np.float64)
+                T_b_a = inv_se3(np.asarray(T_b, np.float64)) @ np.asarray(T_a, np.float64)
                 r = overlap_scale(img_a, depth_a, K_a, img_b, K_b, T_b_a, seed=self._calls)
                 if r is None:
                     continue
                 count[1] += 1
-                self._log_m.append(float(np.log(r.metres_per_unit)))
+                self._log_m.append(float(np.log(r.metres_per_unit / depth_scale)))
                 added += 1
         del self._log_m[:-self.history]
         return added
@@ -231,9 +225,9 @@ class OverlapScaleEstimator:
         """(a, b) -> (rig frames asked, answered)."""
         return {k: (v[0], v[1]) for k, v in self._pairs.items()}
 
-    def estimate(self) -> Optional[Tuple[float, float, float, int]]:
-        """(metres per unit, relative standard error, relative spread of one
-        answer, answers), None before 3 answers. Robust: median and MAD."""
+    def estimate(self) -> Optional[RigScale]:
+        """Metres per stream unit (median of the answers), its relative standard
+        error and one answer's relative spread (MAD), None before 3 answers."""
         n = len(self._log_m)
         if n < 3:
             return None
@@ -242,7 +236,7 @@ class OverlapScaleEstimator:
         spread = MAD_TO_SIGMA * float(np.median(np.abs(v - med)))
         # the answers' errors are partly shared (the same depth errors in consecutive
         # rig frames): a floor of 0.2 % keeps many answers from claiming more
-        return float(np.exp(med)), max(spread / np.sqrt(n), 0.002), spread, n
-
+        return RigScale(scale=float(np.exp(med)), std_error=max(spread / np.sqrt(n), 0.002), spread=spread,
+                        n_measurements=n, n_inliers=n)
 
 __all__ = ["OverlapScale", "OverlapScaleEstimator", "overlap_scale", "normalise"]
