@@ -175,3 +175,16 @@ def test_node_start_up_error(tmp_path, param, words):
     assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout, run.stderr
     said = [line for line in run.stderr.splitlines() if line.startswith("da3_node: ")]
     assert len(said) == 1 and all(word in said[0] for word in words), run.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--variants", "nosuch"], ("--variants 'nosuch'", "no such checkpoint", "da3-large")),
+    (["--variants", "da3-huge"], ("--variants 'da3-huge'", "unknown architecture", "da3-small")),
+    (["--seconds", "-1"], ("--seconds -1.0", "above 0")),
+    (["--size", "10x10"], ("--size '10x10'", "16x16")),
+    (["--out", "/proc/nope"], ("--out '/proc/nope'", "cannot be created")),
+])
+def test_bench_node_refuses_before_rendering(tmp_path, args, words):
+    run = da3_ros(["bench-node", *args], tmp_path)
+    one_line_error(run, *words)
+    assert list(tmp_path.iterdir()) == []  # nothing rendered, nothing written

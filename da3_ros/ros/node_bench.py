@@ -549,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(a) -> None:
-    from da3_ros.usage import UsageError
+    from da3_ros.usage import UsageError, output_directory
 
     for r in a.rates:
         if r != "max":
@@ -563,11 +563,45 @@ def _check(a) -> None:
         w, h = (int(v) for v in a.size.lower().split("x"))
     except ValueError:
         raise UsageError(f"--size {a.size!r}: WxH in pixels, e.g. 640x480") from None
-    if w < 16 or h < 16 or a.seconds <= 0 or a.frames < 2 or a.warmup_answers < 1 or a.max_in_flight < 1:
-        raise UsageError("--size at least 16x16, --seconds > 0, --frames >= 2, --warmup-answers >= 1, "
-                         "--max-in-flight >= 1")
-    if not 0 <= a.domain_id <= 232:
-        raise UsageError(f"--domain-id {a.domain_id}: 0 (automatic) or 1..232")
+    for bad, words in ((w < 16 or h < 16, f"--size {a.size!r}: at least 16x16"),
+                       (not a.seconds > 0, f"--seconds {a.seconds}: above 0"),
+                       (a.frames < 2, f"--frames {a.frames}: at least 2"),
+                       (a.warmup_answers < 1, f"--warmup-answers {a.warmup_answers}: at least 1"),
+                       (a.max_in_flight < 1, f"--max-in-flight {a.max_in_flight}: at least 1"),
+                       (not 0 <= a.domain_id <= 232, f"--domain-id {a.domain_id}: 0 (automatic) or 1..232")):
+        if bad:
+            raise UsageError(words)
+    for spec in a.variants:
+        _check_variant(spec)
+    output_directory(a.out, overwrite=True)  # the bench rewrites its own files there
+
+
+def _check_variant(spec: str) -> None:
+    """Refuse, before anything renders or loads, a variant no loader can take."""
+    from da3_ros.model.config import VARIANTS
+    from da3_ros.usage import UsageError
+    from da3_ros.weights import hub_unavailable, looks_like_hub_id
+
+    accepted = (f"oracle, a DA3 architecture with random weights ({', '.join(sorted(VARIANTS))}), default, "
+                "random:<architecture>, a hub id or a local checkpoint")
+    name = spec[len(RANDOM_PREFIX):] if spec.startswith(RANDOM_PREFIX) else spec
+    if spec in ("oracle", "default"):
+        return
+    if spec.startswith("oracle:"):  # the node's oracle on a synthetic sequence folder
+        if not Path(spec[len("oracle:"):]).is_dir():
+            raise UsageError(f"--variants {spec!r}: no such sequence folder")
+        return
+    if spec.startswith(RANDOM_PREFIX) or spec.startswith(("da3-", "da3_")):
+        if name not in VARIANTS:
+            raise UsageError(f"--variants {spec!r}: unknown architecture; accepted: {accepted}")
+        return
+    if looks_like_hub_id(spec):
+        reason = hub_unavailable(spec)
+        if reason:
+            raise UsageError(f"--variants {spec!r}: {reason}")
+        return
+    if not Path(os.path.expanduser(spec)).exists():
+        raise UsageError(f"--variants {spec!r}: no such checkpoint; accepted: {accepted}")
 
 
 @one_line_errors("da3_ros bench-node")
