@@ -121,7 +121,7 @@ class FramePipeline:
 
     # ------------------------------------------------------------ frames
 
-    def process(self, msg, compressed: bool, received: float = 0.0,
+    def process(self, msg, compressed: bool, received: Optional[float] = None,
                 wanted: Optional[FrozenSet[str]] = None) -> List[List[Tuple[Output, object]]]:
         """One image message -> the messages of each frame it answered (none when
         the frame was rejected or waits for its window). `wanted`: output names
@@ -134,9 +134,11 @@ class FramePipeline:
         """End of input: the results of the rig frames and frames still waiting."""
         return self._with_rig_sources(self.session.flush())
 
-    def to_frame(self, msg, compressed: bool, received: float = 0.0, camera: str = "") -> Optional[Frame]:
+    def to_frame(self, msg, compressed: bool, received: Optional[float] = None, camera: str = "") -> Optional[Frame]:
         """An image message (of rig camera `camera`) as the streaming core's
-        Frame, or None (reported through warn) when it cannot be used now."""
+        Frame, or None (reported through warn) when it cannot be used now.
+        `received`: its arrival (seconds, a forward-only clock: the node's
+        time.monotonic(), a bag's receive time), None when unknown."""
         stamp = stamp_to_sec(msg.header.stamp)
         try:
             rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
@@ -164,8 +166,9 @@ class FramePipeline:
         self.warmup(width, height)
         frame = Frame(index=self._frame_index, stamp=stamp, image=np.ascontiguousarray(rgb),
                       intrinsics=self._intrinsics(camera, width, height), c2w_external=c2w_external,
-                      T_base_optical=T_base_optical, camera=camera,
-                      meta=FrameSource(msg.header.stamp, optical_frame, T_base_optical, received, camera=camera))
+                      T_base_optical=T_base_optical, camera=camera, received=received,
+                      meta=FrameSource(msg.header.stamp, optical_frame, T_base_optical,
+                                       0.0 if received is None else received, camera=camera))
         self._frame_index += 1
         return frame
 

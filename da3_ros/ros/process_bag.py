@@ -208,10 +208,11 @@ class BagRun:
         self.frames = self.answered = 0
         self.last_stamp_ns: Optional[int] = None
 
-    def take(self, msg, compressed: bool, camera: str) -> None:
-        """One image message of `camera` ("" for one camera): answered (with its
-        rig frame, once complete) and written."""
-        frame = self.pipeline.to_frame(msg, compressed, 0.0, camera)
+    def take(self, msg, compressed: bool, camera: str, received_ns: int) -> None:
+        """One image message of `camera` ("" for one camera) that the recorder
+        received at bag time `received_ns`: answered (with its rig frame, once
+        complete) and written."""
+        frame = self.pipeline.to_frame(msg, compressed, received_ns * 1e-9, camera)
         if frame is not None:
             self.write_results(self.pipeline.push_frames([frame]))
 
@@ -259,7 +260,7 @@ class BagRun:
                 self.frames += 1
                 msg = self.decode(m, image_cls)
                 if msg is not None:
-                    self.take(msg, compressed, image_of[m.topic])
+                    self.take(msg, compressed, image_of[m.topic], m.timestamp_ns)
                 meter.update(self.frames, self.answered)
         self.write_results(self.pipeline.flush())
         self.write_map()

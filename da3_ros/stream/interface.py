@@ -39,6 +39,9 @@ class Frame:
     meta: the caller's own data for this frame (header, arrival time), handed
         back unchanged in its StreamResult.
     camera: which camera of a rig took it ("" for a single camera).
+    received: when a live front end received it (seconds, any clock that only
+        runs forward; None offline): a stamp step the arrival clock made too is
+        not a clock jump (`stream.timeline`).
     """
 
     index: int
@@ -49,6 +52,7 @@ class Frame:
     T_base_optical: Optional[np.ndarray] = None
     meta: Any = None
     camera: str = ""
+    received: Optional[float] = None
 
     @property
     def width(self) -> int:

@@ -124,11 +124,11 @@ class Streamer:
             check_window(self.config.window_size, self.config.stride, len(frames))
         except ValueError as exc:
             raise FrameError(str(exc)) from None
-        decision = self._timeline.decide(float(frames[0].stamp), frames)
+        decision = self._timeline.decide(float(frames[0].stamp), frames, frames[0].received)
         self.counts.update(decision.dropped)
         if decision.restart:  # time really went backwards (a looping bag, a restarted driver)
             self.reset("time_backwards")
-            self._timeline.last = float(decision.take[-1][0].stamp)
+            self._timeline.restart_at(float(decision.take[-1][0].stamp), decision.take[-1][0].received)
         results: List[StreamResult] = []
         for taken in decision.take:
             results += self._take(taken)

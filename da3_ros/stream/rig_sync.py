@@ -141,13 +141,15 @@ class RigSynchronizer:
         out.update({f"missing_{c}": n for c, n in self.missing_counts.items()})
         return out
 
-    def push(self, camera: str, stamp: float, data: Any = None) -> List[RigFrame]:
+    def push(self, camera: str, stamp: float, data: Any = None, received: Optional[float] = None) -> List[RigFrame]:
+        """One camera's image (stamp and arrival time `received`, seconds; None
+        offline) -> the rig frames released by it."""
         if camera not in self._timelines:
             raise KeyError(f"unknown camera {camera!r}; the rig has {self.cameras}")
         stamp = float(stamp)
         if not np.isfinite(stamp):
             raise ValueError("stamp is not finite")
-        decision = self._timelines[camera].decide(stamp, RigView(camera, stamp, data))
+        decision = self._timelines[camera].decide(stamp, RigView(camera, stamp, data), received)
         for reason in decision.dropped:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
         out: List[RigFrame] = []

@@ -86,7 +86,7 @@ class Session:
                 self._drop("unknown_camera", f"frame of camera {frame.camera!r} dropped: the rig's cameras are "
                                              f"{', '.join(self.sync.cameras)}")
                 continue
-            released += self.sync.push(frame.camera, float(frame.stamp), frame)
+            released += self.sync.push(frame.camera, float(frame.stamp), frame, frame.received)
         return self._answer_rig_frames(released)
 
     def flush(self) -> List[StreamResult]:

@@ -15,6 +15,12 @@ little older than the last one (a late, out-of-order message) is dropped at once
     counted; the new frame is taken.
 
 Holding costs a restarted stream one frame of latency, once.
+
+A live front end also says when each frame arrived (`received`, any clock that
+only runs forward, seconds). A stamp step that the arrival clock made too (within
+`jump_s`) is not a jump, however long: a busy node that skipped frames, or a camera that
+paused, still continues its timeline. Without arrival times (files) the stamps
+alone decide.
 """
 
 from __future__ import annotations
@@ -71,14 +77,21 @@ class Timeline(Generic[T]):
     def __init__(self, max_forward_jump_s: float = 10.0):
         self.max_forward_jump_s = float(max_forward_jump_s)
         self.last: Optional[float] = None  # stamp of the last taken item
+        self._last_received: Optional[float] = None  # its arrival time, when told
         self._held: Optional[T] = None
         self._held_stamp = 0.0
+        self._held_received: Optional[float] = None
         self._intervals: Deque[float] = deque(maxlen=15)
 
     def clear(self) -> None:
         self.last = None
+        self._last_received = None
         self._held = None
         self._intervals.clear()
+
+    def restart_at(self, stamp: float, received: Optional[float] = None) -> None:
+        """After a reset for a restart of time: the timeline goes on from `stamp`."""
+        self.last, self._last_received = float(stamp), received
 
     @property
     def jump_s(self) -> float:
@@ -86,28 +99,40 @@ class Timeline(Generic[T]):
         typical = float(np.median(self._intervals)) if self._intervals else self.max_forward_jump_s
         return min(self.max_forward_jump_s, max(self.JUMP_INTERVALS * typical, self.MIN_JUMP_S))
 
-    def _is_jump(self, stamp: float) -> bool:
-        return self.last is not None and abs(stamp - self.last) > self.jump_s
+    def _is_jump(self, stamp: float, received: Optional[float]) -> bool:
+        if self.last is None:
+            return False
+        step, jump_s = stamp - self.last, self.jump_s
+        if abs(step) <= jump_s:
+            return False
+        if received is None or self._last_received is None:
+            return True
+        return abs(step - (received - self._last_received)) > jump_s  # the arrival clock did not step too
 
-    def _take(self, stamp: float) -> None:
+    def _take(self, stamp: float, received: Optional[float]) -> None:
         if self.last is not None and stamp > self.last:
             self._intervals.append(stamp - self.last)
-        self.last = stamp
+        self.last, self._last_received = stamp, received
 
-    def decide(self, stamp: float, item: T) -> Decision[T]:
+    def _hold(self, stamp: float, item: T, received: Optional[float]) -> None:
+        self._held, self._held_stamp, self._held_received = item, stamp, received
+
+    def decide(self, stamp: float, item: T, received: Optional[float] = None) -> Decision[T]:
+        """What to do with `item` stamped `stamp` (seconds) that arrived at
+        `received` (seconds on a forward-only clock; None: unknown)."""
         if self._held is not None:
-            return self._resolve(stamp, item)
+            return self._resolve(stamp, item, received)
         if self.last is not None and stamp == self.last:
             return Decision(Verdict.DUPLICATE, [], dropped=["duplicate_stamp"])
-        if self._is_jump(stamp):
-            self._held, self._held_stamp = item, stamp
+        if self._is_jump(stamp, received):
+            self._hold(stamp, item, received)
             return Decision(Verdict.HELD, [])
         if self.last is not None and stamp < self.last:  # a little late: out of order, not a restart
             return Decision(Verdict.LATE, [], dropped=["stamp_backwards_outlier"])
-        self._take(stamp)
+        self._take(stamp, received)
         return Decision(Verdict.TAKE, [item])
 
-    def _resolve(self, stamp: float, item: T) -> Decision[T]:
+    def _resolve(self, stamp: float, item: T, received: Optional[float]) -> Decision[T]:
         held, h, last = self._held, self._held_stamp, self.last
         assert last is not None
         backwards = h < last
@@ -118,17 +143,17 @@ class Timeline(Generic[T]):
         if follows_held:
             if backwards:
                 self._intervals.clear()  # a new timeline
-            self.last = h
-            self._take(stamp)
+            self.last, self._last_received = h, self._held_received
+            self._take(stamp, received)
             return Decision(Verdict.TAKE, [held, item], restart=backwards)
         outlier = "stamp_backwards_outlier" if backwards else "stamp_forward_outlier"
         # the old timeline goes on (or a second jump: that one is judged afresh)
         if stamp == last:
             return Decision(Verdict.DUPLICATE, [], dropped=[outlier, "duplicate_stamp"])
-        if self._is_jump(stamp):
-            self._held, self._held_stamp = item, stamp
+        if self._is_jump(stamp, received):
+            self._hold(stamp, item, received)
             return Decision(Verdict.HELD, [], dropped=[outlier])
         if stamp < last:
             return Decision(Verdict.LATE, [], dropped=[outlier, "stamp_backwards_outlier"])
-        self._take(stamp)
+        self._take(stamp, received)
         return Decision(Verdict.TAKE, [item], dropped=[outlier])

@@ -5,6 +5,8 @@ odometry, and its /diagnostics counters."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -229,3 +231,48 @@ def test_start_node_rejects_values_that_do_not_fit(ros_context):
     with pytest.raises(ValueError, match="max_depth"):
         start_node(ros_context, OracleModel(make_sequence("forward", n_frames=2, width=16, height=12)),
                    min_depth=5.0, max_depth=1.0)
+
+
+class Busy:
+    """The exact oracle behind a model call that takes `delay` seconds (a network
+    slower than the camera); remembers the newest frame's stamp of every window."""
+
+    def __init__(self, model):
+        self.model, self.delay, self.newest = model, 0.0, []
+        self.name, self.metric = model.name, model.metric
+
+    def encode(self, frame):
+        return self.model.encode(frame)
+
+    def predict(self, frames, handles, decode, intrinsics=None, c2w=None):
+        time.sleep(self.delay)
+        self.newest.append(stamp_ns(frames[-1].stamp))
+        return self.model.predict(frames, handles, decode, intrinsics, c2w)
+
+
+def test_a_busy_node_skips_frames_without_holding_them(rig):
+    """A 30 Hz camera and a network that needs 0.5 s: the node takes only the
+    newest image each time (stamp steps of ~15 camera intervals, far beyond a
+    clock jump's 10). They arrived that far apart, so time went on: each taken
+    frame is answered by one window, never held and answered in a pair with the
+    next one (which ran the network twice per answered frame)."""
+    seq = make_sequence("forward", n_frames=75, width=64, height=48, seed=4)
+    model = Busy(OracleModel(seq, metric=True))
+    node, camera, recorder, spinner = rig(model)
+    img, t, K = seq.images, seq.stamps, seq.intrinsics
+    for i in range(5):  # the node keeps up at first: frame intervals of 1/30 s
+        assert feed(camera, recorder, spinner, img[i], t[i], K)
+    model.delay, first = 0.5, len(model.newest)
+    start = time.monotonic()
+    for i in range(5, len(t)):  # then real time, on an absolute schedule
+        time.sleep(max(0.0, start + (t[i] - t[5]) - time.monotonic()))
+        camera.publish_rgb(img[i], t[i], K)
+    assert spinner.wait_for(lambda: node.slot.empty and len(recorder.stamps("depth/image")) >= len(model.newest), 5.0)
+    taken = model.newest[first:]
+    assert len(taken) >= 3, taken
+    steps = np.diff(taken) / 1e9 * 30
+    assert np.all(steps > 5), f"windows ran for consecutive frames (camera intervals between them: {steps})"
+    assert len(set(model.newest)) == len(model.newest)  # no frame ran twice
+    counts_now = counts(node)
+    assert not counts_now.get("stamp_forward_outlier") and not counts_now.get("resets"), counts_now
+    assert set(taken) <= set(recorder.stamps("depth/image"))  # each window answered

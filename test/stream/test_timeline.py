@@ -103,6 +103,33 @@ def test_two_outliers_in_a_row_are_each_judged():
     assert d.take == ["b"] and d.dropped == ["stamp_backwards_outlier"]
 
 
+def test_a_long_step_the_arrival_clock_made_too_is_taken():
+    """A live node that skips frames while busy (newest wins) sees stamp steps of
+    many camera intervals; they arrived that far apart, so time went on: taken,
+    never held (holding answered two frames per call, each a model run)."""
+    t = Timeline(max_forward_jump_s=10.0)
+    for k in range(5):  # 30 Hz, every frame taken while the node keeps up
+        assert t.decide(1.0 + k / 30, k, received=50.0 + k / 30).verdict == Verdict.TAKE
+    for k in range(4, 40, 8):  # then only every 8th: 0.27 s, 8 camera intervals ... and a 1.2 s stall
+        stamp = 2.0 + k / 30 + (1.2 if k > 20 else 0.0)
+        d = t.decide(stamp, k, received=51.0 + (stamp - 2.0) + 0.004)
+        assert d.verdict == Verdict.TAKE and d.take == [k] and not d.dropped
+
+
+def test_a_stamp_jump_the_arrival_clock_did_not_make_is_held():
+    """The same step with arrivals 1/30 s apart is a glitch: held, and dropped
+    when the next frame continues the old timeline; a restart the same way."""
+    t = Timeline(max_forward_jump_s=10.0)
+    for k in range(5):
+        t.decide(1.0 + k / 30, k, received=50.0 + k / 30)
+    assert t.decide(1.7, "glitch", received=50.0 + 5 / 30).verdict == Verdict.HELD
+    d = t.decide(1.0 + 6 / 30, 6, received=50.0 + 6 / 30)
+    assert d.take == [6] and d.dropped == ["stamp_forward_outlier"]
+    assert t.decide(0.5, "restart", received=50.0 + 7 / 30).verdict == Verdict.HELD
+    d = t.decide(0.5 + 1 / 30, "next", received=50.0 + 8 / 30)
+    assert d.restart and d.take == ["restart", "next"]
+
+
 # ---------------------------------------------------------------- through the Streamer
 
 def stream(seq_frames, cfg=None):
