@@ -35,11 +35,16 @@ from da3_ros.stream.result import StreamResult
 from da3_ros.stream.trajectory import Trajectory
 
 # outputs: reliable (RViz, rosbag and SLAM back-ends all subscribe reliable or
-# best effort), shallow so a slow subscriber never builds a backlog
+# best effort). Images and clouds: shallow, so a slow subscriber never builds a
+# backlog (it gets the newest). Poses are small and a consumer integrating them
+# wants each one: as deep as /tf (tf2's own 100). Keyframes are few and a SLAM
+# back-end needs every one: deep enough to ride out a busy second.
 OUTPUT_QOS = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TF_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+POSE_QOS = TF_QOS
+KEYFRAME_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -183,7 +188,7 @@ OUTPUTS: Tuple[Output, ...] = (
            "DA3 confidence 32FC1 (>= 1, larger is better)", lambda c: c.confidence_image, per_camera=True),
     Output("points", "points", PointCloud2, OUTPUT_QOS, "publish_points", True,
            "x, y, z, rgb in the optical frame (every `point_decimation`-th pixel)", _points, per_camera=True),
-    Output("odometry", "odometry", Odometry, OUTPUT_QOS, "publish_odometry", True,
+    Output("odometry", "odometry", Odometry, POSE_QOS, "publish_odometry", True,
            "pose of the optical frame (or `base_frame`) in `world_frame`", _odometry),
     Output("path", "path", Path, OUTPUT_QOS, "publish_odometry", True,
            "the answered poses in `world_frame` (the last `path_max_length`)", lambda c: c.path),
@@ -193,7 +198,7 @@ OUTPUTS: Tuple[Output, ...] = (
     Output("estimated_info", "camera_info/estimated", CameraInfo, OUTPUT_QOS, None, True,
            "intrinsics estimated from DA3's rays (only while no usable CameraInfo)",
            lambda c: c.camera_info if c.result.intrinsics_source != "camera_info" else None, per_camera=True),
-    Output("keyframe", "keyframe", Keyframe, OUTPUT_QOS, "publish_keyframes", True,
+    Output("keyframe", "keyframe", Keyframe, KEYFRAME_QOS, "publish_keyframes", True,
            "image, depth, confidence, pose and intrinsics of each keyframe, for SLAM back-ends", _keyframe, per_camera=True),
     Output("map", "map/points", PointCloud2, LATCHED_QOS, "publish_map", True,
            "world map in `world_frame`, voxel-downsampled, capped; every `map_publish_period`; built from the "
@@ -287,8 +292,13 @@ def readme_rows() -> List[str]:
     for o in OUTPUTS:
         switch = f"`{o.switch}`" if o.switch else "-"
         rig = f" With `cameras`: `<camera>/{o.topic}`, one per camera." if o.per_camera else ""
-        rows.append(f"| `{o.topic}` | {_type_name(o.msg_type)} | {switch} | {o.description}.{rig} |")
+        rows.append(f"| `{o.topic}` | {_type_name(o.msg_type)} | {switch} | {_qos_name(o.qos)} | {o.description}.{rig} |")
     return rows
+
+
+def _qos_name(qos: QoSProfile) -> str:
+    latched = ", transient local" if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL else ""
+    return f"{qos.reliability.name.lower().replace('_', ' ')}, keep last {qos.depth}{latched}"
 
 
 if __name__ == "__main__":

@@ -26,10 +26,15 @@ def test_bench_node_counts_stamps_and_stages(tmp_path):
         assert p["published"] > 0 and 0 < p["answered"] <= p["published"]
         assert p["dropped"] == p["published"] - p["answered"]
         got = p["received"]
-        # every answered frame's messages arrived (reliable outputs, the camera waits for them)
-        assert got["depth"] == p["answered"]
+        assert got["depth"] == p["answered"]  # answered: the depth image arrived
+        # TF and odometry of every answered frame arrived (reliable; TF keeps 100, the
+        # camera waits for both). The image-sized outputs keep 2 in their history
+        # (newest wins), so a reader starved on a loaded machine may miss some of
+        # them, depth included: never more than one per published image.
+        for name in ("tf", "odometry"):
+            assert got[name] >= p["answered"], (name, got)
         for name in ("depth_info", "tf", "odometry", "points", "confidence"):
-            assert got[name] == p["answered"], (name, got)
+            assert got[name] <= p["published"], (name, got)
         lat = p["latency_ms"]
         assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
         assert all(np.isfinite(v) for v in p["stages_mean_ms"].values()), p["stages_mean_ms"]
