@@ -113,6 +113,10 @@ class FramePipeline:
         xyz, rgb = self.streamer.map_points("world")
         return map_cloud(xyz, rgb, stamp, self.cfg.world_frame)
 
+    def path_message(self):
+        """The path (nav_msgs/Path) when it grew or changed since the last call, else None."""
+        return self.builder.path_message()
+
     def world_map_and_trajectory(self) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, np.ndarray]:
         """(map xyz, map rgb, stamps, optical-frame c2w) in the published world frame."""
         xyz, rgb = self.streamer.map_points("world")

@@ -37,7 +37,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import ClockChange, JumpThreshold
+from rclpy.clock import Clock, ClockChange, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -263,8 +263,12 @@ class Da3Node(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._apply_requests()
+        # the map's and path's periods bound their cost, not a rate of the data: the steady
+        # clock (a bag paused or ended under use_sim_time still gets its last map and path)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._activated = self._create_subscriptions() + [
-            self.create_timer(self.cfg.map_publish_period, self._guarded(self._publish_map))]
+            self.create_timer(self.cfg.map_publish_period, self._guarded(self._publish_map), clock=steady),
+            self.create_timer(self.cfg.path_publish_period, self._guarded(self._publish_path), clock=steady)]
         # simulated time jumping back (a bag restarted with --clock): the old world no longer applies
         self._clock_jump = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
@@ -636,6 +640,13 @@ class Da3Node(LifecycleNode):
         cloud = self.pipeline.map_cloud(self.get_clock().now().to_msg())  # the map has its own lock
         if cloud is not None:
             self.pubs[("map", "")].publish(cloud)
+
+    def _publish_path(self) -> None:
+        if "path" not in self._wanted():
+            return
+        path = self.pipeline.path_message()  # the builder has its own lock for the path
+        if path is not None:
+            self.pubs[("path", "")].publish(path)
 
     def _publish_diagnostics(self) -> None:
         rx_rate, out_rate, latencies = self.stats.rates()

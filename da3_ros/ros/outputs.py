@@ -13,6 +13,7 @@ holds exactly what the node would have published.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -82,10 +83,9 @@ class FrameContext:
     """One answered frame on its way to messages: the pieces several outputs
     share are computed once, on first use, and only if an output asks."""
 
-    def __init__(self, result: StreamResult, source: FrameSource, options: OutputOptions,
-                 path: "deque[PoseStamped]", keyframe_id: int):
+    def __init__(self, result: StreamResult, source: FrameSource, options: OutputOptions, keyframe_id: int):
         self.result, self.source, self.options = result, source, options
-        self._path, self.keyframe_id = path, keyframe_id
+        self.keyframe_id = keyframe_id
         self.optical_header = Header(stamp=source.stamp, frame_id=source.optical_frame)
         self.world_header = Header(stamp=source.stamp, frame_id=options.world_frame)
 
@@ -119,10 +119,6 @@ class FrameContext:
     @cached_property
     def pose(self):
         return matrix_to_pose(self.child[1])
-
-    @cached_property
-    def path(self) -> Path:
-        return Path(header=self.world_header, poses=list(self._path))
 
 
 def _points(c: FrameContext) -> PointCloud2:
@@ -191,7 +187,8 @@ OUTPUTS: Tuple[Output, ...] = (
     Output("odometry", "odometry", Odometry, POSE_QOS, "publish_odometry", True,
            "pose of the optical frame (or `base_frame`) in `world_frame`", _odometry),
     Output("path", "path", Path, OUTPUT_QOS, "publish_odometry", True,
-           "the answered poses in `world_frame` (the last `path_max_length`)", lambda c: c.path),
+           "the answered poses in `world_frame` (the last `path_max_length`); every `path_publish_period` while "
+           "it grows, stamped with its newest pose", None),
     Output("tf", "/tf", TFMessage, TF_QOS, "publish_tf", False,
            "`world_frame` -> optical frame, or -> `base_frame` via the fixed base -> camera transform from "
            "/tf_static", _tf),
@@ -208,8 +205,7 @@ OUTPUTS_BY_NAME: Dict[str, Output] = {o.name: o for o in OUTPUTS}
 #: the per-frame outputs in the order they are built and published: what a robot
 #: waits on first (depth, its camera_info, the pose on TF and odometry), the
 #: heavier messages after
-PUBLISH_ORDER = ("depth", "depth_info", "tf", "odometry", "estimated_info", "path", "confidence", "points",
-                 "keyframe")
+PUBLISH_ORDER = ("depth", "depth_info", "tf", "odometry", "estimated_info", "confidence", "points", "keyframe")
 PER_FRAME: Tuple[Output, ...] = tuple(OUTPUTS_BY_NAME[name] for name in PUBLISH_ORDER)
 assert set(PUBLISH_ORDER) == {o.name for o in OUTPUTS if o.build is not None}, "PUBLISH_ORDER names every per-frame output"
 
@@ -221,17 +217,23 @@ def switched_on(options: OutputOptions) -> FrozenSet[str]:
 
 @dataclass
 class OutputBuilder:
-    """Messages for answered frames; keeps the path's messages (bounded) and the
+    """Messages for answered frames; keeps the path's poses (bounded) and the
     keyframe count, whether or not anyone subscribes, so a late subscriber gets
     it all. The path's poses are the world's trajectory: when the world's unit
     changes (a rig's metric scale), they are read again from `trajectory`
-    (the world's one trajectory, published world frame)."""
+    (the world's one trajectory, published world frame).
+
+    The path is not a per-frame message: its size grows with the run (25 ms to
+    publish 10,000 poses), so `path_message` hands it out when asked (the node's
+    timer, process-bag every period of bag time), from any thread."""
 
     options: OutputOptions
     trajectory: Optional[Callable[[], Trajectory]] = None
     path_poses: deque = field(default_factory=deque)
     keyframe_count: int = 0
     epoch: int = 0
+    _path_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _path_changed: bool = False
 
     def build(self, result: StreamResult, wanted: FrozenSet[str]) -> List[Tuple[Output, object]]:
         """(output, message) for the `wanted` per-frame outputs of one result."""
@@ -242,25 +244,38 @@ class OutputBuilder:
         built when asked for (in PUBLISH_ORDER: the node publishes each before the
         next is built). Depth, confidence and intrinsics are at the input image's
         size; every header carries the image's stamp."""
+        o, source = self.options, result.meta
         if result.epoch != self.epoch:  # the world was reset: a new path and keyframe count
             self.epoch = result.epoch
-            self.path_poses.clear()
             self.keyframe_count = 0
-        o, source = self.options, result.meta
-        if result.world_rescaled != 1.0 and self.trajectory is not None:  # the world became metric: the path too
-            self._reread_path(source)
-        c = FrameContext(result, source, o, self.path_poses, self.keyframe_count)
+            with self._path_lock:
+                self.path_poses.clear()
+        c = FrameContext(result, source, o, self.keyframe_count)
+        with self._path_lock:
+            if result.world_rescaled != 1.0 and self.trajectory is not None:  # the world became metric: the path too
+                self._reread_path(source)
+            if source.primary:  # the rig's path: one pose per rig frame
+                self.path_poses.append(PoseStamped(header=c.world_header, pose=c.pose))
+                while len(self.path_poses) > o.path_max_length:
+                    self.path_poses.popleft()
+                self._path_changed = True
         if result.keyframe:
             self.keyframe_count += 1
-        if source.primary:  # the rig's path: one pose per rig frame
-            self.path_poses.append(PoseStamped(header=c.world_header, pose=c.pose))
-            while len(self.path_poses) > o.path_max_length:
-                self.path_poses.popleft()
         for output in PER_FRAME:
             if output.name in wanted and (output.per_camera or source.primary):
                 msg = output.build(c)
                 if msg is not None:
                     yield output, msg
+
+    def path_message(self) -> Optional[Path]:
+        """The path (world frame, stamped with its newest pose) when it changed
+        since the last call, else None."""
+        with self._path_lock:
+            if not self._path_changed or not self.path_poses:
+                return None
+            self._path_changed = False
+            poses = list(self.path_poses)
+        return Path(header=Header(stamp=poses[-1].header.stamp, frame_id=self.options.world_frame), poses=poses)
 
     def _reread_path(self, source: FrameSource) -> None:
         """The path's poses from the world's trajectory (matched by stamp; the

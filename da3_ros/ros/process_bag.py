@@ -207,6 +207,7 @@ class BagRun:
         self.pipeline, self.out, self.namespace, self.warn = pipeline, out, namespace, warn
         self.frames = self.answered = 0
         self.last_stamp_ns: Optional[int] = None
+        self._path_due_ns: Optional[int] = None  # bag time of the next path message
 
     def take(self, msg, compressed: bool, camera: str, received_ns: int) -> None:
         """One image message of `camera` ("" for one camera) that the recorder
@@ -227,6 +228,23 @@ class BagRun:
                 header = msg.transforms[0].header if output.name == "tf" else msg.header
                 self.last_stamp_ns = stamp_to_ns(header.stamp)
                 self.out.write(output_topic(self.namespace, output.topic_for(camera)), msg, self.last_stamp_ns)
+        if self.last_stamp_ns is not None and (self._path_due_ns is None or self.last_stamp_ns >= self._path_due_ns):
+            self.write_path()
+
+    def write_path(self) -> None:
+        """The path as the node's timer publishes it: every `path_publish_period`
+        (of bag time here) while it grows, and once more at the end."""
+        from da3_ros.ros.conversions import stamp_to_ns
+        from da3_ros.ros.outputs import OUTPUTS_BY_NAME
+
+        output = OUTPUTS_BY_NAME["path"]
+        if output.name not in self.pipeline.switched_on:
+            return
+        path = self.pipeline.path_message()
+        if path is not None:
+            stamp_ns = stamp_to_ns(path.header.stamp)
+            self.out.write(output_topic(self.namespace, output.topic), path, stamp_ns)
+            self._path_due_ns = stamp_ns + int(round(self.pipeline.cfg.path_publish_period * 1e9))
 
     def decode(self, m, cls):
         from rclpy.serialization import deserialize_message
@@ -263,6 +281,7 @@ class BagRun:
                     self.take(msg, compressed, image_of[m.topic], m.timestamp_ns)
                 meter.update(self.frames, self.answered)
         self.write_results(self.pipeline.flush())
+        self.write_path()
         self.write_map()
         meter.update(self.frames, self.answered, force=True)
 

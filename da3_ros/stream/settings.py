@@ -142,6 +142,9 @@ SETTINGS: Dict[str, Setting] = {
     "map_publish_period": Setting(1.0, "seconds between map/points messages", range=(0.05, 60.0, 0.0), scope=NODE),
     "path_max_length": Setting(10_000, "poses kept in `path` (and the trajectory ~/save writes)",
                                range=(10, 1_000_000, 1)),
+    "path_publish_period": Setting(1.0, "seconds between `path` messages (the whole path, up to `path_max_length` "
+                                   "poses, so not with every frame; process-bag counts bag time)",
+                                   range=(0.05, 60.0, 0.0), scope=NODE),
     "save_directory": Setting("~/.ros/da3_ros", "where ~/save writes map.ply and trajectory.tum", scope=NODE),
     "diagnostics_period": Setting(1.0, "seconds between /diagnostics messages", range=(0.1, 60.0, 0.0), scope=NODE),
 }

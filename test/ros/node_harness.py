@@ -172,7 +172,8 @@ class Lifecycle:
 def start_node(context, model, **params):
     overrides = [Parameter(k, value=v) for k, v in {
         "window_size": 4, "stride": 1, "min_confidence": 0.0, "min_depth": 0.01, "max_depth": 100.0,
-        "point_decimation": 2, "map_publish_period": 0.2, "diagnostics_period": 0.2, **params}.items()]
+        "point_decimation": 2, "map_publish_period": 0.2, "path_publish_period": 0.2, "diagnostics_period": 0.2,
+        **params}.items()]
     return Da3Node(model=model, context=context, parameter_overrides=overrides)
 
 

@@ -256,8 +256,15 @@ def check_ground_truth(out_path, seq):
     inputs = [stamp_ns(t) for t in seq.stamps]
     assert types["/da3/keyframe"] == "da3_ros/msg/Keyframe" and types["/tf"] == "tf2_msgs/msg/TFMessage"
     for topic in ("/da3/depth/image", "/da3/depth/camera_info", "/da3/depth/confidence", "/da3/points",
-                  "/da3/odometry", "/da3/path", "/tf"):
+                  "/da3/odometry", "/tf"):
         assert [ts for ts, _ in out[topic]] == inputs, f"{topic}: one message per frame at its image's stamp"
+    # the path as the node's timer publishes it: every path_publish_period (1 s of bag time; the
+    # sequence is shorter) while it grows, and at the end; each holds every pose up to its stamp
+    paths = out["/da3/path"]
+    assert paths[-1][0] == inputs[-1] and np.all(np.diff([ts for ts, _ in paths[:-1]]) >= 1e9)
+    for ts, path in paths:
+        assert [stamp_to_ns(p.header.stamp) for p in path.poses] == inputs[:inputs.index(ts) + 1]
+    assert len(paths) == 2  # the first answered frame, and the end
     for topic, messages in out.items():
         for ts, msg in messages:
             header_stamps = [t.header.stamp for t in msg.transforms] if topic in ("/tf", "/tf_static") \

@@ -13,7 +13,7 @@ from rclpy.parameter import Parameter
 
 from da3_ros.geometry.transforms import T_BODY_OPTICAL, inv_se3
 from da3_ros.ros.conversions import (array_to_image, image_to_depth, intrinsics_to_camera_info, pose_to_matrix,
-                                     transform_to_matrix)
+                                     stamp_to_ns, transform_to_matrix)
 from da3_ros.synthetic.oracle import OracleModel
 from da3_ros.synthetic.sequence import make_sequence
 from node_harness import OPTICAL_FRAME, feed, header, publish_info, stamp_ns
@@ -74,8 +74,12 @@ def test_outputs_equal_ground_truth(rig, sequence):
         assert set(stamps) <= inputs, f"{topic} carries stamps that no input had"
     assert recorder.stamps("keyframe")[0] == first  # the first frame is a keyframe
     assert not recorder.by_topic.get("camera_info/estimated"), "CameraInfo was given: nothing is estimated"
+    # the path: on its timer (path_publish_period), every pose, stamped with the newest
+    assert spinner.wait_for(lambda: recorder.by_topic.get("path") and
+                            len(recorder.by_topic["path"][-1].poses) == N_FRAMES, 3.0)
     path = recorder.by_topic["path"][-1]
-    assert len(path.poses) == N_FRAMES and path.header.frame_id == "odom"
+    assert path.header.frame_id == "odom" and stamp_to_ns(path.header.stamp) == stamp_ns(sequence.stamps[-1])
+    assert [stamp_to_ns(p.header.stamp) for p in path.poses] == [stamp_ns(s) for s in sequence.stamps]
     assert recorder.by_topic["map/points"][-1].width > 0
 
 
@@ -117,7 +121,8 @@ def test_bad_input_is_survived(rig, sequence):
     wrong_size = intrinsics_to_camera_info(K, 640, 360, header(t[11]))  # 16:9 for 4:3 images
     publish_info(camera, spinner, node, wrong_size)
     assert feed(camera, recorder, spinner, img[11], t[11])
-    assert stamp_ns(t[11]) in recorder.stamps("camera_info/estimated")
+    # published after odometry (what feed waits for): it may still be on its way
+    assert spinner.wait_for(lambda: stamp_ns(t[11]) in recorder.stamps("camera_info/estimated"), 5.0)
 
 
 

@@ -33,7 +33,7 @@ CHANGED = {
     "publish_depth": False, "publish_confidence": False, "publish_points": False, "publish_map": False,
     "publish_odometry": False, "publish_keyframes": False,
     "min_depth": 0.5, "max_depth": 33.0, "min_confidence": 2.5, "point_decimation": 3,
-    "map_voxel_size": 0.2, "map_max_points": 12345, "map_publish_period": 0.7, "path_max_length": 77,
+    "map_voxel_size": 0.2, "map_max_points": 12345, "map_publish_period": 0.7, "path_max_length": 77, "path_publish_period": 0.45,
     "save_directory": "set below (a temporary folder)", "diagnostics_period": 0.3,
 }
 
@@ -125,6 +125,7 @@ def test_every_parameter_reaches_its_consumer(node):
         "rig_scale_max_error": lambda: stream.rig_scale_max_error == v["rig_scale_max_error"],
         # timers and services
         "map_publish_period": lambda: int(v["map_publish_period"] * 1e9) in timers,
+        "path_publish_period": lambda: int(v["path_publish_period"] * 1e9) in timers,
         "diagnostics_period": lambda: int(v["diagnostics_period"] * 1e9) in timers,
         "save_directory": lambda: _saved(node, v["save_directory"]),
     }
