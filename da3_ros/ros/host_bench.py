@@ -8,8 +8,9 @@ for an answered frame, short of DDS:
   stream    the streaming core (`Streamer.push`) less the network's own calls
             (the oracle's encode/predict), of which `align` is the placement of
             the window in the world (`stream.world.align_window`)
-  outputs   the messages of every output (`FramePipeline.build`: depth,
-            confidence, camera_info, points, odometry, path, TF, keyframe)
+  outputs   the messages of every per-frame output (`FramePipeline.build`:
+            depth, confidence, camera_info, points, odometry, TF, keyframe;
+            the path goes out on its own timer, every `path_publish_period`)
   total     the answer path: decode + stream + outputs (what stands between
             an image and its depth, TF and odometry)
   map       the map work the node does on its map thread after the frame's
