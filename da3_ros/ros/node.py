@@ -36,10 +36,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockChange, ClockType, JumpThreshold
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from rclpy.service import Service
@@ -59,6 +58,17 @@ from da3_ros.ros.outputs import OUTPUTS, Output
 from da3_ros.ros.params import PARAMETERS, NodeConfig, check_value, declare_parameters, model_settings, validate
 from da3_ros.stream.interface import WindowModel
 from da3_ros.stream.result import StreamResult
+
+try:  # Iron and later
+    from rclpy.event_handler import PublisherEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks
+
+
+def quiet_publisher_events() -> PublisherEventCallbacks:
+    """A publisher without rclpy's default QoS-event handlers (see Da3Node.on_configure)."""
+    return PublisherEventCallbacks(use_default_callbacks=False)
+
 
 THROTTLE_S = 5.0
 #: while a rig is not metric, its state is repeated in the log at most this often (seconds)
@@ -249,14 +259,20 @@ class Da3Node(LifecycleNode):
                                       notice=self.get_logger().warning, map_deferred=True, newest_only=True)
         self._warn_config()
         self._warm_up()
-        self.pubs = {(o.name, camera): self.create_lifecycle_publisher(o.msg_type, o.topic_for(camera), o.qos)
+        # no QoS-event handlers on the outputs: rclpy's executor walks every handler in
+        # Python at each wake-up (images and camera_info at camera rate), and with two
+        # per publisher that walk held the GIL for a third of the node's time
+        # (py-spy, bench-node at 30 Hz). An incompatible subscriber still hears of it
+        # from its own side; the input subscriptions keep theirs.
+        self.pubs = {(o.name, camera): self.create_lifecycle_publisher(o.msg_type, o.topic_for(camera), o.qos,
+                                                                       event_callbacks=quiet_publisher_events())
                      for o in OUTPUTS for camera in (self.cfg.cameras if o.per_camera and self.cfg.cameras else [""])}
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        service_group = MutuallyExclusiveCallbackGroup()
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10,
+                                              event_callbacks=quiet_publisher_events())
         self._configured += [
             self.diag_pub,
-            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=service_group),
-            self.create_service(Trigger, "~/save", self._on_save, callback_group=service_group),
+            self.create_service(Trigger, "~/reset", self._on_reset),
+            self.create_service(Trigger, "~/save", self._on_save),
             self.create_timer(self.cfg.diagnostics_period, self._guarded(self._publish_diagnostics)),
         ]
         return super().on_configure(state)
@@ -725,6 +741,19 @@ def _gpu_memory_mb() -> str:
     return f"{torch.cuda.memory_allocated() / 2**20:.0f} (peak {torch.cuda.max_memory_allocated() / 2**20:.0f})"
 
 
+def node_executor(context=None) -> SingleThreadedExecutor:
+    """The executor da3_node spins in (main, and bench-node as it measures the node).
+
+    Single-threaded: every callback only stores (the image slot, camera_info,
+    odometry) or is short (a map or path message, ~/save's binary files), and the
+    work is on the node's own threads. rclpy's MultiThreadedExecutor rebuilds its
+    wait set in Python for every message and every finished task, and held the GIL
+    for a third of the node's time: with an oracle network of 28 ms (GIL free, as a
+    GPU's) at a 30 Hz camera it answered 17.6 FPS (p99 180 ms), this one 29 FPS (p99
+    75 ms) (bench-node on the 2-core box)."""
+    return SingleThreadedExecutor(context=context)
+
+
 def main(args=None, managed: bool = False) -> int:
     """Spin until SIGINT / SIGTERM, then stop the workers BEFORE the context goes
     (a frame in flight still publishes), and exit 0. `managed`: start
@@ -742,7 +771,7 @@ def main(args=None, managed: bool = False) -> int:
     node = None
     try:
         node = Da3Node(autostart=not managed)
-        executor = MultiThreadedExecutor(num_threads=2)  # a slow ~/save never holds up the image callback
+        executor = node_executor()
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)

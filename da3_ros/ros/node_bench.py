@@ -1,7 +1,7 @@
 """`da3_ros bench-node`: the REAL node end to end over loopback DDS.
 
 One da3_node (this process, the node's defaults: every output on, the map on,
-a MultiThreadedExecutor as `da3_node` spins it) and one camera process beside
+spun in `ros.node.node_executor` as `da3_node` spins it) and one camera process beside
 it (its own interpreter, as a camera driver and the consumers are): the camera
 publishes 640x480 rgb8 images with their CameraInfo at a fixed rate (30 Hz,
 60 Hz) or as fast as the node answers (`max`: a new image whenever fewer than
@@ -177,9 +177,8 @@ def prefill_map(node, n: int) -> None:
 def run_variant(spec: str, seq, seq_dir: Path, args, env: Dict[str, str], log=print) -> Dict[str, Any]:
     """One node, one camera process: warm-up, then every phase of args.rates."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
 
-    from da3_ros.ros.node import Da3Node
+    from da3_ros.ros.node import Da3Node, node_executor
 
     t0 = time.perf_counter()
     model = NetworkTimer(make_model(spec, seq))
@@ -188,7 +187,7 @@ def run_variant(spec: str, seq, seq_dir: Path, args, env: Dict[str, str], log=pr
     context = rclpy.Context()
     rclpy.init(context=context)
     node = Da3Node(model=model, context=context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)  # as da3_node's main()
+    executor = node_executor(context)  # as da3_node's main()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

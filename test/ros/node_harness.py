@@ -17,7 +17,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from nav_msgs.msg import Odometry, Path
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -124,12 +124,14 @@ class Recorder:
 
 
 class Spinner:
-    """Spins the given nodes in a background executor while a test runs."""
+    """Spins the given nodes in a background executor (da3_node's own kind) while a test runs."""
 
     def __init__(self, context, *nodes):
         import threading
 
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        from da3_ros.ros.node import node_executor
+
+        self.executor = node_executor(context)
         for node in nodes:
             self.executor.add_node(node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
