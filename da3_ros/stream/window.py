@@ -83,7 +83,10 @@ class WindowEntry:
         self.sample_xyz = transform_points(c2w_s, backproject(d, u, v, K))
         self.sample_depth = d
         self.sample_conf = c.astype(np.float64)
-        valid = depth_w[np.isfinite(depth_w) & (depth_w > 0)]
+        # the scene's median depth from every 4th pixel each way: a 640x480 frame's median
+        # cost 2-3 ms of the answer path in full, and 19,200 pixels pin it as well
+        coarse = depth_w[::4, ::4]
+        valid = coarse[np.isfinite(coarse) & (coarse > 0)]
         self.median_depth = float(np.median(valid)) if valid.size else float("nan")
 
 
