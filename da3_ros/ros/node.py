@@ -59,17 +59,6 @@ from da3_ros.ros.params import PARAMETERS, NodeConfig, check_value, declare_para
 from da3_ros.stream.interface import WindowModel
 from da3_ros.stream.result import StreamResult
 
-try:  # Iron and later
-    from rclpy.event_handler import PublisherEventCallbacks
-except ImportError:  # Humble
-    from rclpy.qos_event import PublisherEventCallbacks
-
-
-def quiet_publisher_events() -> PublisherEventCallbacks:
-    """A publisher without rclpy's default QoS-event handlers (see Da3Node.on_configure)."""
-    return PublisherEventCallbacks(use_default_callbacks=False)
-
-
 THROTTLE_S = 5.0
 #: while a rig is not metric, its state is repeated in the log at most this often (seconds)
 RIG_STATE_LOG_S = 30.0
@@ -259,16 +248,9 @@ class Da3Node(LifecycleNode):
                                       notice=self.get_logger().warning, map_deferred=True, newest_only=True)
         self._warn_config()
         self._warm_up()
-        # no QoS-event handlers on the outputs: rclpy's executor walks every handler in
-        # Python at each wake-up (images and camera_info at camera rate), and with two
-        # per publisher that walk held the GIL for a third of the node's time
-        # (py-spy, bench-node at 30 Hz). An incompatible subscriber still hears of it
-        # from its own side; the input subscriptions keep theirs.
-        self.pubs = {(o.name, camera): self.create_lifecycle_publisher(o.msg_type, o.topic_for(camera), o.qos,
-                                                                       event_callbacks=quiet_publisher_events())
+        self.pubs = {(o.name, camera): self.create_lifecycle_publisher(o.msg_type, o.topic_for(camera), o.qos)
                      for o in OUTPUTS for camera in (self.cfg.cameras if o.per_camera and self.cfg.cameras else [""])}
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10,
-                                              event_callbacks=quiet_publisher_events())
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._configured += [
             self.diag_pub,
             self.create_service(Trigger, "~/reset", self._on_reset),
