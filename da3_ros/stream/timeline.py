@@ -17,7 +17,7 @@ little older than the last one (a late, out-of-order message) is dropped at once
 Holding costs a restarted stream one frame of latency, once.
 
 A live front end also says when each frame arrived (`received`, any clock that
-only runs forward, seconds). A stamp step that the arrival clock made too (within
+only runs forward, seconds). A step forward that the arrival clock made too (within
 `jump_s`) is not a jump, however long: a busy node that skipped frames, or a camera that
 paused, still continues its timeline. Without arrival times (files) the stamps
 alone decide.
@@ -105,8 +105,8 @@ class Timeline(Generic[T]):
         step, jump_s = stamp - self.last, self.jump_s
         if abs(step) <= jump_s:
             return False
-        if received is None or self._last_received is None:
-            return True
+        if step < 0 or received is None or self._last_received is None:
+            return True  # time going back is never excused (a bag recorded on sim time restarts both)
         return abs(step - (received - self._last_received)) > jump_s  # the arrival clock did not step too
 
     def _take(self, stamp: float, received: Optional[float]) -> None:

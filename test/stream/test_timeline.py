@@ -116,6 +116,18 @@ def test_a_long_step_the_arrival_clock_made_too_is_taken():
         assert d.verdict == Verdict.TAKE and d.take == [k] and not d.dropped
 
 
+def test_time_going_back_is_a_jump_whatever_the_arrival_clock_did():
+    """A bag recorded on simulated time from a looping source restarts its receive
+    times with its stamps: the step back is still held, and the next frame confirms
+    the restart (taken as 'late', every later frame of the new loop would be lost)."""
+    t = Timeline()
+    for k in range(5):
+        t.decide(100.0 + k / 30, k, received=100.0 + k / 30)
+    assert t.decide(50.0, "restart", received=50.0).verdict == Verdict.HELD
+    d = t.decide(50.0 + 1 / 30, "next", received=50.0 + 1 / 30)
+    assert d.restart and d.take == ["restart", "next"]
+
+
 def test_a_stamp_jump_the_arrival_clock_did_not_make_is_held():
     """The same step with arrivals 1/30 s apart is a glitch: held, and dropped
     when the next frame continues the old timeline; a restart the same way."""
