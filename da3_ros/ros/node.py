@@ -736,6 +736,14 @@ def node_executor(context=None) -> SingleThreadedExecutor:
     return SingleThreadedExecutor(context=context)
 
 
+def spin_until_shutdown(executor) -> None:
+    """executor.spin() on a thread of its own: the context's shutdown ends it, quietly."""
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+
+
 def main(args=None, managed: bool = False) -> int:
     """Spin until SIGINT / SIGTERM, then stop the workers BEFORE the context goes
     (a frame in flight still publishes), and exit 0. `managed`: start

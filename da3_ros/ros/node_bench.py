@@ -178,7 +178,7 @@ def run_variant(spec: str, seq, seq_dir: Path, args, env: Dict[str, str], log=pr
     """One node, one camera process: warm-up, then every phase of args.rates."""
     import rclpy
 
-    from da3_ros.ros.node import Da3Node, node_executor
+    from da3_ros.ros.node import Da3Node, node_executor, spin_until_shutdown
 
     t0 = time.perf_counter()
     model = NetworkTimer(make_model(spec, seq))
@@ -189,7 +189,7 @@ def run_variant(spec: str, seq, seq_dir: Path, args, env: Dict[str, str], log=pr
     node = Da3Node(model=model, context=context)
     executor = node_executor(context)  # as da3_node's main()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=spin_until_shutdown, args=(executor,), daemon=True)
     spinner.start()
     if args.map_prefill:
         prefill_map(node, args.map_prefill)

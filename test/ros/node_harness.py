@@ -129,12 +129,12 @@ class Spinner:
     def __init__(self, context, *nodes):
         import threading
 
-        from da3_ros.ros.node import node_executor
+        from da3_ros.ros.node import node_executor, spin_until_shutdown
 
         self.executor = node_executor(context)
         for node in nodes:
             self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(target=spin_until_shutdown, args=(self.executor,), daemon=True)
         self.thread.start()
 
     def wait_for(self, predicate, timeout: float) -> bool:
