@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, MutableMapping
 
 #: Fast DDS profile with a 32 MB shared-memory segment and UDP on 127.0.0.1 only
 #: (config/fastdds_large_images.xml explains why images need it)
@@ -33,3 +33,11 @@ def loopback_env(domain_id) -> Dict[str, str]:
     if not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") and not os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_file(LOOPBACK_PROFILE))
     return env
+
+
+def keep_on_loopback(environ: MutableMapping[str, str], domain_id) -> MutableMapping[str, str]:
+    """`loopback_env(domain_id)` set in `environ` (os.environ before rclpy starts, or a
+    child's copy), and no ROS_STATIC_PEERS (static peers reach beyond this host); returns it."""
+    environ.update(loopback_env(domain_id))
+    environ.pop("ROS_STATIC_PEERS", None)
+    return environ

@@ -32,15 +32,6 @@ DEMO_DOMAIN_ID = "73"
 NAMESPACE = "/da3"
 
 
-def dds_env(domain_id: str = DEMO_DOMAIN_ID) -> Dict[str, str]:
-    from .dds import loopback_env
-
-    env = dict(os.environ)
-    env.update(loopback_env(domain_id))
-    env.pop("ROS_STATIC_PEERS", None)
-    return env
-
-
 def write_bag(seq, path: Path) -> None:
     from ..io import bags
 
@@ -462,10 +453,9 @@ def _rig_demo(a, env: Dict[str, str], out: Path, node_model: str, desc: str, pro
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    env = dds_env(a.domain_id)
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID",
-                                           "FASTDDS_DEFAULT_PROFILES_FILE") if k in env})
-    os.environ.pop("ROS_STATIC_PEERS", None)
+    from .dds import keep_on_loopback
+
+    env = dict(keep_on_loopback(os.environ, a.domain_id))  # this process (its recorder) and the children
     out = Path(a.out).resolve()
     if out.exists():
         shutil.rmtree(out)

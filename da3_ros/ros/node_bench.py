@@ -66,13 +66,6 @@ FRAME_PERIOD_NS = 33_333_333  # stamps 1/30 s apart
 T0_NS = 1_000_000_000_000  # the first stamp (1000 s), as the synthetic sequences
 
 
-def dds_env(domain_id: int) -> Dict[str, str]:
-    """Loopback DDS with a domain of its own (this process and the camera's)."""
-    from .dds import loopback_env
-
-    return loopback_env(domain_id)
-
-
 def pingpong(k: int, n: int) -> int:
     """Frame shown at publish k of an n-frame sequence played forwards, backwards, ..."""
     if n <= 1:
@@ -198,7 +191,7 @@ def run_variant(spec: str, seq, seq_dir: Path, args, env: Dict[str, str], log=pr
                   "max_in_flight": args.max_in_flight}
     try:
         proc = subprocess.run([sys.executable, "-m", "da3_ros.ros.node_bench", "--camera-process", json.dumps(camera_cfg)],
-                              env={**os.environ, **env}, capture_output=True, text=True,
+                              env=env, capture_output=True, text=True,
                               timeout=args.warmup_timeout + 60 + len(args.rates) * (args.seconds + 30))
         if proc.returncode != 0 or not proc.stdout.strip():
             raise RuntimeError(f"camera process failed ({proc.returncode}): {proc.stderr.strip()[-3000:]}")
@@ -610,9 +603,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return camera_main(json.loads(argv[1]))
     a = build_parser().parse_args(argv)
     _check(a)
-    env = dds_env(a.domain_id or 120 + os.getpid() % 100)
-    os.environ.update(env)  # before rclpy starts: this process's node too
-    os.environ.pop("ROS_STATIC_PEERS", None)
+    from .dds import keep_on_loopback
+
+    env = dict(keep_on_loopback(os.environ, a.domain_id or 120 + os.getpid() % 100))  # before rclpy: the node too
     from da3_ros.synthetic import make_sequence
     from da3_ros.synthetic.sequence import write_sequence
 
