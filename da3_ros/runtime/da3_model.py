@@ -21,7 +21,7 @@ import torch
 from ..model.api import normalize_poses, to_callers_world
 from ..model.fast import FastPath, Kernels, resolve_compile
 from ..model.loading import load_model
-from ..model.net import DA3Net, FrameTokens, NestedDA3Net, metric_depth
+from ..model.net import POSE_SOURCES, DA3Net, FrameTokens, NestedDA3Net, metric_depth
 from ..model.preprocess import DEFAULT_PROCESS_RES, intrinsics_to_native, intrinsics_to_processed, map_to_native, preprocess
 from ..stream.interface import Frame, WindowPrediction
 
@@ -81,7 +81,7 @@ class DA3WindowModel:
         net = model if isinstance(model, torch.nn.Module) else load_model(model, self.device, variant=variant)
         self.net = net.to(self.device).eval()
         self.net.set_precision(precision)
-        if pose_source not in ("camera", "ray"):
+        if pose_source not in POSE_SOURCES:
             raise ValueError(f"pose_source must be 'camera' or 'ray', got {pose_source!r}")
         self.precision = precision
         self.process_res = process_res

@@ -40,8 +40,8 @@ class Frame:
         back unchanged in its StreamResult.
     camera: which camera of a rig took it ("" for a single camera).
     received: when a live front end received it (seconds, any clock that only
-        runs forward; None offline): a stamp step the arrival clock made too is
-        not a clock jump (`stream.timeline`).
+        runs forward; None offline): a step forward in stamps that the arrival
+        clock made too is not a clock jump (`stream.timeline`).
     """
 
     index: int

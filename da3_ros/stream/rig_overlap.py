@@ -164,8 +164,6 @@ def overlap_scale(image_a: np.ndarray, depth_a: np.ndarray, K_a: np.ndarray, ima
     return OverlapScale(1.0 / float(u_best), contrast, float(fin[j]))
 
 
-
-
 class OverlapScaleEstimator:
     """Metres per stream unit over many rig frames of the calibrated camera pairs
     (`overlap_scale` per pair and rig frame): a bounded history of answers, the
@@ -238,5 +236,6 @@ class OverlapScaleEstimator:
         # rig frames): a floor of 0.2 % keeps many answers from claiming more
         return RigScale(scale=float(np.exp(med)), std_error=max(spread / np.sqrt(n), 0.002), spread=spread,
                         n_measurements=n, n_inliers=n)
+
 
 __all__ = ["OverlapScale", "OverlapScaleEstimator", "overlap_scale", "normalise"]
