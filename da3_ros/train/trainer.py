@@ -500,8 +500,9 @@ def training_device(name: str) -> torch.device:
 
 def optimizer(net: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms, tokens and position embeddings."""
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "token" not in n and "pos_embed" not in n]
-    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "token" not in n and "pos_embed" not in n)]
+    decay, no_decay = [], []
+    for n, p in net.named_parameters():
+        (decay if p.ndim >= 2 and "token" not in n and "pos_embed" not in n else no_decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
 
