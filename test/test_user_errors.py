@@ -188,3 +188,14 @@ def test_bench_node_refuses_before_rendering(tmp_path, args, words):
     run = da3_ros(["bench-node", *args], tmp_path)
     one_line_error(run, *words)
     assert list(tmp_path.iterdir()) == []  # nothing rendered, nothing written
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--reference-strategy", "bogus", ("--reference-strategy", "bogus", "saddle_balanced")),
+    ("--size", "abc", ("--size", "abc", "WxH")),
+    ("--window", "0", ("--window", "0", "2 to 64")),
+    ("--model", "/nonexistent/model", ("--model", "/nonexistent/model")),
+])
+def test_export_onnx_bad_flag(tmp_path, flag, value, words):
+    one_line_error(da3_ros(["export-onnx", flag, value, "--out", str(tmp_path / "onnx")], tmp_path), *words)
+    assert not (tmp_path / "onnx").exists()

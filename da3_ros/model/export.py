@@ -38,7 +38,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..usage import ArgumentParser, UsageError, int_range, one_line_errors, output_directory
 from .config import PATCH_SIZE
+from .reference import REF_STRATEGIES
 
 
 class EncoderGraph(nn.Module):
@@ -171,33 +173,45 @@ def check_onnx(model, paths: Dict[str, str], window: int, image_hw: Tuple[int, i
 
 
 def _parse_hw(text: str) -> Tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
+    """`--size` WxH -> (w, h); argparse reports a bad value in one line."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: WxH in pixels, e.g. 640x480") from None
+    if w < 14 or h < 14:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: at least 14x14 pixels")
     return w, h
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="da3_ros export-onnx", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="da3_ros export-onnx", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="depth-anything/DA3-SMALL",
                    help="hub id, hub-layout dir, .safetensors (with --variant) or random:<variant>")
     p.add_argument("--variant", default=None)
-    p.add_argument("--window", type=int, default=8, help="frames per window (fixed in the graph)")
-    p.add_argument("--size", default="504x378",
+    p.add_argument("--window", type=int_range(2, 64), default=8, help="frames per window (fixed in the graph)")
+    p.add_argument("--size", type=_parse_hw, default="504x378",
                    help="native camera size WxH; the network input follows the official resize rule")
-    p.add_argument("--process-res", type=int, default=504)
-    p.add_argument("--reference-strategy", default="saddle_balanced")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--process-res", type=int_range(56, 1512), default=504)
+    p.add_argument("--reference-strategy", default="saddle_balanced", choices=REF_STRATEGIES)
+    p.add_argument("--opset", type=int_range(1), default=17)
     p.add_argument("--out", default="onnx")
     p.add_argument("--check", action="store_true", help="verify with onnxruntime (CPU) against PyTorch")
     return p
 
 
+@one_line_errors("da3_ros export-onnx")
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .loading import DA3LoadError
     from .preprocess import processed_size
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    w, h = _parse_hw(args.size)
+    w, h = args.size
     hw = processed_size(h, w, args.process_res)
-    net = _anyview_net(args.model, args.variant)
+    output_directory(args.out, overwrite=True)  # the graphs and export.json are (re)written there
+    try:
+        net = _anyview_net(args.model, args.variant)
+    except (DA3LoadError, ValueError) as exc:  # an unknown model, a monocular one, no weights here
+        raise UsageError(f"--model {args.model!r}: {exc}") from None
     paths = export_onnx(net, args.out, args.window, hw, opset=args.opset, reference_strategy=args.reference_strategy)
     print(f"wrote {paths['encoder']} and {paths['window']} (network input {hw[1]}x{hw[0]}, window {args.window})")
     if args.check:
